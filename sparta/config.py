@@ -1,0 +1,271 @@
+"""Typed, validated configuration with named presets and ``key=value`` overrides.
+
+The defaults are the paper's settings; presets (``sparta/presets/*.yaml``) override
+a subset. Unknown keys and invalid values fail before any work starts, with a
+message naming the offending key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+DEFAULT_VARIABLES = [
+    "2m_temperature",
+    "geopotential@850",
+    "u_component_of_wind@850",
+    "v_component_of_wind@850",
+    "specific_humidity@850",
+]
+
+
+class DataConfig(_Strict):
+    source: str = Field("synthetic", description="'synthetic' or a WeatherBench2-schema zarr/netCDF path or URL")
+    store: str = Field("data/synthetic", description="prepared store directory that training reads")
+    variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
+                                 description="WeatherBench2 variable names, '@level' for pressure levels")
+    grid: str = Field("64x32", pattern=r"^\d+x\d+$", description="lon x lat, as WeatherBench2 names its grids")
+    synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
+    synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
+    seed: int = Field(0, description="seed of the synthetic generator")
+    split: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="chronological train/val/test fractions")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
+            raise ValueError(f"data.split must be three positive fractions summing to 1, got {self.split}")
+        if not self.variables:
+            raise ValueError("data.variables must list at least one variable")
+        return self
+
+    @property
+    def n_lon(self) -> int:
+        return int(self.grid.split("x")[0])
+
+    @property
+    def n_lat(self) -> int:
+        return int(self.grid.split("x")[1])
+
+
+class AugmentConfig(_Strict):
+    mode: Literal["paper", "native"] = Field(
+        "paper", description="paper: bicubic resize x resize_factor then random crop to x crop_factor; "
+        "native: random periodic longitude shift on the native grid (fast)")
+    resize_factor: float = Field(2.5, gt=1.0, description="160x80 from 64x32")
+    crop_factor: float = Field(2.25, gt=0.0, description="144x72 from 64x32; also the encoder's input size")
+    smooth_kernel: int = Field(5, ge=1, description="box filter size; 1 disables smoothing")
+    mask_low: float = Field(0.5, ge=0.0, lt=1.0)
+    mask_high: float = Field(0.9, gt=0.0, le=1.0)
+    mask_on: Literal["native", "upsampled"] = Field(
+        "native", description="native: hide grid points before resizing (true sparsity); "
+        "upsampled: the reference code's behaviour, masking after upsampling")
+    mask_per_channel: bool = Field(False, description="independent mask per channel (the reference) instead of one per point")
+
+    @model_validator(mode="after")
+    def _check(self) -> AugmentConfig:
+        if self.mask_low > self.mask_high:
+            raise ValueError(f"augment.mask_low ({self.mask_low}) must not exceed augment.mask_high ({self.mask_high})")
+        if self.crop_factor > self.resize_factor:
+            raise ValueError("augment.crop_factor must not exceed augment.resize_factor")
+        return self
+
+
+class SamplerConfig(_Strict):
+    hard_negatives: bool = Field(True, description="batches of (anchor, soft, hard) triplets")
+    hard_min: int = Field(11, ge=1, description="hard negatives lie hard_min..hard_max days from the anchor")
+    hard_max: int = Field(40, ge=2)
+    soft_min: int = Field(1000, ge=1, description="soft negatives lie at least this many days away")
+    max_delta: int = Field(5, ge=1, description="positives at t +- delta, delta in 1..max_delta")
+    delta_decay: float = Field(0.1, ge=0.0, description="p(delta) proportional to exp(-delta_decay * delta)")
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplerConfig:
+        if self.hard_min > self.hard_max:
+            raise ValueError("sampler.hard_min must not exceed sampler.hard_max")
+        return self
+
+
+class ModelConfig(_Strict):
+    fusion: Literal["early", "attention", "gnn"] = Field("early", description="early: one encoder over all channels")
+    width: int = Field(64, ge=4, description="ResNet-18 base width (64 in the paper)")
+    embed_dim: int = Field(1000, ge=8, description="size of the embedding h")
+    proj_dim: int = Field(128, ge=4, description="size of the projection z")
+    stem_norm: Literal["batch", "group"] = Field("batch", description="norm after the first conv (paper: batch)")
+    gn_groups: int = Field(0, ge=0, description="GroupNorm groups; 0 = one group per channel (reference)")
+    decoder_channels: int = Field(500, ge=5, description="channels at the decoder's coarsest level")
+    decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention_heads: int = Field(8, ge=1)
+    graph: list[tuple[str, str]] | None = Field(
+        None, description="undirected edges between variable short names for gnn fusion; None = default relations")
+
+
+class LossConfig(_Strict):
+    temperature: float = Field(0.3, gt=0.0)
+    cycle: bool = Field(True, description="add the cycle-consistency loss on h")
+    cycle_weight: float = Field(1.0, ge=0.0)
+    alpha_decay: float = Field(0.01, ge=0.0, description="k in alpha(epoch) = exp(-k * epoch)")
+    recon_target: Literal["aligned", "uncropped"] = Field(
+        "aligned", description="stage-2 t+-delta targets: the same crop as the input, or the raw native fields (reference)")
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(126, ge=3, description="contrastive batch; a multiple of 3 with hard negatives")
+    lr: float = Field(1e-4, gt=0.0)
+    autoencoder_lr: float = Field(1e-3, gt=0.0)
+    epochs_pretrain: int = Field(100, ge=0)
+    epochs_blend: int = Field(250, ge=0)
+    epochs_decoder: int = Field(200, ge=0)
+    epochs_autoencoder: int = Field(180, ge=0)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on training steps per epoch (None = full split)")
+    val_steps: int | None = Field(None, ge=1, description="cap on validation steps per epoch")
+    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(10, ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+    on_nonfinite: Literal["stop", "skip"] = Field("stop", description="what to do on a NaN/inf loss")
+
+
+class DownstreamConfig(_Strict):
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-2, gt=0.0)
+    forecast_epochs: int = Field(100, ge=1)
+    diffusion_epochs: int = Field(300, ge=1)
+    classifier_epochs: int = Field(100, ge=1)
+    forecast_settings: list[tuple[int, int]] = Field(
+        default_factory=lambda: [(30, 1), (5, 5), (5, 10)], description="(look-back, stride) pairs")
+    forecast_seeds: list[int] = Field(default_factory=lambda: [0, 42, 123], description="seeds for stride > 1")
+    rollout_steps: int = Field(100, ge=1)
+    lead_times: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
+    lstm_hidden: int = Field(128, ge=1)
+    condition_mask: float = Field(0.7, ge=0.0, lt=1.0, description="mask ratio of forecast inputs and diffusion conditions")
+    classify_mask_low: float = Field(0.2, ge=0.0, lt=1.0)
+    classify_mask_high: float = Field(0.9, gt=0.0, le=1.0)
+    diffusion_steps: int = Field(1000, ge=2)
+    beta_start: float = Field(1e-4, gt=0.0)
+    beta_end: float = Field(0.02, gt=0.0)
+    diffusion_lr: float = Field(1e-3, gt=0.0)
+    diffusion_hidden: int = Field(1024, ge=8)
+    condition_tokens: int = Field(8, ge=1, description="the condition embedding is split into this many attention tokens")
+    diffusion_samples: int = Field(20, ge=1, description="generations per condition")
+    max_conditions: int | None = Field(None, ge=1, description="cap on evaluated diffusion conditions")
+    density_sigma: float = Field(20.0, gt=0.0)
+    realism_k: int = Field(5, ge=1)
+    smoothness_days: int = Field(256, ge=3)
+
+    @model_validator(mode="after")
+    def _check(self) -> DownstreamConfig:
+        if max(self.lead_times) > self.rollout_steps:
+            raise ValueError("downstream.lead_times must not exceed downstream.rollout_steps")
+        return self
+
+
+class Config(_Strict):
+    method: Literal["sparta", "autoencoder"] = "sparta"
+    preset: str = "paper"
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.sampler.hard_negatives and self.train.batch_size % 3:
+            raise ValueError(
+                f"train.batch_size={self.train.batch_size} must be a multiple of 3 with sampler.hard_negatives=true "
+                "(batches are anchor/soft/hard triplets), e.g. 126")
+        return self
+
+    def digest(self) -> str:
+        """Short hash of the settings that define the trained model (not run bookkeeping)."""
+        payload = self.model_dump(mode="json", exclude={"preset", "downstream"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("sparta.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_dict(name: str) -> dict[str, Any]:
+    if name not in available_presets():
+        raise ConfigError(f"unknown preset '{name}'; available: {', '.join(available_presets())}")
+    text = resources.files("sparta.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["train.epochs_pretrain=3", "model.fusion=gnn"]`` -> nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with another override of '{part}'")
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+    return nested
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "config"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}'")
+        else:
+            lines.append(f"invalid value for '{key}': {e['msg']}")
+    return "; ".join(lines)
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(preset: str = "quick", overrides: list[str] | None = None, **fields: Any) -> Config:
+    """Defaults <- preset <- keyword fields (e.g. ``method``) <- ``key=value`` overrides."""
+    raw = _merge(_preset_dict(preset), {"preset": preset, **fields})
+    raw = _merge(raw, parse_overrides(overrides or []))
+    return validate(raw)
+
+
+def load_config_file(path: str | Path) -> Config:
+    return validate(yaml.safe_load(Path(path).read_text()) or {})
