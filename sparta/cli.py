@@ -1,0 +1,118 @@
+"""The ``sparta`` command line. Every command takes ``--preset`` and ``section.key=value`` overrides."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from sparta.checkpoint import CheckpointError
+from sparta.config import ConfigError, available_presets, load_config
+from sparta.data.store import DataError
+
+app = typer.Typer(help="SPARTA: contrastive embeddings of sparse gridded weather data.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect and validate configurations.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+Preset = Annotated[str, typer.Option(help=f"named preset: {', '.join(available_presets())}")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="config overrides, e.g. train.epochs_pretrain=3",
+                                                          show_default=False)]
+
+
+def _user_errors(fn):
+    """Turn the library's user-facing errors into one red line and exit status 2 (no traceback)."""
+    from sparta.runs import RunError
+    from sparta.training import TrainingError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataError, CheckpointError, RunError, TrainingError, ValueError) as err:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=False)])
+
+
+@data_app.command("prepare")
+@_user_errors
+def data_prepare(
+    source: Annotated[str, typer.Option(help="'synthetic', or a WeatherBench2 zarr/netCDF path or URL")] = "synthetic",
+    out: Annotated[Optional[Path], typer.Option(help="prepared store directory (default: data.store)")] = None,
+    preset: Preset = "quick",
+    overrides: Overrides = None,
+) -> None:
+    """Write a prepared store (daily fields, statistics, splits, season labels) from a data source."""
+    from sparta.data import prepare_from_config
+
+    cfg = load_config(preset, [*(overrides or []), f"data.source={source}"])
+    store = prepare_from_config(cfg.data, out or cfg.data.store)
+    console.print(f"prepared store [bold]{store.path}[/]: {len(store.times)} days "
+                  f"{store.times[0]}..{store.times[-1]}, channels {', '.join(store.channels)}, grid {store.grid}")
+
+
+@app.command()
+@_user_errors
+def train(
+    model: Annotated[str, typer.Option("--model", help="sparta or autoencoder")] = "sparta",
+    preset: Preset = "quick",
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<model>-<preset>-<time>)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
+    progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    overrides: Overrides = None,
+) -> None:
+    """Train SPARTA (three stages) or the autoencoder baseline; resumable."""
+    from sparta.data import open_or_prepare
+    from sparta.runs import Run
+    from sparta.training import Trainer
+
+    if resume:
+        if overrides:
+            raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
+        run = Run.open(resume)
+    else:
+        run = Run.create(load_config(preset, overrides, method=model), out, overwrite=overwrite)
+    console.print(f"run directory: [bold]{run.path}[/]")
+    store = open_or_prepare(run.config.data, progress)
+    Trainer(run, store, progress=progress).fit(resume=resume is not None)
+    console.print(f"finished: [bold]{run.path}[/] (best model {run.best})")
+
+
+@config_app.command("show")
+@_user_errors
+def config_show(preset: Preset = "quick", overrides: Overrides = None) -> None:
+    """Print the fully resolved config (defaults <- preset <- overrides) as YAML."""
+    sys.stdout.write(load_config(preset, overrides).to_yaml())
+
+
+@config_app.command("validate")
+@_user_errors
+def config_validate(path: Path) -> None:
+    """Check a config YAML file (e.g. a run's config.yaml); exit status 2 and the bad key if invalid."""
+    from sparta.config import load_config_file
+
+    load_config_file(path)
+    console.print(f"{path}: valid")

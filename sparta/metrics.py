@@ -1,0 +1,264 @@
+"""Evaluation metrics (paper sections 6.1.3 and 7.1.1, equations 18-19; SPEC "Metrics").
+
+Fields are ``(N, C, H, W)`` with latitude ascending along ``H``. No function here normalises or
+denormalises: the caller passes the space it wants. The SPEC's reported numbers use physical
+(denormalised) fields for RRMSE, SSIM and PSNR, and both raw and standardised latents for latent
+density, realism and smoothness. Field metrics are computed in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional import peak_signal_noise_ratio, structural_similarity_index_measure
+
+
+def _check_fields(pred: torch.Tensor, true: torch.Tensor) -> None:
+    if pred.shape != true.shape or pred.ndim != 4:
+        raise ValueError(
+            f"expected pred and true of equal shape (N, C, H, W), got {tuple(pred.shape)} and {tuple(true.shape)}"
+        )
+
+
+def lat_weights(lat_deg: torch.Tensor) -> torch.Tensor:
+    """Cell-area latitude weights normalised to mean 1.
+
+    A cell spans from the midpoints between neighbouring latitudes, clipped to +-90 deg, so its
+    area is proportional to ``|sin(upper) - sin(lower)|``. On a regular grid without poles (even
+    ``LAT``, e.g. 32) this is exactly proportional to ``cos(lat)``. On a grid that includes the
+    poles (odd ``LAT``, e.g. 121), the pole cell is the half cell ``[90 - dlat/2, 90]`` with
+    weight proportional to ``1 - cos(dlat/2)`` (small but non-zero, unlike plain ``cos(90) = 0``).
+
+    Args:
+        lat_deg: ``(H,)`` latitudes in degrees, monotone, at least two.
+
+    Returns:
+        ``(H,)`` weights with mean 1 (float64).
+    """
+    if lat_deg.ndim != 1 or lat_deg.numel() < 2:
+        raise ValueError(f"lat_weights needs a 1-D tensor of at least two latitudes, got shape {tuple(lat_deg.shape)}")
+    lat = lat_deg.double()
+    mid = (lat[1:] + lat[:-1]) / 2
+    first = lat[:1] - (lat[1] - lat[0]) / 2
+    last = lat[-1:] + (lat[-1] - lat[-2]) / 2
+    bounds = torch.deg2rad(torch.cat([first, mid, last]).clamp(-90.0, 90.0))
+    area = (torch.sin(bounds[1:]) - torch.sin(bounds[:-1])).abs()
+    return area / area.mean()
+
+
+def rrmse(
+    pred: torch.Tensor,
+    true: torch.Tensor,
+    per_channel: bool = False,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Relative root mean squared error in percent (SPEC "Metrics").
+
+    ``RRMSE = ||pred - true||_2 / ||true||_2 * 100``, the norms taken over all samples, channels
+    and grid points jointly (pooled: one ratio for the whole set, not a mean of per-sample ratios;
+    for a per-lead-time curve pass the samples of one lead time). With ``per_channel`` the same
+    ratio is taken per channel. With ``weights`` both squared norms are weighted:
+    ``sqrt(sum w (pred - true)^2) / sqrt(sum w true^2) * 100`` (the scale of ``w`` cancels).
+
+    Space: whatever the caller passes; reported numbers use physical (denormalised) fields. The
+    ``||true||`` denominator stays well conditioned for u/v winds whose mean is near 0 (unlike the
+    authors' division by the mean of the truth).
+
+    Args:
+        pred, true: ``(N, C, H, W)``.
+        per_channel: return ``(C,)`` instead of a scalar.
+        weights: ``None`` for the unweighted paper metric; else ``(H,)`` latitude weights (e.g.
+            :func:`lat_weights`) or ``(H, W)`` weights.
+
+    Returns:
+        Scalar, or ``(C,)`` with ``per_channel`` (float64).
+    """
+    _check_fields(pred, true)
+    p, t = pred.double(), true.double()
+    err2, ref2 = (p - t).pow(2), t.pow(2)
+    if weights is not None:
+        w = weights.double().to(p.device)
+        w = w[:, None] if w.ndim == 1 else w
+        if w.shape != p.shape[-2:]:
+            raise ValueError(f"rrmse weights must be (H,) or (H, W) = {tuple(p.shape[-2:])}, got {tuple(weights.shape)}")
+        err2, ref2 = err2 * w, ref2 * w
+    dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+    return (err2.sum(dim=dims) / ref2.sum(dim=dims)).sqrt() * 100.0
+
+
+def _channel_ranges(true: torch.Tensor) -> list[float]:
+    """``max - min`` of each channel of the true field over the batch and the grid."""
+    flat = true.transpose(0, 1).reshape(true.shape[1], -1)
+    return (flat.amax(dim=1) - flat.amin(dim=1)).tolist()
+
+
+def ssim(pred: torch.Tensor, true: torch.Tensor, kernel_size: int = 7, per_channel: bool = False) -> torch.Tensor:
+    """Structural similarity, per channel then averaged over channels (SPEC "Metrics").
+
+    For channel ``c``: ``SSIM_c`` = torchmetrics ``structural_similarity_index_measure`` of the
+    ``(N, 1, H, W)`` slices with ``data_range_c = max(true_c) - min(true_c)`` over the batch
+    (from the TRUE field only, so a prediction cannot change its own scale), Gaussian window
+    ``sigma = 1.5`` (Wang et al. 2004) truncated to ``kernel_size x kernel_size``, averaged over
+    the N images. Result: ``mean_c SSIM_c``.
+
+    ``kernel_size`` defaults to 7 rather than torchmetrics' 11: torchmetrics drops a border of
+    ``(k - 1) / 2`` rows and columns, which with 11 leaves only 22 of 32 latitudes on a 64x32
+    grid; 7 keeps 26 and still covers +-2 sigma of the Gaussian.
+
+    Space: the caller's; reported numbers use physical fields (SSIM is invariant to a common
+    affine rescaling of pred and true per channel, so normalised fields give the same value).
+
+    Args:
+        pred, true: ``(N, C, H, W)``.
+        kernel_size: odd window size.
+        per_channel: return ``(C,)`` instead of the channel mean.
+
+    Returns:
+        Scalar, or ``(C,)`` with ``per_channel`` (float64).
+    """
+    _check_fields(pred, true)
+    p, t = pred.double(), true.double()
+    values = torch.stack(
+        [
+            structural_similarity_index_measure(
+                p[:, c : c + 1], t[:, c : c + 1], kernel_size=kernel_size, data_range=data_range
+            )
+            for c, data_range in enumerate(_channel_ranges(t))
+        ]
+    )
+    return values if per_channel else values.mean()
+
+
+def psnr(pred: torch.Tensor, true: torch.Tensor, per_channel: bool = False) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB, per channel then averaged over channels (SPEC "Metrics").
+
+    For channel ``c``: ``PSNR_c = 10 log10(data_range_c^2 / MSE_c)`` (torchmetrics
+    ``peak_signal_noise_ratio``), with ``MSE_c`` pooled over the whole batch and grid and
+    ``data_range_c = max(true_c) - min(true_c)`` over the batch, from the TRUE field only.
+    Result: ``mean_c PSNR_c``.
+
+    Space: the caller's; with ``data_range`` taken from the same field, PSNR is invariant to a
+    per-channel affine rescaling, so physical and normalised fields give the same value.
+
+    Args:
+        pred, true: ``(N, C, H, W)``.
+        per_channel: return ``(C,)`` instead of the channel mean.
+
+    Returns:
+        Scalar, or ``(C,)`` with ``per_channel`` (float64).
+    """
+    _check_fields(pred, true)
+    p, t = pred.double(), true.double()
+    values = torch.stack(
+        [
+            peak_signal_noise_ratio(p[:, c], t[:, c], data_range=data_range)
+            for c, data_range in enumerate(_channel_ranges(t))
+        ]
+    )
+    return values if per_channel else values.mean()
+
+
+def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(A, B)`` squared Euclidean distances between rows of ``(A, D)`` and ``(B, D)``, exact."""
+    return torch.cdist(x.double(), y.double(), compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+
+
+def latent_density(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 20.0) -> torch.Tensor:
+    """Latent density (paper eq. 18, Xu et al.), averaged over the generated set.
+
+    ``D(g) = 1/|H| sum_j exp(-||g - h_j||^2 / (2 sigma^2))``; result ``mean_g D(g)``, in (0, 1].
+    ``sigma = 20`` as in the paper. Space: the caller's latents; the score depends on their scale,
+    so report it on raw and on standardised latents (SPEC "Decisions").
+
+    Args:
+        gen: ``(G, D)`` generated latents.
+        ref: ``(R, D)`` reference latents (encodings of correctly preprocessed inputs).
+        sigma: kernel width, > 0.
+
+    Returns:
+        Scalar (float64).
+    """
+    return torch.exp(-_sq_dists(gen, ref) / (2.0 * sigma**2)).mean()
+
+
+def realism_score(gen: torch.Tensor, ref: torch.Tensor, k: int = 5, eps: float = 1e-12) -> torch.Tensor:
+    """Realism score (paper eq. 19, Kynkaanniemi et al. 2019), averaged over the generated set.
+
+    ``r_k(j)`` = distance from reference point ``h_j`` to its k-th nearest OTHER reference point;
+    ``R(g) = max_j r_k(j) / max(||g - h_j||, eps)``; result ``mean_g R(g)``. Values above 1 mean
+    ``g`` lies inside some reference point's k-NN ball. As in the paper (and the authors' code),
+    the original method's pruning of the largest half of the radii is not applied.
+
+    ``eps`` guards the division when ``g`` coincides with a reference point: the ratio is then
+    ``r_k(j) / eps``, a very large finite number (the score is unbounded there) instead of inf.
+    Space: the caller's latents (ratios of distances, so invariant to a global scale).
+
+    Args:
+        gen: ``(G, D)`` generated latents.
+        ref: ``(R, D)`` reference latents, ``R > k``.
+        k: neighbour rank (5 in the paper).
+        eps: smallest distance used in the denominator.
+
+    Returns:
+        Scalar (float64).
+    """
+    if ref.shape[0] <= k:
+        raise ValueError(f"realism_score needs more than k={k} reference points, got {ref.shape[0]}")
+    ref_d = _sq_dists(ref, ref).sqrt()
+    ref_d.fill_diagonal_(float("inf"))
+    radii = ref_d.kthvalue(k, dim=1).values  # (R,)
+    gen_d = _sq_dists(gen, ref).sqrt().clamp_min(eps)  # (G, R)
+    return (radii[None, :] / gen_d).amax(dim=1).mean()
+
+
+def step_distances(h: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """Temporal step (velocity) distances along a latent trajectory (paper section 7.1.1).
+
+    ``d_t = ||h_t - h_{t-1}||_2^2`` for ``t = 1..T-1``. With ``normalise`` every distance is
+    divided by the mean squared latent norm ``mean_t ||h_t||^2``, which makes models with
+    different latent scales comparable (SPEC "Smoothness": report both).
+
+    Args:
+        h: ``(T, D)`` consecutive latents.
+        normalise: divide by ``mean_t ||h_t||^2``.
+
+    Returns:
+        ``(T-1,)`` distances.
+    """
+    d = (h[1:] - h[:-1]).pow(2).sum(dim=1)
+    return d / h.pow(2).sum(dim=1).mean() if normalise else d
+
+
+def cycle_distances(h: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """Cycle (acceleration) distances along a latent trajectory (paper section 7.1.1).
+
+    ``c_t = ||h_{t-1} - 2 h_t + h_{t+1}||_2^2`` for ``t = 1..T-2``; with ``normalise`` divided by
+    ``mean_t ||h_t||^2`` as in :func:`step_distances`.
+
+    Args:
+        h: ``(T, D)`` consecutive latents.
+        normalise: divide by ``mean_t ||h_t||^2``.
+
+    Returns:
+        ``(T-2,)`` distances.
+    """
+    d = (h[:-2] - 2.0 * h[1:-1] + h[2:]).pow(2).sum(dim=1)
+    return d / h.pow(2).sum(dim=1).mean() if normalise else d
+
+
+def mean_std(x: torch.Tensor) -> tuple[float, float]:
+    """Mean and population standard deviation (``ddof = 0``) of all elements of ``x``."""
+    x = x.double()
+    return x.mean().item(), x.std(correction=0).item()
+
+
+def embedding_std(h: torch.Tensor) -> float:
+    """Collapse monitor: per-dimension std of L2-normalised embeddings, averaged over dimensions.
+
+    ``mean_i std_n(h_n^i / ||h_n||)`` (population std). About ``1/sqrt(d)`` for embeddings spread
+    over the sphere; near 0 when they collapse to one direction.
+
+    Args:
+        h: ``(N, d)`` embeddings.
+    """
+    return F.normalize(h.double(), dim=1).std(dim=0, correction=0).mean().item()

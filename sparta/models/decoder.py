@@ -1,0 +1,61 @@
+"""Decoder: embedding h -> the full field (B, C, n_lat, n_lon) on the native grid.
+
+Five x2 upsampling blocks grow a (ceil(n_lat/32), ceil(n_lon/32)) seed to 32 times its size; the
+authors reshape their 1000-d h straight to (500, 2, 1), which only fits that one embedding size and
+grid, so we map h to the seed with a Linear layer. Where 32x the seed overshoots the grid (121x240 ->
+128x256) the output is centre-cropped: cropping keeps every output cell a direct convolution output
+(no resampling blur), and the network learns where the grid lies inside its canvas.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+N_BLOCKS = 5
+MIN_CHANNELS = 4
+
+
+class ResidualBlock(nn.Module):
+    """Conv3x3(c->2c)-ReLU-Dropout-Conv3x3(2c->c) added to its input, then ReLU and Dropout."""
+
+    def __init__(self, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Conv2d(2 * channels, channels, 3, padding=1))
+        self.out = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x + self.block(x))
+
+
+class Decoder(nn.Module):
+    """h (B, embed_dim) -> (B, out_channels, n_lat, n_lon), no output activation (z-scored fields).
+
+    Channels halve at each of the 5 blocks (floor ``MIN_CHANNELS``): 500 -> 250 -> ... -> 15 as in the paper.
+    """
+
+    def __init__(self, embed_dim: int, out_channels: int, n_lat: int, n_lon: int,
+                 base_channels: int = 500, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.n_lat, self.n_lon = n_lat, n_lon
+        scale = 2 ** N_BLOCKS
+        self.seed_shape = (base_channels, math.ceil(n_lat / scale), math.ceil(n_lon / scale))
+        self.seed = nn.Linear(embed_dim, math.prod(self.seed_shape))
+        blocks: list[nn.Module] = []
+        c = base_channels
+        for _ in range(N_BLOCKS):
+            c_next = max(c // 2, MIN_CHANNELS)
+            blocks += [nn.ConvTranspose2d(c, c_next, 2, stride=2), ResidualBlock(c_next, dropout)]
+            c = c_next
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(c, out_channels, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.seed(h).view(-1, *self.seed_shape)))
+        top = (x.shape[-2] - self.n_lat) // 2
+        left = (x.shape[-1] - self.n_lon) // 2
+        return x[..., top:top + self.n_lat, left:left + self.n_lon]

@@ -1,0 +1,332 @@
+"""One trainer for every stage of SPARTA and for the autoencoder baseline.
+
+The stages differ only in data (:class:`Stage` flags), which parameters learn and
+which loss terms are on; the loop, validation, scheduling, checkpointing and
+resume are shared. Every epoch draws its randomness from generators seeded by
+(seed, stage, epoch), so a run resumed from any epoch boundary reproduces the
+uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from sparta import dist
+from sparta.augment import Augmenter
+from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sparta.config import Config
+from sparta.data.store import PreparedStore
+from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
+from sparta.metrics import embedding_std
+from sparta.models import SpartaModel
+from sparta.plots import plot_training_curves
+from sparta.runs import Run
+from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
+from sparta.seeding import derive_seed, generator
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. a non-finite loss); the message names stage, epoch and term."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one training stage does. Paper section 5: pretrain -> blend -> decoder; or the autoencoder."""
+
+    name: str
+    epochs: int
+    lr: float
+    contrastive: bool  # NT-Xent (+ cycle) on temporal pairs of augmented views
+    reconstruct_views: bool  # decode the masked t+-delta views (eq. 16)
+    reconstruct_masked: bool  # decode the masked, non-augmented anchor (eq. 17)
+    train_encoder: bool
+    blend: bool  # loss = alpha * L_c + (1 - alpha) * L_r, alpha = exp(-k * epoch)
+
+
+def plan_stages(cfg: Config) -> list[Stage]:
+    t = cfg.train
+    if cfg.method == "autoencoder":
+        return [Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, False, False, True, True, False)]
+    return [
+        Stage("pretrain", t.epochs_pretrain, t.lr, True, False, False, True, False),
+        Stage("blend", t.epochs_blend, t.lr, True, True, True, True, True),
+        Stage("decoder", t.epochs_decoder, t.lr, False, False, True, False, False),
+    ]
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def build_model(cfg: Config, channels: list[str], n_lat: int, n_lon: int) -> SpartaModel:
+    return SpartaModel(cfg.model, channels, n_lat, n_lon, with_projector=cfg.method == "sparta")
+
+
+def checkpoint_meta(cfg: Config, store: PreparedStore) -> dict:
+    """What every checkpoint says about the model: enough to rebuild and check it without the run."""
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "config_digest": cfg.digest(),
+        "variables": list(store.variables),
+        "channels": list(store.channels),
+        "grid": store.grid,
+        "mean": torch.from_numpy(store.mean.copy()),
+        "std": torch.from_numpy(store.std.copy()),
+        "source": store.source,
+    }
+
+
+class Trainer:
+    def __init__(self, run: Run, store: PreparedStore, progress: bool = True):
+        self.run = run
+        self.cfg = cfg = run.config
+        self.store = store
+        self.progress = progress and dist.is_main()
+        self.device = resolve_device(cfg.train.device)
+        self.stages = plan_stages(cfg)
+        self.augmenter = Augmenter(cfg.augment, len(store.lat), len(store.lon))
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg, store.channels, len(store.lat), len(store.lon)).to(self.device)
+        self.meta = checkpoint_meta(cfg, store)
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.loaders = {split: self._loader(split) for split in ("train", "val")}
+
+    # ---------------------------------------------------------------- data
+    def _loader(self, split: str) -> DataLoader:
+        cfg = self.cfg
+        start, stop = self.store.split_range(split)
+        train = split == "train"
+        sampler = ContrastiveBatchSampler(
+            stop - start, cfg.train.batch_size, cfg.sampler,
+            seed=derive_seed(cfg.train.seed, "sampler", split),
+            hard_negatives=cfg.sampler.hard_negatives,
+            max_batches=cfg.train.steps_per_epoch if train else cfg.train.val_steps,
+            rank=dist.rank(), world_size=dist.world_size(),
+        )
+        return DataLoader(ContrastiveDataset(self.store, split), batch_sampler=sampler,
+                          num_workers=cfg.train.num_workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=cfg.train.num_workers > 0)
+
+    # ---------------------------------------------------------------- losses
+    def _autocast(self):
+        precision = self.cfg.train.precision
+        if precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _terms(self, batch: dict[str, Tensor], stage: Stage, alpha: float, gen: torch.Generator) -> dict[str, Tensor]:
+        """Loss terms of one batch; ``total`` is what is optimised."""
+        cfg, aug, model = self.cfg, self.augmenter, self.model
+        anchor = batch["anchor"].to(self.device, non_blocking=True)
+        lo, hi = cfg.augment.mask_low, cfg.augment.mask_high
+        terms: dict[str, Tensor] = {}
+        with self._autocast():
+            if not stage.contrastive:  # decoder-only stage or autoencoder: masked input -> full field
+                sparse = aug.mask(anchor, gen, lo, hi)
+                with nullcontext() if stage.train_encoder else torch.no_grad():
+                    h = model.encode(sparse)
+                terms["recon"] = reconstruction_loss(model.decode(h).float(), anchor)
+                terms["total"] = terms["recon"]
+                terms["embed_std"] = torch.tensor(embedding_std(h.detach().float()))
+                return terms
+
+            minus = batch["minus"].to(self.device, non_blocking=True)
+            plus = batch["plus"].to(self.device, non_blocking=True)
+            aligned = stage.reconstruct_views and cfg.loss.recon_target == "aligned"
+            view_t = aug.view(anchor, gen, masked=False)
+            if aligned:
+                view_m, target_m = aug.view(minus, gen, masked=True, with_target=True)
+                view_p, target_p = aug.view(plus, gen, masked=True, with_target=True)
+            else:
+                view_m, target_m = aug.view(minus, gen, masked=True), minus
+                view_p, target_p = aug.view(plus, gen, masked=True), plus
+            inputs = [view_t, view_m, view_p]
+            if stage.reconstruct_masked:
+                inputs.append(aug.mask(anchor, gen, lo, hi))
+            h = model.encode(torch.cat(inputs))  # one pass: norms see one batch, the encoder runs once
+            n = anchor.shape[0]
+            h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
+            z = model.project(h[: 3 * n]).float()
+            terms["nt_xent"] = temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)
+            contrastive = terms["nt_xent"]
+            if cfg.loss.cycle:
+                terms["cycle"] = cycle_loss(h_m.float(), h_t.float(), h_p.float())
+                contrastive = contrastive + cfg.loss.cycle_weight * terms["cycle"]
+            if stage.reconstruct_views:
+                recon = model.decode(torch.cat([h_m, h_p])).float()
+                terms["recon_views"] = (reconstruction_loss(recon[:n], target_m)
+                                        + reconstruction_loss(recon[n:], target_p))
+                contrastive = contrastive + terms["recon_views"]
+            if stage.reconstruct_masked:
+                terms["recon"] = reconstruction_loss(model.decode(h[3 * n:]).float(), anchor)
+                terms["total"] = alpha * contrastive + (1 - alpha) * terms["recon"]
+            else:
+                terms["total"] = contrastive
+            terms["embed_std"] = torch.tensor(embedding_std(h_t.detach().float()))
+        return terms
+
+    # ---------------------------------------------------------------- stage setup
+    def _trainable(self, stage: Stage) -> list[nn.Parameter]:
+        model = self.model
+        if not stage.train_encoder:
+            modules = [model.decoder]
+        elif stage.contrastive and not stage.reconstruct_views and not stage.reconstruct_masked:
+            modules = [model.fusion, model.projector]
+        else:
+            modules = [m for m in (model.fusion, model.projector, model.decoder) if m is not None]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        params = [p for m in modules for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def _set_mode(self, stage: Stage, training: bool) -> None:
+        self.model.train(training)
+        if not stage.train_encoder:  # frozen encoder: its norms use their running statistics
+            self.model.fusion.eval()
+
+    # ---------------------------------------------------------------- loop
+    def _epoch(self, stage: Stage, stage_idx: int, epoch: int, optimizer, scaler) -> tuple[dict, dict]:
+        alpha = blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else 1.0
+        seed = derive_seed(self.cfg.train.seed, stage.name, epoch)
+        torch.manual_seed(seed)  # dropout
+        gen = generator(seed)
+        train_loader = self.loaders["train"]
+        train_loader.batch_sampler.set_epoch(derive_seed(seed, "order"))
+        self._set_mode(stage, True)
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        bar = tqdm(train_loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
+        for batch in bar:
+            terms = self._terms(batch, stage, alpha, gen)
+            if not self._finite(terms, stage, epoch):
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            for k, v in terms.items():
+                sums[k] += float(v.detach())
+            steps += 1
+            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+        if steps == 0:
+            raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
+                                "check the data or lower train.lr")
+        train = {k: v / steps for k, v in sums.items()}
+        return train, self._validate(stage, epoch, alpha)
+
+    @torch.no_grad()
+    def _validate(self, stage: Stage, epoch: int, alpha: float) -> dict[str, float]:
+        """Validation with fixed masks/views every epoch, so its changes reflect the model only."""
+        seed = derive_seed(self.cfg.train.seed, "validation")
+        gen = generator(seed)
+        self.loaders["val"].batch_sampler.set_epoch(seed)
+        self.model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for batch in self.loaders["val"]:
+            for k, v in self._terms(batch, stage, alpha, gen).items():
+                sums[k] += float(v)
+            steps += 1
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def _finite(self, terms: dict[str, Tensor], stage: Stage, epoch: int) -> bool:
+        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+        if not bad:
+            return True
+        message = f"non-finite loss in stage {stage.name}, epoch {epoch + 1}: term(s) {', '.join(bad)}"
+        if self.cfg.train.on_nonfinite == "stop":
+            raise TrainingError(message + "; the last good checkpoint is kept (try a lower train.lr, "
+                                "or train.on_nonfinite=skip)")
+        log.warning("%s; step skipped", message)
+        return False
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save(self, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
+        if not dist.is_main():
+            return
+        state = {k: v.detach().cpu() for k, v in self._module().state_dict().items()}
+        common = {**self.meta, "model": state, "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
+                  "epoch": epoch}
+        save_checkpoint(self.run.last, {**common, "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "history": self.history,
+                                        "best_val": self.best_val})
+        if improved:
+            save_checkpoint(self.run.best, common)
+
+    def _module(self) -> SpartaModel:
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def _restore(self) -> tuple[int, int, dict | None]:
+        """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
+        state = load_checkpoint(self.run.require_last(), expect_digest=self.cfg.digest())
+        self._module().load_state_dict(state["model"])
+        self.history = list(state["history"])
+        self.best_val = state["best_val"]
+        stage_idx, epoch = state["stage_index"], state["epoch"] + 1
+        if epoch >= self.stages[stage_idx].epochs:
+            return stage_idx + 1, 0, None
+        return stage_idx, epoch, {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+
+    # ---------------------------------------------------------------- public
+    def fit(self, resume: bool = False) -> Run:
+        start_stage, start_epoch, states = self._restore() if resume else (0, 0, None)
+        if resume:
+            log.info("resuming %s at stage %d, epoch %d", self.run.path, start_stage, start_epoch + 1)
+        final = len(self.stages) - 1
+        for stage_idx in range(start_stage, len(self.stages)):
+            stage = self.stages[stage_idx]
+            params = self._trainable(stage)
+            optimizer = torch.optim.Adam(params, lr=stage.lr)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=self.cfg.train.plateau_factor, patience=self.cfg.train.plateau_patience)
+            scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.train.precision == "fp16")
+            first = 0
+            if stage_idx == start_stage and states is not None:
+                optimizer.load_state_dict(states["optimizer"])
+                scheduler.load_state_dict(states["scheduler"])
+                first = start_epoch
+            for epoch in range(first, stage.epochs):
+                tic = time.perf_counter()
+                train, val = self._epoch(stage, stage_idx, epoch, optimizer, scaler)
+                scheduler.step(val["total"])
+                row = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                       "alpha": blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else None,
+                       **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()},
+                       "seconds": round(time.perf_counter() - tic, 2)}
+                self.history.append(row)
+                improved = stage_idx == final and val["total"] < self.best_val
+                if improved:
+                    self.best_val = val["total"]
+                self._save(stage_idx, epoch, optimizer, scheduler, improved)
+                if dist.is_main():
+                    self.run.write_metrics(self.history)
+                    log.info("%s epoch %d/%d  train %.4f  val %.4f", stage.name, epoch + 1, stage.epochs,
+                             train["total"], val["total"])
+        if dist.is_main():
+            if not self.run.best.exists():
+                raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "
+                                      "the final stage needs at least one epoch")
+            plot_training_curves(self.history, self.run.figures)
+            self.run.mark_complete()
+        return self.run
