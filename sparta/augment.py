@@ -134,7 +134,6 @@ class Augmenter:
             self.input_hw = self.resize_hw = self.native_hw
             self.kernel = max(1, _nearest_odd(cfg.smooth_kernel / cfg.crop_factor))
             self.max_shift = round(n_lon * (cfg.resize_factor - cfg.crop_factor) / cfg.resize_factor)
-        self._mask_channels = None if cfg.mask_per_channel else 1
 
     def encoder_input(self, x: Tensor) -> Tensor:
         """Un-augmented encoder input (downstream and reconstruction inputs): resized, no crop/smoothing."""
@@ -142,7 +141,8 @@ class Augmenter:
 
     def _random_mask(self, x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:
         b, c, n_lat, n_lon = x.shape
-        keep = random_keep_mask(b, n_lat, n_lon, low, high, generator, self._mask_channels or c, x.device)
+        channels = c if self.cfg.mask_per_channel else 1
+        keep = random_keep_mask(b, n_lat, n_lon, low, high, generator, channels, x.device)
         return x.masked_fill(~keep, 0.0)
 
     def _fixed_mask(self, x: Tensor, keep: Tensor) -> Tensor:

@@ -9,8 +9,6 @@ channel normalisation, so a model can be used (and checked) without its run dire
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,7 @@ def load_checkpoint(path: str | Path, expect_digest: str | None = None) -> dict[
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle safely means "not usable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"'{path}' is truncated, corrupt or not a SPARTA checkpoint ({first[:160]})") from None
     if not isinstance(data, dict) or data.get("magic") != _MAGIC:

@@ -116,3 +116,27 @@ def config_validate(path: Path) -> None:
 
     load_config_file(path)
     console.print(f"{path}: valid")
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a finished training run directory")],
+    tasks: Annotated[str, typer.Option(help="comma-separated: forecast,diffusion,classify,diagnostics")] =
+        "forecast,diffusion,classify,diagnostics",
+    progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+) -> None:
+    """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
+    from sparta.data import open_or_prepare
+    from sparta.evaluate import Evaluation
+    from sparta.runs import Run
+    from sparta.tables import all_tables
+
+    run = Run.open(run_dir)
+    store = open_or_prepare(run.config.data, progress)
+    results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
+    label = "Autoencoder" if results["method"] == "autoencoder" else f"SPARTA ({results['fusion']})"
+    tables = all_tables({label: results})
+    (run.evaluation / "tables.md").write_text(tables)
+    sys.stdout.write(tables)
+    console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")

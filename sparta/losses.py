@@ -50,7 +50,9 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     Every rank must pass the same ``N``. With one process nothing touches ``torch.distributed``.
     """
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"nt_xent needs two (N, D) tensors of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"nt_xent needs two (N, D) tensors of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     if temperature <= 0:
         raise ValueError(f"nt_xent temperature must be > 0, got {temperature}")
     n = z_a.shape[0]
@@ -118,7 +120,9 @@ def per_channel_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ``(C,)`` per-channel MSE.
     """
     if pred.shape != target.shape or pred.ndim < 2:
-        raise ValueError(f"per_channel_mse needs equal (N, C, ...) shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"per_channel_mse needs equal (N, C, ...) shapes, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     reduce_dims = [0, *range(2, pred.ndim)]
     return (pred - target).pow(2).mean(dim=reduce_dims)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
 def _check_fields(pred: torch.Tensor, true: torch.Tensor) -> None:
     if pred.shape != true.shape or pred.ndim != 4:
         raise ValueError(
-            f"expected pred and true of equal shape (N, C, H, W), got {tuple(pred.shape)} and {tuple(true.shape)}"
+            f"expected pred and true of equal shape (N, C, H, W), "
+            f"got {tuple(pred.shape)} and {tuple(true.shape)}"
         )
 
 
@@ -36,7 +37,9 @@ def lat_weights(lat_deg: torch.Tensor) -> torch.Tensor:
         ``(H,)`` weights with mean 1 (float64).
     """
     if lat_deg.ndim != 1 or lat_deg.numel() < 2:
-        raise ValueError(f"lat_weights needs a 1-D tensor of at least two latitudes, got shape {tuple(lat_deg.shape)}")
+        raise ValueError(
+            f"lat_weights needs a 1-D tensor of at least two latitudes, got shape {tuple(lat_deg.shape)}"
+        )
     lat = lat_deg.double()
     mid = (lat[1:] + lat[:-1]) / 2
     first = lat[:1] - (lat[1] - lat[0]) / 2
@@ -80,7 +83,9 @@ def rrmse(
         w = weights.double().to(p.device)
         w = w[:, None] if w.ndim == 1 else w
         if w.shape != p.shape[-2:]:
-            raise ValueError(f"rrmse weights must be (H,) or (H, W) = {tuple(p.shape[-2:])}, got {tuple(weights.shape)}")
+            raise ValueError(
+                f"rrmse weights must be (H,) or (H, W) = {tuple(p.shape[-2:])}, got {tuple(weights.shape)}"
+            )
         err2, ref2 = err2 * w, ref2 * w
     dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
     return (err2.sum(dim=dims) / ref2.sum(dim=dims)).sqrt() * 100.0
@@ -92,36 +97,55 @@ def _channel_ranges(true: torch.Tensor) -> list[float]:
     return (flat.amax(dim=1) - flat.amin(dim=1)).tolist()
 
 
-def ssim(pred: torch.Tensor, true: torch.Tensor, kernel_size: int = 7, per_channel: bool = False) -> torch.Tensor:
+def ssim_sigma(kernel_size: int) -> float:
+    """Gaussian sigma of the SSIM window: ``1.5 * kernel_size / 11``.
+
+    torchmetrics sizes a Gaussian SSIM window from sigma alone (``2 * int(3.5 sigma + 0.5) + 1``)
+    and ignores ``kernel_size``; scaling Wang et al.'s ``sigma = 1.5`` for an 11x11 window in
+    proportion gives a window of exactly ``kernel_size`` for odd sizes 3..43 (11 -> 1.5, the
+    torchmetrics default; 7 -> 0.955).
+    """
+    sigma = 1.5 * kernel_size / 11
+    if kernel_size % 2 == 0 or not 3 <= kernel_size <= 43 or 2 * int(3.5 * sigma + 0.5) + 1 != kernel_size:
+        raise ValueError(f"SSIM kernel_size must be odd and in 3..43, got {kernel_size}")
+    return sigma
+
+
+def ssim(
+    pred: torch.Tensor, true: torch.Tensor, kernel_size: int = 7, per_channel: bool = False
+) -> torch.Tensor:
     """Structural similarity, per channel then averaged over channels (SPEC "Metrics").
 
     For channel ``c``: ``SSIM_c`` = torchmetrics ``structural_similarity_index_measure`` of the
     ``(N, 1, H, W)`` slices with ``data_range_c = max(true_c) - min(true_c)`` over the batch
-    (from the TRUE field only, so a prediction cannot change its own scale), Gaussian window
-    ``sigma = 1.5`` (Wang et al. 2004) truncated to ``kernel_size x kernel_size``, averaged over
-    the N images. Result: ``mean_c SSIM_c``.
+    (from the TRUE field only, so a prediction cannot change its own scale) and a
+    ``kernel_size x kernel_size`` Gaussian window of sigma :func:`ssim_sigma`, averaged over the
+    N images (torchmetrics reflect-pads the borders). Result: ``mean_c SSIM_c``.
 
-    ``kernel_size`` defaults to 7 rather than torchmetrics' 11: torchmetrics drops a border of
-    ``(k - 1) / 2`` rows and columns, which with 11 leaves only 22 of 32 latitudes on a 64x32
-    grid; 7 keeps 26 and still covers +-2 sigma of the Gaussian.
+    ``kernel_size`` defaults to 7 rather than torchmetrics' 11 (sigma 1.5): an 11-row window spans
+    a third of the 32 latitudes of a 64x32 grid, so local statistics mix climate zones and the
+    reflected polar borders; 7 (sigma 0.955) keeps the same shape at the grid's scale.
+    ``kernel_size=11`` reproduces torchmetrics' default window.
 
-    Space: the caller's; reported numbers use physical fields (SSIM is invariant to a common
-    affine rescaling of pred and true per channel, so normalised fields give the same value).
+    Space: the caller's; reported numbers use physical fields. With ``data_range`` taken from the
+    true field, SSIM is invariant to scaling a channel of pred and true by one factor, but not to
+    an offset (the luminance term depends on the means), so z-scored fields give other values.
 
     Args:
         pred, true: ``(N, C, H, W)``.
-        kernel_size: odd window size.
+        kernel_size: odd window size, 3..43.
         per_channel: return ``(C,)`` instead of the channel mean.
 
     Returns:
         Scalar, or ``(C,)`` with ``per_channel`` (float64).
     """
     _check_fields(pred, true)
+    sigma = ssim_sigma(kernel_size)
     p, t = pred.double(), true.double()
     values = torch.stack(
         [
             structural_similarity_index_measure(
-                p[:, c : c + 1], t[:, c : c + 1], kernel_size=kernel_size, data_range=data_range
+                p[:, c : c + 1], t[:, c : c + 1], sigma=sigma, kernel_size=kernel_size, data_range=data_range
             )
             for c, data_range in enumerate(_channel_ranges(t))
         ]

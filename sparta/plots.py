@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
 
 LOSS_TERMS = ("total", "nt_xent", "cycle", "recon_views", "recon", "embed_std")
 
@@ -41,3 +45,204 @@ def plot_training_curves(history: list[dict], out_dir: Path) -> list[Path]:
         fig.suptitle(f"stage: {stage}")
         paths.append(save(fig, out_dir / f"loss_{stage}.png"))
     return paths
+
+
+# Fixed colours so one model looks the same in every figure; other names get a stable hashed colour.
+MODEL_COLORS = {"autoencoder": "tab:orange", "sparta": "tab:blue", "sparta-early": "tab:blue",
+                "sparta-attention": "tab:green", "sparta-gnn": "tab:purple"}
+BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
+                   "climatology": {"color": "0.65", "linestyle": "--"}}
+_PALETTE = ("tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+METRIC_LABELS = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
+
+
+def model_color(name: str) -> str:
+    """Colour of a model label, identical across figures and runs."""
+    return MODEL_COLORS.get(name.lower()) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+
+
+def _panels(n: int, width: float = 4.0, height: float = 3.4):
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, layout="constrained")
+    return fig, axes[0]
+
+
+def plot_distance_series(series: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
+    """Per-step latent distance (temporal or cycle) of several models overlaid; legend gives mean ± std."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
+    for name, values in series.items():
+        values = np.asarray(values, dtype=float)
+        ax.plot(values, color=model_color(name), lw=1.2,
+                label=f"{name}: {values.mean():.3g} ± {values.std():.3g}")
+    ax.set_xlabel("test step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(ylabel)
+    ax.legend()
+    return save(fig, path)
+
+
+def plot_pca(latents: dict[str, np.ndarray], path: Path) -> Path:
+    """One panel per model: PCA(2) of consecutive latents (T, D), coloured by time, joined in order."""
+    fig, axes = _panels(len(latents))
+    for ax, (name, h) in zip(axes, latents.items()):
+        pca = PCA(n_components=2).fit(h)
+        xy = pca.transform(h)
+        ax.plot(xy[:, 0], xy[:, 1], color="0.6", lw=0.5, zorder=1)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.arange(len(xy)), cmap="viridis", s=12, zorder=2)
+        var = pca.explained_variance_ratio_ * 100
+        ax.set_xlabel(f"PC1 ({var[0]:.0f}% var.)")
+        ax.set_ylabel(f"PC2 ({var[1]:.0f}% var.)")
+        ax.set_title(name, color=model_color(name))
+        fig.colorbar(points, ax=ax, label="time step")
+    fig.suptitle("PCA of consecutive latent points")
+    return save(fig, path)
+
+
+def plot_trajectories(windows: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, seed: int = 0) -> Path:
+    """One panel per model: t-SNE of look-back-window mean embeddings (N, D) with arrows to the next point (N, D)."""
+    fig, axes = _panels(len(windows))
+    for ax, (name, (means, nexts)) in zip(axes, windows.items()):
+        n = len(means)
+        tsne = TSNE(n_components=2, perplexity=max(1, min(30, (2 * n - 1) // 3)), init="pca", random_state=seed)
+        xy = tsne.fit_transform(np.concatenate([means, nexts]).astype(np.float32))
+        start, end = xy[:n], xy[n:]
+        time = np.arange(n)
+        ax.quiver(start[:, 0], start[:, 1], *(end - start).T, time, cmap="viridis", angles="xy",
+                  scale_units="xy", scale=1, width=0.004, alpha=0.7)
+        points = ax.scatter(start[:, 0], start[:, 1], c=time, cmap="viridis", s=14, edgecolors="k", lw=0.3)
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        ax.set_title(name, color=model_color(name))
+        fig.colorbar(points, ax=ax, label="window index (time)")
+    fig.suptitle("Latent trajectories: look-back-window mean → next point")
+    return save(fig, path)
+
+
+def _map_grid(columns: dict[str, np.ndarray], channels: list[str], lat: np.ndarray, lon: np.ndarray,
+              title: str, units: list[str] | None, shared: list[str]):
+    """Rows = channels, columns = named (C, H, W) fields; the `shared` columns share a colour scale per row."""
+    rows = len(channels)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(4.2 * len(columns), 2.4 * rows + 0.6),
+                             squeeze=False, layout="constrained")
+    for c, channel in enumerate(channels):
+        unit = f" [{units[c]}]" if units else ""
+        stack = np.stack([columns[k][c] for k in shared])
+        vmin, vmax = np.nanmin(stack), np.nanmax(stack)
+        shared_mesh, shared_axes = None, []
+        for ax, (name, fields) in zip(axes[c], columns.items()):
+            is_shared = name in shared
+            mesh = ax.pcolormesh(lon, lat, np.ma.masked_invalid(fields[c]), shading="nearest",
+                                 cmap="viridis" if is_shared else "magma",
+                                 vmin=vmin if is_shared else None, vmax=vmax if is_shared else None)
+            ax.set_title(f"{channel}: {name}")
+            ax.set_xlabel("longitude (°E)")
+            ax.set_ylabel("latitude (°N)")
+            if is_shared:
+                shared_mesh = mesh
+                shared_axes.append(ax)
+            else:
+                fig.colorbar(mesh, ax=ax, label=f"{name}{unit}")
+        fig.colorbar(shared_mesh, ax=shared_axes, label=f"{channel}{unit}")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_error_maps(pred: np.ndarray, true: np.ndarray, channels: list[str], lat: np.ndarray,
+                    lon: np.ndarray, title: str, path: Path, units: list[str] | None = None) -> Path:
+    """(C, H, W) physical fields: per channel truth, prediction (shared scale) and |error| (own scale)."""
+    columns = {"truth": true, "prediction": pred, "|error|": np.abs(pred - true)}
+    return save(_map_grid(columns, channels, lat, lon, title, units, ["truth", "prediction"]), path)
+
+
+def plot_reconstructions(true: np.ndarray, observed: np.ndarray, generated: np.ndarray, channels: list[str],
+                         lat: np.ndarray, lon: np.ndarray, path: Path, title: str,
+                         units: list[str] | None = None) -> Path:
+    """(C, H, W) each: truth, sparse input (NaN where hidden, drawn blank) and generated mean, shared scale per row."""
+    columns = {"truth": true, "sparse input": observed, "generated mean": generated}
+    return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)), path)
+
+
+def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str,
+                         step_days: float = 1.0) -> Path:
+    """One panel per metric (rrmse/ssim/psnr) vs lead time; baselines (persistence, climatology) dashed grey."""
+    metrics = [m for m in METRIC_LABELS if any(m in per_label for per_label in curves.values())]
+    fig, axes = _panels(len(metrics))
+    for ax, metric in zip(axes, metrics):
+        for label, per_label in curves.items():
+            if metric not in per_label:
+                continue
+            values = np.asarray(per_label[metric], dtype=float)
+            style = BASELINE_STYLES.get(label.lower(), {"color": model_color(label), "linestyle": "-"})
+            ax.plot(np.arange(1, len(values) + 1) * step_days, values, lw=1.3, label=label, **style)
+        ax.set_xlabel("lead time (days)")
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_title(METRIC_LABELS[metric].split(" ")[0])
+    axes[0].legend()
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, title: str) -> Path:
+    """Confusion matrix (row = true, column = predicted): counts annotated, colours normalised per row."""
+    counts = np.asarray(confusion, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.2, 1.1 * len(labels) + 1.2), layout="constrained")
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(j, i, f"{int(count)}", ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="fraction of true class")
+    return save(fig, path)
+
+
+def plot_robustness(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Accuracy and one-step RRMSE vs mask ratio per model; mask_ratio and accuracy are fractions, rrmse in %."""
+    fig, axes = _panels(2)
+    panels = (("accuracy", 100.0, "classification accuracy (%)"), ("rrmse", 1.0, "one-step forecast RRMSE (%)"))
+    for ax, (key, scale, ylabel) in zip(axes, panels):
+        for name, per_model in curves.items():
+            ax.plot(np.asarray(per_model["mask_ratio"]) * 100, np.asarray(per_model[key]) * scale, marker="o",
+                    color=model_color(name), label=name)
+        ax.set_xlabel("mask ratio (%)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel.split(" (")[0])
+    axes[0].legend()
+    fig.suptitle("Robustness to sparsity")
+    return save(fig, path)
+
+
+def plot_adjacency(adjacency: np.ndarray, channels: list[str], path: Path) -> Path:
+    """Variable graph: labelled adjacency heatmap beside a circular node-link drawing (no self-loops drawn)."""
+    adjacency = np.asarray(adjacency, dtype=float)
+    n = len(channels)
+    fig, (ax_matrix, ax_graph) = _panels(2, width=4.2, height=3.8)
+    image = ax_matrix.imshow(adjacency, cmap="Greys", vmin=0, vmax=max(1.0, adjacency.max()))
+    ax_matrix.set_xticks(range(n), channels, rotation=45)
+    ax_matrix.set_yticks(range(n), channels)
+    ax_matrix.set_xlabel("source variable")
+    ax_matrix.set_ylabel("target variable")
+    ax_matrix.set_title("adjacency matrix")
+    fig.colorbar(image, ax=ax_matrix, label="edge weight")
+    angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
+    xy = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    strongest = np.abs(adjacency).max() or 1.0
+    for i, j in zip(*np.nonzero(adjacency)):
+        if i == j or (i > j and adjacency[j, i] != 0):
+            continue
+        both = adjacency[j, i] != 0
+        ax_graph.annotate("", xy=xy[i], xytext=xy[j], arrowprops={
+            "arrowstyle": "-" if both else "-|>", "color": "0.3", "shrinkA": 14, "shrinkB": 14,
+            "lw": 0.8 + 2.2 * abs(adjacency[i, j]) / strongest})
+    ax_graph.scatter(xy[:, 0], xy[:, 1], s=900, color="tab:blue", zorder=2)
+    for (x, y), channel in zip(xy, channels):
+        ax_graph.text(x, y, channel, ha="center", va="center", fontsize=8, color="white", zorder=3)
+    ax_graph.set_xlim(-1.4, 1.4)
+    ax_graph.set_ylim(-1.4, 1.4)
+    ax_graph.set_aspect("equal")
+    ax_graph.axis("off")
+    ax_graph.set_title("variable graph (self-loops omitted)")
+    return save(fig, path)

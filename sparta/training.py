@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from sparta import dist
 from sparta.augment import Augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sparta.config import Config
+from sparta.config import Config, validate
 from sparta.data.store import PreparedStore
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import embedding_std
@@ -330,3 +331,18 @@ class Trainer:
             plot_training_curves(self.history, self.run.figures)
             self.run.mark_complete()
         return self.run
+
+
+def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[SpartaModel, Config, dict]:
+    """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``."""
+    state = load_checkpoint(checkpoint)
+    cfg = validate(state["config"])
+    n_lon, n_lat = (int(n) for n in state["grid"].split("x"))
+    model = build_model(cfg, state["channels"], n_lat, n_lon)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint '{checkpoint}' does not match the model its config describes: "
+                              f"{str(err).splitlines()[0]}") from None
+    model.to(device).eval().requires_grad_(False)
+    return model, cfg, state

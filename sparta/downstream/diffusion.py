@@ -1,0 +1,216 @@
+"""Conditional DDPM in latent space (paper section 4.2, Algorithm 1).
+
+Written here rather than taken from diffusers: the whole method is a schedule, an epsilon loss
+and an ancestral sampler, and latents must never be clipped (diffusers clips to [-1, 1] by
+default). The DDPM runs on standardised latents (unit variance per dimension): the reference fed
+raw, small-scale latents to a unit-variance noise process. The condition (the latent of a masked
+sample) is standardised with the same statistics, since it lives in the same space.
+
+Timesteps are 1..T; index 0 of the schedule tensors is the clean state (beta 0, alpha_bar 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from sparta.config import DownstreamConfig
+from sparta.downstream.common import fit, seeded
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
+    return torch.randn(shape, generator=generator, device=generator.device).to(like.device, like.dtype)
+
+
+class DDPMSchedule:
+    """Linear beta schedule of Ho et al.: ``betas[t]`` for t = 1..T, with alphas and alpha_bars."""
+
+    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
+        if not 0 < beta_start <= beta_end < 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+        self.steps = steps
+        betas = torch.cat([torch.zeros(1, dtype=torch.float64),
+                           torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)])
+        self.betas = betas.float()
+        self.alphas = (1 - betas).float()
+        self.alpha_bars = torch.cumprod(1 - betas, 0).float()
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, for integer t (B,)."""
+        abar = self.alpha_bars.to(x0.device)[t][:, None]
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def training_loss(self, model: nn.Module, x0: Tensor, cond: Tensor, generator: torch.Generator) -> Tensor:
+        """Epsilon-prediction MSE with t ~ U{1..T} (t = 0 would be a noiseless, useless target)."""
+        t = torch.randint(1, self.steps + 1, (len(x0),), generator=generator, device=generator.device).to(x0.device)
+        noise = _randn(tuple(x0.shape), generator, x0)
+        return F.mse_loss(model(self.q_sample(x0, t, noise), t / self.steps, cond), noise)
+
+    def sample(self, model: nn.Module, cond: Tensor, generator: torch.Generator, progress: bool = False) -> Tensor:
+        """Algorithm 1: ancestral sampling from N(0, I), sigma_t = sqrt(beta_t), no noise at t = 1.
+
+        The condition lives in the latent space, so the sample takes its shape. The paper's printed
+        update divides by sqrt(1 - alpha_t); the DDPM update (and the reference code) divides by
+        sqrt(1 - alpha_bar_t), which is what is used. No clipping.
+        """
+        model.eval()
+        x = _randn(tuple(cond.shape), generator, cond)
+        with torch.no_grad():
+            for t in tqdm(range(self.steps, 0, -1), desc="sample", disable=not progress, leave=False):
+                a, abar, beta = float(self.alphas[t]), float(self.alpha_bars[t]), float(self.betas[t])
+                eps = model(x, torch.full((len(x),), t / self.steps, device=x.device), cond)
+                x = (x - (1 - a) / math.sqrt(1 - abar) * eps) / math.sqrt(a)
+                if t > 1:
+                    x = x + math.sqrt(beta) * _randn(tuple(x.shape), generator, x)
+        return x
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of t in [0, 1] (t/T, as the reference) with periods from 1 to 1/1000."""
+    freqs = 2 * math.pi * torch.exp(torch.linspace(0.0, math.log(1000.0), dim // 2, device=t.device))
+    angles = t[:, None].float() * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class CrossAttention(nn.Module):
+    """Queries: the hidden state split into tokens; keys/values: the condition tokens.
+
+    Several condition tokens are what makes this attention: over a single token (the reference)
+    the softmax weight is always 1 and the block reduces to a linear function of the condition.
+    Token and head counts fall back to common divisors so that any width works (tiny test sizes).
+    """
+
+    def __init__(self, width: int, token_dim: int, query_tokens: int = 4, heads: int = 4) -> None:
+        super().__init__()
+        self.query_tokens = math.gcd(query_tokens, width)
+        qdim = width // self.query_tokens
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(qdim, math.gcd(heads, qdim), kdim=token_dim, vdim=token_dim,
+                                          batch_first=True)
+
+    def forward(self, x: Tensor, cond_tokens: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``x`` (B, W), ``cond_tokens`` (B, K, token_dim) -> (update (B, W), weights (B, Q, K) or None)."""
+        q = self.norm(x).view(len(x), self.query_tokens, -1)
+        out, weights = self.attn(q, cond_tokens, cond_tokens, need_weights=need_weights)
+        return out.reshape(len(x), -1), weights
+
+
+class _Block(nn.Module):
+    """Timestep injection, residual MLP (Linear-Norm-SiLU-Linear), then residual cross-attention."""
+
+    def __init__(self, d_in: int, d_out: int, time_dim: int, token_dim: int, heads: int) -> None:
+        super().__init__()
+        self.time = nn.Linear(time_dim, d_in)
+        self.mlp = nn.Sequential(nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.SiLU(), nn.Linear(d_out, d_out))
+        self.skip = nn.Linear(d_in, d_out) if d_in != d_out else nn.Identity()
+        self.cross = CrossAttention(d_out, token_dim, heads=heads)
+
+    def forward(self, x: Tensor, t_emb: Tensor, cond_tokens: Tensor) -> Tensor:
+        x = x + self.time(t_emb)
+        x = self.skip(x) + self.mlp(x)
+        return x + self.cross(x, cond_tokens)[0]
+
+
+class LatentUNet(nn.Module):
+    """The paper's "linear U-Net": an MLP U-Net over a latent vector, cross-attending to a condition.
+
+    Widths hidden -> hidden/2 -> hidden/4 (bottleneck) -> hidden/2 -> hidden, with the encoder
+    outputs concatenated into the decoder blocks. The condition (B, D) is projected once to
+    ``cond_tokens`` tokens of ``hidden // cond_tokens`` features (a Linear, so D need not divide).
+    """
+
+    def __init__(self, latent_dim: int, hidden: int = 1024, time_dim: int = 256, cond_tokens: int = 8,
+                 heads: int = 4) -> None:
+        super().__init__()
+        self.time_dim = time_dim
+        h1, h2, h4 = hidden, max(hidden // 2, 1), max(hidden // 4, 1)
+        token_dim = max(hidden // cond_tokens, 4)
+        self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.cond_proj = nn.Sequential(nn.Linear(latent_dim, cond_tokens * token_dim),
+                                       nn.Unflatten(1, (cond_tokens, token_dim)), nn.LayerNorm(token_dim))
+        self.inp = nn.Linear(latent_dim, h1)
+
+        def block(d_in: int, d_out: int) -> _Block:
+            return _Block(d_in, d_out, time_dim, token_dim, heads)
+
+        self.enc1, self.enc2, self.mid = block(h1, h2), block(h2, h4), block(h4, h4)
+        self.dec2, self.dec1, self.dec0 = block(2 * h4, h2), block(2 * h2, h1), block(2 * h1, h1)
+        self.out = nn.Sequential(nn.LayerNorm(h1), nn.SiLU(), nn.Linear(h1, latent_dim))
+
+    def condition_tokens(self, cond: Tensor) -> Tensor:
+        """(B, D) condition -> (B, cond_tokens, token_dim) keys/values for every block."""
+        return self.cond_proj(cond)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """Predict the noise in ``x`` (B, D) at diffusion time ``t`` (B,) in [0, 1] given ``cond`` (B, D)."""
+        t_emb = self.time_mlp(timestep_embedding(t, self.time_dim))
+        c = self.condition_tokens(cond)
+        h0 = self.inp(x)
+        h1 = self.enc1(h0, t_emb, c)
+        h2 = self.enc2(h1, t_emb, c)
+        y = self.mid(h2, t_emb, c)
+        y = self.dec2(torch.cat([y, h2], -1), t_emb, c)
+        y = self.dec1(torch.cat([y, h1], -1), t_emb, c)
+        y = self.dec0(torch.cat([y, h0], -1), t_emb, c)
+        return self.out(y)
+
+
+class LatentStandardizer(nn.Module):
+    """Per-dimension z-scoring fitted on the training latents; buffers, so it checkpoints with tensors."""
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    @classmethod
+    def fit(cls, latents: Tensor, eps: float = 1e-6) -> LatentStandardizer:
+        """Mean and std over the sample axis of (N, D); std floored at ``eps`` for constant dimensions."""
+        return cls(latents.mean(0), latents.std(0).clamp_min(eps))
+
+    def forward(self, latents: Tensor) -> Tensor:
+        return (latents - self.mean) / self.std
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return z * self.std + self.mean
+
+
+def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_conds: Tensor,
+                    cfg: DownstreamConfig, seed: int = 0, progress: bool = True
+                    ) -> tuple[LatentUNet, DDPMSchedule, LatentStandardizer, list[dict[str, float]]]:
+    """Fit the standardiser on ``latents``, then the denoiser on (target latent, condition) pairs.
+
+    Adam lr ``cfg.diffusion_lr``, batch ``cfg.batch_size``, ``cfg.diffusion_epochs`` epochs; the
+    per-epoch loss is that epoch's alone and the plateau scheduler watches the validation loss
+    (the reference's running mean over all epochs kept the LR from ever dropping).
+    """
+    standardizer = LatentStandardizer.fit(latents)
+    schedule = DDPMSchedule(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
+
+    def loss_fn(model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        return schedule.training_loss(model, batch[0], batch[1], generator)
+
+    train = (standardizer(latents), standardizer(conds))
+    val = (standardizer(val_latents), standardizer(val_conds))
+    with seeded(seed):
+        model = LatentUNet(latents.shape[-1], cfg.diffusion_hidden, cond_tokens=cfg.condition_tokens)
+        history = fit(model, train, val, loss_fn, epochs=cfg.diffusion_epochs, lr=cfg.diffusion_lr,
+                      batch_size=cfg.batch_size, seed=seed, progress=progress, desc="diffusion")
+    return model, schedule, standardizer, history
+
+
+def generate(model: LatentUNet, schedule: DDPMSchedule, standardizer: LatentStandardizer, conds: Tensor,
+             n_samples: int, generator: torch.Generator, batch_size: int = 512,
+             progress: bool = True) -> Tensor:
+    """``n_samples`` DDPM draws per condition: (N, D) conditions -> (N, n_samples, D), original scale."""
+    device = next(model.parameters()).device
+    standardizer = standardizer.to(device)
+    rows = standardizer(conds.to(device)).repeat_interleave(n_samples, 0)
+    chunks = rows.split(batch_size)
+    out = [schedule.sample(model, c, generator)
+           for c in tqdm(chunks, desc="generate", disable=not progress, leave=False)]
+    return standardizer.inverse(torch.cat(out)).view(len(conds), n_samples, -1)

@@ -1,0 +1,330 @@
+"""Downstream evaluation of a trained run (paper sections 4, 6.1.3 and 7).
+
+The encoder and decoder are frozen. As in the paper, every downstream model trains
+and is scored on the store's *test* split, itself cut chronologically 60/20/20
+("inner" train/val/test). Spaces:
+
+- forecast and diffusion RRMSE/SSIM/PSNR: decoded fields in physical units;
+- latent density, realism, smoothness: raw latents and, for comparability between
+  models, latents standardised with the inner-train mean/std (``*_std`` keys);
+- classification: cross-entropy (nats) and accuracy on the inner test.
+
+Results are written once (``evaluation/metrics.json``, per-step curves in CSV);
+tables and figures are built from those files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sparta import metrics, plots
+from sparta.augment import Augmenter
+from sparta.config import Config
+from sparta.data.store import DataError, PreparedStore, split_bounds
+from sparta.downstream.classify import evaluate_classifier, train_classifier
+from sparta.downstream.diffusion import generate, train_diffusion
+from sparta.downstream.forecast import make_windows, rollout, train_forecaster
+from sparta.runs import Run
+from sparta.seeding import derive_seed, generator
+from sparta.training import load_trained, resolve_device
+
+log = logging.getLogger(__name__)
+
+TASKS = ("forecast", "diffusion", "classify", "diagnostics")
+SEASONS = ["DJF", "MAM", "JJA", "SON"]
+
+
+@dataclass
+class FrozenModel:
+    """A trained encoder/decoder with the data conventions it was trained with."""
+
+    model: torch.nn.Module
+    cfg: Config
+    store: PreparedStore
+    augmenter: Augmenter
+    device: torch.device
+    batch_size: int = 256
+
+    @torch.no_grad()
+    def encode(self, fields: np.ndarray, mask: float | tuple[float, float] | None = None, seed: int = 0,
+               keep: Tensor | None = None) -> Tensor:
+        """Normalised fields (N, C, H, W) -> embeddings h (N, D) on CPU.
+
+        ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
+        fields); ``keep`` is a fixed observation mask that replaces the random one.
+        """
+        low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
+        gen = generator(seed)
+        out = []
+        for start in range(0, len(fields), self.batch_size):
+            x = torch.as_tensor(np.asarray(fields[start:start + self.batch_size]), device=self.device)
+            if mask is None and keep is None:
+                x = self.augmenter.encoder_input(x)
+            else:
+                x = self.augmenter.mask(x, gen, low, high, keep=keep)
+            out.append(self.model.encode(x).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def decode(self, h: Tensor) -> Tensor:
+        """Embeddings (N, D) -> fields (N, C, H, W) in physical units, on CPU."""
+        out = [self.model.decode(chunk.to(self.device)).float().cpu() for chunk in h.split(self.batch_size)]
+        return self.store.denormalise(torch.cat(out))
+
+
+def load_frozen(checkpoint: Path, store: PreparedStore, device: str = "auto") -> FrozenModel:
+    dev = resolve_device(device)
+    model, cfg, state = load_trained(checkpoint, dev)
+    store.check_matches(state["variables"], state["grid"])
+    if not np.allclose(store.mean, state["mean"].numpy(), rtol=1e-5):
+        log.warning("store %s has other normalisation statistics than the model; using the model's", store.path)
+        store.mean, store.std = state["mean"].numpy(), state["std"].numpy()
+    return FrozenModel(model, cfg, store, Augmenter(cfg.augment, len(store.lat), len(store.lon)), dev)
+
+
+def field_scores(pred: Tensor, true: Tensor) -> dict[str, float]:
+    """Physical-unit scores of (N, C, H, W) fields: pooled RRMSE, channel-averaged SSIM and PSNR."""
+    return {"rrmse": float(metrics.rrmse(pred, true)), "ssim": float(metrics.ssim(pred, true)),
+            "psnr": float(metrics.psnr(pred, true))}
+
+
+class Evaluation:
+    """Runs the downstream tasks for one trained run and writes their results."""
+
+    def __init__(self, run: Run, store: PreparedStore, progress: bool = True, device: str = "auto"):
+        self.run, self.progress = run, progress
+        self.frozen = load_frozen(run.require_best(), store, device)
+        self.cfg = self.frozen.cfg
+        self.ds = self.cfg.downstream
+        start, stop = store.split_range("test")
+        self.fields = store.normalise(np.asarray(store.fields[start:stop]))  # normalised test split
+        self.physical = torch.as_tensor(np.asarray(store.fields[start:stop]))
+        self.seasons = torch.as_tensor(store.seasons[start:stop])
+        self.times = store.times[start:stop]
+        self.inner = split_bounds(stop - start, self.cfg.data.split)
+        if min(b - a for a, b in self.inner.values()) < 2:
+            raise DataError(f"the test split ({stop - start} days) is too short to cut into inner train/val/test")
+        seed = self.cfg.train.seed
+        cond = self.ds.condition_mask
+        log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
+        self.h_clean = self.frozen.encode(self.fields)
+        self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
+        self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
+                              "preset": self.cfg.preset, "source": store.source}
+
+    def _part(self, name: str, x):
+        a, b = self.inner[name]
+        return x[a:b]
+
+    # ---------------------------------------------------------------- forecasting
+    def forecast(self) -> dict:
+        ds, out, curves_rows = self.ds, {}, []
+        steps = ds.rollout_steps
+        climatology = self._monthly_climatology()
+        for lookback, stride in ds.forecast_settings:
+            label = f"LB{lookback}_S{stride}"
+            seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
+            ctx, _ = make_windows(self._part("train", self.h_masked), lookback, stride, 1)
+            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, 1)
+            val_ctx, _ = make_windows(self._part("val", self.h_masked), lookback, stride, 1)
+            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, 1)
+            a, b = self.inner["test"]
+            n_windows = b - a - lookback - steps + 1
+            if n_windows < 1 or len(ctx) < 1 or len(val_ctx) < 1:
+                raise DataError(f"forecast {label}: the inner splits ({b - a} test days) are too short for a "
+                                f"look-back of {lookback} and a {steps}-step rollout; use more data or lower "
+                                "downstream.rollout_steps")
+            starts = torch.arange(a, a + n_windows)
+            test_ctx = self.h_masked[starts[:, None] + torch.arange(lookback)]
+            per_seed = []
+            for seed in seeds:
+                model, _ = train_forecaster(ctx, tgt[:, 0], val_ctx, val_tgt[:, 0], ds, seed=seed,
+                                            progress=self.progress)
+                pred = rollout(model, test_ctx, steps).cpu()
+                per_seed.append(self._score_rollout(pred, starts + lookback, label, seed, curves_rows))
+            out[label] = self._summarise_seeds(per_seed)
+            out[label]["baselines"] = self._baselines(starts + lookback, climatology)
+        self._write_curves(curves_rows)
+        self.results["forecast"] = out
+        return out
+
+    def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
+        """Decode each lead step of a (N, steps, D) rollout and score it against the truth."""
+        curve: dict[str, list[float]] = {"rrmse": [], "ssim": [], "psnr": []}
+        per_channel: dict[int, list[float]] = {}
+        map_lead = min(50, pred.shape[1])
+        for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
+            fields = self.frozen.decode(pred[:, step])
+            truth = self.physical[first_target + step]
+            for k, v in field_scores(fields, truth).items():
+                curve[k].append(v)
+                rows.append({"setting": label, "seed": seed, "lead": step + 1, "metric": k, "value": v})
+            if step + 1 in self.ds.lead_times:
+                per_channel[step + 1] = metrics.rrmse(fields, truth, per_channel=True).tolist()
+            if step + 1 == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
+                plots.plot_error_maps(fields[0].numpy(), truth[0].numpy(), self.frozen.store.channels,
+                                      self.frozen.store.lat, self.frozen.store.lon,
+                                      f"{self._label()} forecast {label}, T={map_lead}",
+                                      self.run.figures / f"forecast_error_{label}_T{map_lead}.png")
+        return {"curve": curve, "rrmse_per_channel": per_channel}
+
+    def _map_setting(self) -> str:
+        lb, s = self.ds.forecast_settings[0]
+        return f"LB{lb}_S{s}"
+
+    def _summarise_seeds(self, per_seed: list[dict]) -> dict:
+        leads = self.ds.lead_times
+        summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
+        for metric in ("rrmse", "ssim", "psnr"):
+            stacked = np.array([s["curve"][metric] for s in per_seed])  # (seeds, steps)
+            summary["curve"][metric] = stacked.mean(0).tolist()
+            summary["at"][metric] = {str(t): float(stacked[:, t - 1].mean()) for t in leads}
+            summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, t - 1].std()) for t in leads}
+        channels = self.frozen.store.channels
+        summary["rrmse_per_channel"] = {
+            str(t): dict(zip(channels, np.mean([s["rrmse_per_channel"][t] for s in per_seed], 0).tolist()))
+            for t in leads}
+        return summary
+
+    def _monthly_climatology(self) -> Tensor:
+        """Mean field per calendar month over the store's train split (physical units)."""
+        store = self.frozen.store
+        a, b = store.split_range("train")
+        months = store.times[a:b].astype("datetime64[M]").astype(int) % 12
+        clim = torch.zeros(12, *store.fields.shape[1:], dtype=torch.float64)
+        for m in range(12):
+            days = np.flatnonzero(months == m) + a
+            if days.size:
+                clim[m] = torch.as_tensor(np.asarray(store.fields[days]), dtype=torch.float64).mean(0)
+        return clim.float()
+
+    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict:
+        """RRMSE of persistence (last complete look-back day) and monthly climatology at the lead times."""
+        months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
+        out: dict[str, dict[str, float]] = {"persistence": {}, "climatology": {}}
+        for t in self.ds.lead_times:
+            truth = self.physical[first_target + t - 1]
+            out["persistence"][str(t)] = float(metrics.rrmse(self.physical[first_target - 1], truth))
+            out["climatology"][str(t)] = float(metrics.rrmse(climatology[months[first_target + t - 1]], truth))
+        return out
+
+    def _write_curves(self, rows: list[dict]) -> None:
+        path = self.run.evaluation / "forecast_curves.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["setting", "seed", "lead", "metric", "value"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    # ---------------------------------------------------------------- diffusion
+    def diffusion(self) -> dict:
+        ds = self.ds
+        seed = derive_seed(self.cfg.train.seed, "diffusion")
+        model, schedule, standardizer, _ = train_diffusion(
+            self._part("train", self.h_clean), self._part("train", self.h_masked),
+            self._part("val", self.h_clean), self._part("val", self.h_masked), ds, seed=seed, progress=self.progress)
+        a, b = self.inner["test"]
+        idx = torch.arange(a, b)
+        if ds.max_conditions and len(idx) > ds.max_conditions:
+            idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
+        gen = generate(model, schedule, standardizer, self.h_masked[idx], ds.diffusion_samples, generator(seed),
+                       batch_size=max(ds.batch_size, 256), progress=self.progress).cpu()  # (N, S, D)
+        mean_fields = self.frozen.decode(gen.mean(1))
+        truth = self.physical[idx]
+        ref = self._part("test", self.h_clean)
+        flat = gen.reshape(-1, gen.shape[-1])
+        std_ref = standardizer.to("cpu")
+        out = {
+            "conditions": len(idx), "samples": ds.diffusion_samples,
+            **field_scores(mean_fields, truth),
+            "latent_std": float(gen.std(1).mean()),
+            "latent_std_std": float(std_ref(gen).std(1).mean()),
+            "density": float(metrics.latent_density(flat, ref, ds.density_sigma)),
+            "realism": float(metrics.realism_score(flat, ref, ds.realism_k)),
+            "density_std": float(metrics.latent_density(std_ref(flat), std_ref(ref), ds.density_sigma)),
+            "realism_std": float(metrics.realism_score(std_ref(flat), std_ref(ref), ds.realism_k)),
+        }
+        observed = self.physical[idx[0]].clone()
+        hidden = self.frozen.augmenter.mask(torch.ones_like(observed[None]), generator(0),
+                                            ds.condition_mask, ds.condition_mask)
+        if hidden.shape[-2:] == observed.shape[-2:]:
+            observed[hidden[0] == 0] = float("nan")
+        plots.plot_reconstructions(truth[0].numpy(), observed.numpy(), mean_fields[0].numpy(),
+                                   self.frozen.store.channels, self.frozen.store.lat, self.frozen.store.lon,
+                                   self.run.figures / "diffusion_reconstruction.png",
+                                   f"{self._label()}: conditional diffusion, mean of {ds.diffusion_samples}")
+        self.results["diffusion"] = out
+        return out
+
+    # ---------------------------------------------------------------- classification
+    def classify(self) -> dict:
+        ds, seed = self.ds, derive_seed(self.cfg.train.seed, "classify")
+        h = self.frozen.encode(self.fields, (ds.classify_mask_low, ds.classify_mask_high), seed=seed)
+        model, _ = train_classifier(self._part("train", h), self._part("train", self.seasons),
+                                    self._part("val", h), self._part("val", self.seasons), ds, seed=seed,
+                                    progress=self.progress)
+        out = evaluate_classifier(model, self._part("test", h), self._part("test", self.seasons))
+        plots.plot_confusion(out["confusion"], SEASONS, self.run.figures / "classification_confusion.png",
+                             f"{self._label()}: season classification")
+        self.results["classify"] = out
+        return out
+
+    # ---------------------------------------------------------------- diagnostics
+    def diagnostics(self) -> dict:
+        n = min(self.ds.smoothness_days, len(self.h_masked))
+        h = self.h_masked[:n]
+        out = {}
+        for name, fn in (("temporal", metrics.step_distances), ("cycle", metrics.cycle_distances)):
+            for suffix, normalise in (("", False), ("_normalised", True)):
+                mean, std = metrics.mean_std(fn(h, normalise=normalise))
+                out[f"{name}{suffix}"] = {"mean": mean, "std": std}
+        label = self._label()
+        figs = self.run.figures
+        plots.plot_distance_series({label: metrics.step_distances(h).numpy()}, "||h_t - h_{t-1}||^2",
+                                   figs / "temporal_distance.png")
+        plots.plot_distance_series({label: metrics.cycle_distances(h).numpy()}, "||h_{t-1} - 2h_t + h_{t+1}||^2",
+                                   figs / "cycle_distance.png")
+        plots.plot_pca({label: h.numpy()}, figs / "pca.png")
+        np.save(self.run.evaluation / "smoothness_latents.npy", h.numpy())
+        windows = self._trajectory_windows()
+        if windows is not None:
+            plots.plot_trajectories({label: windows}, figs / "trajectories.png", seed=self.cfg.train.seed)
+        self.results["smoothness"] = out
+        return out
+
+    def _trajectory_windows(self, lookback: int = 5, stride: int = 5, count: int = 64):
+        """Mean embedding of non-overlapping masked look-back windows and the next (masked) day."""
+        n = min(count, (len(self.h_masked) - lookback - 1) // stride + 1)
+        if n < 6:
+            return None
+        starts = torch.arange(n) * stride
+        means = self.h_masked[starts[:, None] + torch.arange(lookback)].mean(1)
+        return means.numpy(), self.h_masked[starts + lookback].numpy()
+
+    # ---------------------------------------------------------------- driver
+    def _label(self) -> str:
+        return "Autoencoder" if self.cfg.method == "autoencoder" else f"SPARTA ({self.cfg.model.fusion})"
+
+    def run_tasks(self, tasks: list[str]) -> dict:
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+        self.run.evaluation.mkdir(parents=True, exist_ok=True)
+        path = self.run.evaluation / "metrics.json"
+        if path.exists():  # keep results of tasks not re-run
+            self.results = {**json.loads(path.read_text()), **self.results}
+        for task in TASKS:
+            if task in tasks:
+                log.info("%s: %s", self.run.path, task)
+                getattr(self, task)()
+                path.write_text(json.dumps(self.results, indent=1))
+        return self.results

@@ -1,0 +1,208 @@
+"""Encoder fronts that map a multi-variable field x (B, C, H, W) to one embedding h (B, embed_dim).
+
+Early fusion runs one ResNet-18 over all channels. Late fusion runs one ResNet-18 per variable and
+fuses the C variable embeddings with self-attention or with a graph-attention layer over a fixed
+graph of physically related variables. Variables are identified by channel short NAME (``t2m``,
+``z850``), never by position, so a graph stays right when the variable list changes.
+
+Adjacency convention: ``adj[i, j]`` is True when node i receives a message from node j (row = target,
+column = source); every node has a self-loop, so its own embedding always contributes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch_geometric.nn import DenseGATConv
+
+from sparta.config import ConfigError, ModelConfig
+from sparta.models.resnet import ResNet18Encoder, StemNorm
+
+# Surface channels that have a pressure-level counterpart: short name -> physical base.
+# Note: 'u10'/'v10' are the 10 m winds (a wind at 10 hPa has the same short name and is read as surface).
+SURFACE_BASES = {"t2m": "t", "u10": "u", "v10": "v"}
+# Pairs of bases linked at the same level: the two wind components; temperature and geopotential
+# (hydrostatic balance ties a layer's temperature to its geopotential thickness).
+SAME_LEVEL_PAIRS = (("u", "v"), ("t", "z"))
+
+
+def parse_channel(name: str) -> tuple[str, int | None]:
+    """'z850' -> ('z', 850); surface channels -> (base, None): 't2m' -> ('t', None), 'msl' -> ('msl', None)."""
+    if name in SURFACE_BASES:
+        return SURFACE_BASES[name], None
+    match = re.fullmatch(r"([a-z]+)(\d+)", name)
+    return (match[1], int(match[2])) if match else (name, None)
+
+
+def _check_channels(channels: Sequence[str]) -> None:
+    if not channels:
+        raise ConfigError("the model needs at least one channel")
+    if len(set(channels)) != len(channels):
+        raise ConfigError(f"channel names must be unique, got {list(channels)}")
+
+
+def adjacency_from_edges(channels: Sequence[str], edges: Sequence[tuple[str, str]],
+                         directed: bool = False) -> torch.Tensor:
+    """Bool (C, C) adjacency with self-loops from edges between channel names.
+
+    An edge (u, v) sends u's embedding to v; undirected edges (the default) go both ways.
+    """
+    _check_channels(channels)
+    index = {name: i for i, name in enumerate(channels)}
+    adj = torch.eye(len(channels), dtype=torch.bool)
+    for edge in edges:
+        if len(edge) != 2:
+            raise ConfigError(f"graph edge {edge} must be a pair of channel names")
+        unknown = [n for n in edge if n not in index]
+        if unknown:
+            raise ConfigError(f"graph edge {tuple(edge)} names unknown channel(s) {unknown}; "
+                              f"known channels: {', '.join(channels)}")
+        src, dst = index[edge[0]], index[edge[1]]
+        adj[dst, src] = True
+        if not directed:
+            adj[src, dst] = True
+    return adj
+
+
+def default_adjacency(channels: Sequence[str]) -> torch.Tensor:
+    """The physically motivated graph, built from channel names.
+
+    Edges: u<->v and t<->z at the same level; 2 m temperature <-> geopotential at the lowest-altitude
+    (highest-pressure) level present; each variable <-> itself at the neighbouring pressure levels
+    present. For the paper's [t2m, z850, u850, v850, q850]: t2m-z850, u850-v850 (q850 only itself).
+    """
+    _check_channels(channels)
+    by_level: dict[int | None, dict[str, str]] = {}
+    for name in channels:
+        base, level = parse_channel(name)
+        by_level.setdefault(level, {})[base] = name
+    edges = [(names[a], names[b]) for names in by_level.values() for a, b in SAME_LEVEL_PAIRS
+             if a in names and b in names]
+    z_levels = [lvl for lvl, names in by_level.items() if lvl is not None and "z" in names]
+    if z_levels and "t" in by_level.get(None, {}):
+        edges.append((by_level[None]["t"], by_level[max(z_levels)]["z"]))
+    levels = sorted(lvl for lvl in by_level if lvl is not None)
+    bases = {base for lvl in levels for base in by_level[lvl]}
+    for base in bases:
+        present = [by_level[lvl][base] for lvl in levels if base in by_level[lvl]]
+        edges += list(zip(present, present[1:]))
+    return adjacency_from_edges(channels, edges)
+
+
+def validate_adjacency(adjacency: torch.Tensor, channels: Sequence[str], directed: bool = False) -> torch.Tensor:
+    """Check a user adjacency (square, one row per channel, self-loops, symmetric unless directed)."""
+    adj = torch.as_tensor(adjacency).bool()
+    n = len(channels)
+    if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
+        raise ConfigError(f"adjacency must be a square matrix, got shape {tuple(adj.shape)}")
+    if adj.shape[0] != n:
+        raise ConfigError(f"adjacency is {adj.shape[0]}x{adj.shape[0]} but there are {n} channels ({', '.join(channels)})")
+    missing = [channels[i] for i in range(n) if not adj[i, i]]
+    if missing:
+        raise ConfigError(f"adjacency lacks self-loops for {missing}; every node must keep its own embedding")
+    if not directed and not torch.equal(adj, adj.T):
+        pairs = [(channels[i], channels[j]) for i, j in (adj != adj.T).nonzero().tolist() if i < j]
+        raise ConfigError(f"adjacency is not symmetric at {pairs}; add the reverse edges or pass directed=True")
+    return adj
+
+
+class EarlyFusion(nn.Module):
+    """One ResNet-18 over all channels stacked as image channels (the paper's main model)."""
+
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
+                 stem_norm: StemNorm = "batch", gn_groups: int = 0) -> None:
+        super().__init__()
+        _check_channels(channels)
+        self.channels = list(channels)
+        self.encoder = ResNet18Encoder(len(channels), embed_dim, width, stem_norm, gn_groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+class LateFusion(nn.Module):
+    """Base of the late-fusion fronts: one single-channel ResNet-18 per variable (weights not shared)."""
+
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
+                 stem_norm: StemNorm = "batch", gn_groups: int = 0) -> None:
+        super().__init__()
+        _check_channels(channels)
+        self.channels = list(channels)
+        self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, width, stem_norm, gn_groups) for _ in channels)
+
+    def variable_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, embed_dim), one embedding per variable."""
+        if x.shape[1] != len(self.encoders):
+            raise ValueError(f"input has {x.shape[1]} channels, the model was built for {len(self.encoders)}")
+        return torch.stack([enc(x[:, i:i + 1]) for i, enc in enumerate(self.encoders)], dim=1)
+
+
+class AttentionFusion(LateFusion):
+    """Variable embeddings as tokens, a learned CLS token, one transformer block; h = CLS output.
+
+    Deviation from the reference, which used a bare nn.MultiheadAttention: a pre-norm block
+    (x + MHA(LN(x)), then x + FFN(LN(x))) so the residual path keeps each token's own embedding
+    and the FFN adds a per-token nonlinearity. The FFN hidden size equals embed_dim (small).
+    """
+
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
+                 stem_norm: StemNorm = "batch", gn_groups: int = 0, heads: int = 8) -> None:
+        if embed_dim % heads:
+            raise ConfigError(f"model.embed_dim={embed_dim} must be divisible by model.attention_heads={heads}")
+        super().__init__(channels, embed_dim, width, stem_norm, gn_groups)
+        self.cls = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
+        self.modality = nn.Embedding(len(channels) + 1, embed_dim)  # index 0 = CLS, then the variables
+        nn.init.normal_(self.modality.weight, std=0.02)
+        self.norm_attn = nn.LayerNorm(embed_dim)
+        self.attn = nn.MultiheadAttention(embed_dim, heads, batch_first=True)
+        self.norm_ffn = nn.LayerNorm(embed_dim)
+        self.ffn = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
+
+    def token_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C + 1, embed_dim): the block's outputs, CLS first."""
+        tokens = self.variable_embeddings(x)
+        t = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1) + self.modality.weight
+        q = self.norm_attn(t)
+        t = t + self.attn(q, q, q, need_weights=False)[0]
+        return t + self.ffn(self.norm_ffn(t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.token_outputs(x)[:, 0]
+
+
+class GraphFusion(LateFusion):
+    """Variable embeddings as graph nodes, one graph-attention layer over a fixed graph; h = node mean.
+
+    The layer runs batched on the dense adjacency with ``add_loop=False``: the self-loops come from the
+    adjacency itself (validated), so the matrix stored here is exactly the graph used.
+    """
+
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
+                 stem_norm: StemNorm = "batch", gn_groups: int = 0,
+                 adjacency: torch.Tensor | None = None, directed: bool = False) -> None:
+        super().__init__(channels, embed_dim, width, stem_norm, gn_groups)
+        adj = default_adjacency(channels) if adjacency is None else validate_adjacency(adjacency, channels, directed)
+        self.register_buffer("adjacency", adj)
+        self.gat = DenseGATConv(embed_dim, embed_dim, heads=1)
+
+    def node_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, embed_dim): each node's output after the graph layer."""
+        return self.gat(self.variable_embeddings(x), self.adjacency, add_loop=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.node_outputs(x).mean(dim=1)
+
+
+def build_fusion(cfg: ModelConfig, channels: Sequence[str]) -> nn.Module:
+    """The encoder front that ``cfg.fusion`` names; ``cfg.graph`` (edges by name) overrides the default graph."""
+    common: dict[str, Any] = dict(embed_dim=cfg.embed_dim, width=cfg.width, stem_norm=cfg.stem_norm, gn_groups=cfg.gn_groups)
+    if cfg.fusion == "early":
+        return EarlyFusion(channels, **common)
+    if cfg.fusion == "attention":
+        return AttentionFusion(channels, **common, heads=cfg.attention_heads)
+    adjacency = None if cfg.graph is None else adjacency_from_edges(channels, cfg.graph)
+    return GraphFusion(channels, **common, adjacency=adjacency)

@@ -1,0 +1,55 @@
+"""The SPARTA model: encoder front (fusion) -> h, projector h -> z, decoder h -> fields.
+
+The autoencoder baseline is the same class without the projector: same encoder, same decoder, so the
+comparison has equal capacity (the reference gave the baseline a weaker decoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sparta.config import ModelConfig
+from sparta.models.decoder import Decoder
+from sparta.models.fusion import build_fusion
+from sparta.models.heads import projector
+
+
+class SpartaModel(nn.Module):
+    """Encoder, optional projector and decoder; ``forward(x)`` returns the embedding h.
+
+    Stage 3 freezes ``fusion`` and ``projector`` and trains ``decoder`` alone; downstream tasks use h.
+    """
+
+    def __init__(self, cfg: ModelConfig, channels: Sequence[str], n_lat: int, n_lon: int,
+                 with_projector: bool = True) -> None:
+        super().__init__()
+        self.channels = list(channels)
+        self.fusion = build_fusion(cfg, self.channels)
+        self.projector = projector(cfg.embed_dim, cfg.proj_dim) if with_projector else None
+        self.decoder = Decoder(cfg.embed_dim, len(self.channels), n_lat, n_lon,
+                               cfg.decoder_channels, cfg.decoder_dropout)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) at any H, W >= 16 -> h (B, embed_dim)."""
+        return self.fusion(x)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """h -> z (B, proj_dim), the space of the contrastive loss."""
+        if self.projector is None:
+            raise RuntimeError("this model was built without a projector (with_projector=False)")
+        return self.projector(h)
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """h -> (B, C, n_lat, n_lon) z-scored fields on the native grid."""
+        return self.decoder(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters that stage 3 freezes: the fusion front and the projector."""
+        modules = [self.fusion] + ([self.projector] if self.projector is not None else [])
+        return [p for m in modules for p in m.parameters()]

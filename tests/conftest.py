@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny prepared store whose values encode their day index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparta.data.store import PreparedStore, write_store
+
+TINY_DAYS, TINY_LAT, TINY_LON = 300, 8, 16
+TINY_VARIABLES = ["2m_temperature", "geopotential@850"]
+
+
+def tiny_fields() -> np.ndarray:
+    """(300, 2, 8, 16): day t, channel c = t + 1000 c + a zero-mean longitude wave (exact spatial mean)."""
+    t = np.arange(TINY_DAYS, dtype=np.float32)[:, None, None, None]
+    c = np.arange(len(TINY_VARIABLES), dtype=np.float32)[None, :, None, None]
+    lon = np.arange(TINY_LON)[None, None, None, :]
+    lat = np.arange(TINY_LAT)[None, None, :, None]
+    wave = np.sin(2 * np.pi * lon / TINY_LON) * (1 + lat)
+    return (t + 1000 * c + wave).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> PreparedStore:
+    """300 days from 2000-01-01, 2 channels, 8x16 grid; splits train 0-180, val 180-240, test 240-300."""
+    times = np.arange(np.datetime64("2000-01-01"), np.datetime64("2000-01-01") + TINY_DAYS)
+    lat = np.linspace(-78.75, 78.75, TINY_LAT)
+    lon = np.arange(TINY_LON) * 360.0 / TINY_LON
+    fields = tiny_fields()
+    return write_store(tmp_path_factory.mktemp("store"), [fields[:128], fields[128:]], times,
+                       TINY_VARIABLES, lat, lon, source="test")

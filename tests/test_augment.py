@@ -1,0 +1,204 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparta.augment import Augmenter, box_smooth, periodic_shift, random_crop, random_keep_mask
+from sparta.config import AugmentConfig
+from sparta.data.store import DataError
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def field(b: int = 4, c: int = 3, n_lat: int = 8, n_lon: int = 16, seed: int = 1) -> torch.Tensor:
+    # Continuous random values: none is exactly 0, so zeros in an output mean "masked".
+    return torch.randn(b, c, n_lat, n_lon, generator=gen(seed)) + 10.0
+
+
+def hidden_ratio(x: torch.Tensor) -> torch.Tensor:
+    return (x == 0).float().mean(dim=(-2, -1))  # (B, C)
+
+
+# --- box_smooth -----------------------------------------------------------------------------------
+
+def test_box_smooth_kernel_one_is_identity_and_constant_stays_constant():
+    x = field()
+    assert box_smooth(x, 1) is x
+    const = torch.full((2, 3, 8, 16), 2.5)
+    for k in (2, 3, 5):
+        torch.testing.assert_close(box_smooth(const, k), const)
+
+
+def test_box_smooth_spreads_delta_with_longitude_wrap():
+    x = torch.zeros(1, 1, 8, 16)
+    x[0, 0, 4, 0] = 1.0
+    out = box_smooth(x, 3)[0, 0]
+    expected = torch.zeros(8, 16)
+    expected[3:6][:, [15, 0, 1]] = 1 / 9
+    torch.testing.assert_close(out, expected)
+    assert out.sum().item() == pytest.approx(1.0)
+
+
+def test_box_smooth_replicates_latitude_edges():
+    x = torch.zeros(1, 1, 8, 16)
+    x[0, 0, 0, 5] = 9.0  # edge row is replicated into the padding: counted twice at row 0
+    out = box_smooth(x, 3)[0, 0]
+    assert out[0, 5].item() == pytest.approx(2.0)
+    assert out[1, 5].item() == pytest.approx(1.0)
+
+
+# --- masks ----------------------------------------------------------------------------------------
+
+def test_random_keep_mask_realised_ratio_in_range_and_shared():
+    n = 8 * 16
+    keep = random_keep_mask(64, 8, 16, 0.5, 0.9, gen())
+    assert keep.shape == (64, 1, 8, 16) and keep.dtype == torch.bool
+    ratio = 1 - keep.float().mean(dim=(1, 2, 3))
+    assert ratio.min() >= 0.5 - 0.5 / n and ratio.max() < 0.9 + 0.5 / n
+    assert ratio.std() > 0.05  # one ratio per sample, not one per batch
+    torch.testing.assert_close(ratio, ratio.mul(n).round().div(n))  # exact counts
+
+
+def test_random_keep_mask_per_channel_same_ratio_other_pattern():
+    keep = random_keep_mask(8, 8, 16, 0.3, 0.7, gen(), channels=3)
+    counts = keep.sum(dim=(-2, -1))
+    assert (counts == counts[:, :1]).all()
+    assert not (keep[:, 0] == keep[:, 1]).all()
+
+
+def test_random_keep_mask_deterministic_under_seed():
+    a = random_keep_mask(4, 8, 16, 0.5, 0.9, gen(3), channels=2)
+    b = random_keep_mask(4, 8, 16, 0.5, 0.9, gen(3), channels=2)
+    c = random_keep_mask(4, 8, 16, 0.5, 0.9, gen(4), channels=2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_native_mode_mask_hides_exactly_the_native_points_shared_by_channels():
+    aug = Augmenter(AugmentConfig(mode="native"), 8, 16)
+    x = field()
+    out = aug.mask(x, gen(5), 0.5, 0.9)
+    keep = random_keep_mask(4, 8, 16, 0.5, 0.9, gen(5), device=x.device)
+    torch.testing.assert_close(out, x * keep, rtol=0, atol=0)
+    ratio = hidden_ratio(out)
+    assert (ratio == ratio[:, :1]).all() and ratio.min() >= 0.5 - 1 / 256 and ratio.max() < 0.9 + 1 / 256
+
+
+def test_mask_per_channel_is_independent():
+    aug = Augmenter(AugmentConfig(mode="native", mask_per_channel=True), 8, 16)
+    out = aug.mask(field(), gen(), 0.5, 0.9)
+    assert not ((out[:, 0] == 0) == (out[:, 1] == 0)).all()
+
+
+def test_paper_mode_native_mask_is_applied_before_resize():
+    aug = Augmenter(AugmentConfig(mode="paper"), 32, 64)
+    x = field(2, 5, 32, 64)
+    out = aug.mask(x, gen(7), 0.5, 0.9)
+    keep = random_keep_mask(2, 32, 64, 0.5, 0.9, gen(7))
+    assert out.shape == (2, 5, 72, 144)
+    torch.testing.assert_close(out, aug.encoder_input(x * keep))
+
+
+def test_upsampled_mask_is_at_input_resolution():
+    aug = Augmenter(AugmentConfig(mode="paper", mask_on="upsampled", mask_per_channel=True), 32, 64)
+    out = aug.mask(field(3, 5, 32, 64), gen(), 0.5, 0.9)
+    ratio = hidden_ratio(out)
+    n = 72 * 144
+    assert out.shape == (3, 5, 72, 144)
+    assert ratio.min() >= 0.5 - 0.5 / n and ratio.max() < 0.9 + 0.5 / n
+    assert not ((out[:, 0] == 0) == (out[:, 1] == 0)).all()
+
+
+@pytest.mark.parametrize("mode,mask_on", [("native", "native"), ("paper", "native"), ("paper", "upsampled")])
+def test_fixed_keep_mask_is_honoured_exactly(mode, mask_on):
+    aug = Augmenter(AugmentConfig(mode=mode, mask_on=mask_on), 8, 16)
+    x = field()
+    keep = torch.rand(8, 16, generator=gen(9)) > 0.7
+    torch.testing.assert_close(aug.mask(x, gen(), 0.5, 0.9, keep=keep), aug.encoder_input(x * keep))
+    per_sample = torch.rand(4, 8, 16, generator=gen(10)) > 0.5
+    out = aug.mask(x, gen(), 0.5, 0.9, keep=per_sample)
+    torch.testing.assert_close(out, aug.encoder_input(x * per_sample[:, None]))
+    with pytest.raises(DataError, match="observation mask"):
+        aug.mask(x, gen(), 0.5, 0.9, keep=torch.ones(8, 15, dtype=torch.bool))
+
+
+# --- crop and shift -------------------------------------------------------------------------------
+
+def test_random_crop_matches_reference_slices():
+    x = field(8, 2, 20, 30)
+    out = random_crop(x, (12, 17), gen(11))
+    ref = gen(11)
+    top = torch.randint(0, 9, (8,), generator=ref)
+    left = torch.randint(0, 14, (8,), generator=ref)
+    assert len(set(zip(top.tolist(), left.tolist()))) > 1
+    for b in range(8):
+        assert torch.equal(out[b], x[b, :, top[b]:top[b] + 12, left[b]:left[b] + 17])
+
+
+def test_periodic_shift_is_a_per_sample_roll():
+    x = field(8, 2, 4, 16)
+    out = periodic_shift(x, 6, gen(12))
+    shift = torch.randint(0, 7, (8,), generator=gen(12))
+    assert len(set(shift.tolist())) > 1
+    for b in range(8):
+        assert torch.equal(out[b], torch.roll(x[b], int(shift[b]), dims=-1))
+
+
+# --- Augmenter ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_lat,n_lon,input_hw,resize_hw", [(32, 64, (72, 144), (80, 160)),
+                                                            (64, 128, (144, 288), (160, 320))])
+def test_paper_mode_shapes(n_lat, n_lon, input_hw, resize_hw):
+    aug = Augmenter(AugmentConfig(), n_lat, n_lon)
+    assert aug.input_hw == input_hw and aug.resize_hw == resize_hw and aug.kernel == 5
+    x = field(2, 5, n_lat, n_lon)
+    assert aug.encoder_input(x).shape == (2, 5, *input_hw)
+    view, target = aug.view(x, gen(), masked=True, with_target=True)
+    assert view.shape == (2, 5, *input_hw) and target.shape == x.shape
+
+
+def test_native_mode_settings_and_identity_encoder_input():
+    aug = Augmenter(AugmentConfig(mode="native"), 32, 64)
+    assert aug.input_hw == (32, 64) and aug.kernel == 3 and aug.max_shift == 6
+    assert Augmenter(AugmentConfig(mode="native", smooth_kernel=1), 32, 64).kernel == 1
+    x = field(2, 5, 32, 64)
+    assert aug.encoder_input(x) is x
+
+
+def test_paper_target_is_the_clean_crop_resized_to_native():
+    aug = Augmenter(AugmentConfig(smooth_kernel=1), 32, 64)
+    x = field(4, 2, 32, 64)
+    view, target = aug.view(x, gen(13), masked=False, with_target=True)
+    torch.testing.assert_close(target, F.interpolate(view, size=(32, 64), mode="bicubic", align_corners=False))
+    crop = random_crop(F.interpolate(x, size=(80, 160), mode="bicubic", align_corners=False), (72, 144), gen(13))
+    torch.testing.assert_close(view, crop)
+
+
+def test_native_target_is_the_exact_roll_of_the_clean_field():
+    aug = Augmenter(AugmentConfig(mode="native"), 8, 16)
+    x = field()
+    g = gen(14)
+    view, target = aug.view(x, g, masked=True, with_target=True)
+    ref = gen(14)
+    random_keep_mask(4, 8, 16, 0.5, 0.9, ref)  # the view's mask is drawn first
+    shift = torch.randint(0, aug.max_shift + 1, (4,), generator=ref)
+    for b in range(4):
+        assert torch.equal(target[b], torch.roll(x[b], int(shift[b]), dims=-1))
+    assert view.shape == x.shape and not torch.equal(view, target)
+
+
+@pytest.mark.parametrize("mode,mask_on", [("native", "native"), ("paper", "native"), ("paper", "upsampled")])
+def test_views_deterministic_and_independent_of_with_target(mode, mask_on):
+    aug = Augmenter(AugmentConfig(mode=mode, mask_on=mask_on), 8, 16)
+    x = field()
+    a = aug.view(x, gen(15), masked=True)
+    b, _ = aug.view(x, gen(15), masked=True, with_target=True)
+    c = aug.view(x, gen(16), masked=True)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_masked_view_hides_the_sampled_fraction():
+    aug = Augmenter(AugmentConfig(mode="native", mask_on="upsampled"), 32, 64)
+    view = aug.view(field(16, 2, 32, 64), gen(), masked=True)
+    ratio = hidden_ratio(view)
+    assert ratio.min() >= 0.5 - 1 / 4096 and ratio.max() < 0.9 + 1 / 4096

@@ -1,0 +1,242 @@
+"""Downstream models on latent tensors: shapes, known values, and tiny problems they must learn."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from sparta.config import DownstreamConfig
+from sparta.downstream.classify import SeasonClassifier, evaluate_classifier, train_classifier
+from sparta.downstream.common import fit
+from sparta.downstream.diffusion import (
+    CrossAttention,
+    DDPMSchedule,
+    LatentStandardizer,
+    LatentUNet,
+    generate,
+    train_diffusion,
+)
+from sparta.downstream.forecast import Seq2SeqLSTM, make_windows, rollout, train_forecaster
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- common.fit
+
+def _mse(model: nn.Module, batch: tuple[Tensor, ...], _: torch.Generator) -> Tensor:
+    return F.mse_loss(model(batch[0]), batch[1])
+
+
+def test_fit_restores_best_weights_and_resets_epoch_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    # Train and validation targets disagree, so the validation loss is best early and then rises.
+    train, val = (x, x @ torch.tensor([[2.0], [0.0], [0.0]])), (x, x @ torch.tensor([[-2.0], [0.0], [0.0]]))
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    history = fit(model, train, val, _mse, epochs=15, lr=0.05, batch_size=16, progress=False)
+    val_losses = [h["val_loss"] for h in history]
+    assert [h["epoch"] for h in history] == list(range(1, 16))
+    assert val_losses[-1] > min(val_losses)
+    with torch.no_grad():
+        final = F.mse_loss(model(val[0]), val[1]).item()
+    assert final == pytest.approx(min(val_losses), rel=1e-5)
+    # Per-epoch (not running) train loss: the last epoch's is far below the first's.
+    assert history[-1]["train_loss"] < 0.1 * history[0]["train_loss"]
+
+
+def test_fit_reduces_lr_on_plateau() -> None:
+    x = torch.randn(32, 2)
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    history = fit(model, (x, x[:, :1]), (x, -x[:, :1]), _mse, epochs=8, lr=0.1, batch_size=8,
+                  plateau_patience=1, progress=False)
+    lrs = [h["lr"] for h in history]
+    assert lrs[0] == pytest.approx(0.1) and min(lrs) <= 0.01 + 1e-12
+
+
+# ---------------------------------------------------------------- forecast
+
+def test_make_windows_values_and_counts() -> None:
+    latents = torch.arange(20.0)[:, None].repeat(1, 2)  # h_t = (t, t)
+    ctx, tgt = make_windows(latents, lookback=5, stride=5, horizon=1)
+    assert ctx.shape == (3, 5, 2) and tgt.shape == (3, 1, 2)  # (20 - 5 - 1)//5 + 1
+    assert ctx[:, :, 0].tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14]]
+    assert tgt[:, 0, 0].tolist() == [5, 10, 15]
+    ctx, tgt = make_windows(latents, lookback=3, stride=1, horizon=4)
+    assert len(ctx) == 20 - 3 - 4 + 1
+    assert ctx[-1, :, 0].tolist() == [13, 14, 15] and tgt[-1, :, 0].tolist() == [16, 17, 18, 19]
+    with pytest.raises(ValueError, match="shorter"):
+        make_windows(latents, lookback=18, stride=1, horizon=3)
+
+
+def test_seq2seq_shapes_and_reference_size() -> None:
+    model = Seq2SeqLSTM(6, hidden=5)
+    assert model(torch.randn(4, 7, 6), steps=3).shape == (4, 3, 6)
+    assert _params(Seq2SeqLSTM(1000, 128)) == 1_286_120
+
+
+def _rotation_sequence(steps: int, dim: int = 4) -> Tensor:
+    """h_{t+1} = R h_t with R two planar rotations: linear, norm-preserving latent dynamics."""
+    rot = torch.zeros(dim, dim)
+    for k, angle in enumerate((0.3, 0.7)):
+        c, s = math.cos(angle), math.sin(angle)
+        rot[2 * k:2 * k + 2, 2 * k:2 * k + 2] = torch.tensor([[c, -s], [s, c]])
+    h = [torch.tensor([1.0, 0.0, 0.0, 1.0])]
+    for _ in range(steps - 1):
+        h.append(rot @ h[-1])
+    return torch.stack(h)
+
+
+def test_forecaster_learns_rotation_and_beats_persistence() -> None:
+    seq = _rotation_sequence(300)
+    ctx, tgt = make_windows(seq[:240], lookback=5, stride=1, horizon=1)
+    vctx, vtgt = make_windows(seq[240:], lookback=5, stride=1, horizon=1)
+    cfg = DownstreamConfig(forecast_epochs=40, lstm_hidden=32, batch_size=32)
+    model, history = train_forecaster(ctx, tgt, vctx, vtgt, cfg, seed=0, progress=False)
+    assert min(h["val_loss"] for h in history) < 2e-3
+    tctx, ttgt = make_windows(seq[200:], lookback=5, stride=1, horizon=10)
+    pred = rollout(model, tctx, steps=10)
+    assert pred.shape == ttgt.shape
+    persistence = tctx[:, -1:].expand_as(ttgt)
+    assert F.mse_loss(pred, ttgt) < 0.1 * F.mse_loss(persistence, ttgt)
+
+
+def test_forecaster_is_deterministic_under_seed() -> None:
+    seq = _rotation_sequence(60)
+    ctx, tgt = make_windows(seq, lookback=3, stride=1, horizon=1)
+    cfg = DownstreamConfig(forecast_epochs=2, lstm_hidden=8, batch_size=16)
+    (m1, h1), (m2, h2) = (train_forecaster(ctx, tgt, ctx, tgt, cfg, seed=7, progress=False) for _ in range(2))
+    assert h1 == h2
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    _, h3 = train_forecaster(ctx, tgt, ctx, tgt, cfg, seed=8, progress=False)
+    assert h3 != h1
+
+
+# ---------------------------------------------------------------- diffusion: schedule and sampler
+
+def test_schedule_known_values() -> None:
+    s = DDPMSchedule(1000, 1e-4, 0.02)
+    assert s.betas[1].item() == pytest.approx(1e-4) and s.betas[1000].item() == pytest.approx(0.02)
+    assert s.alpha_bars[0].item() == 1.0
+    assert s.alpha_bars[1].item() == pytest.approx(1 - 1e-4)
+    assert bool((s.alpha_bars[1:] < s.alpha_bars[:-1]).all())
+    assert s.alpha_bars[1000].item() < 1e-4  # ~4e-5: x_T is almost pure noise
+    x0, noise = torch.full((2, 3), 2.0), torch.full((2, 3), -1.0)
+    t = torch.tensor([0, 500])
+    xt = s.q_sample(x0, t, noise)
+    abar = s.alpha_bars[500].item()
+    assert torch.allclose(xt[0], x0[0])
+    assert torch.allclose(xt[1], torch.full((3,), 2 * math.sqrt(abar) - math.sqrt(1 - abar)))
+
+
+class _Oracle(nn.Module):
+    """Exact noise for a point-mass data distribution at ``point``."""
+
+    def __init__(self, point: Tensor, schedule: DDPMSchedule) -> None:
+        super().__init__()
+        self.point, self.schedule = point, schedule
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        step = torch.round(t * self.schedule.steps).long()
+        abar = self.schedule.alpha_bars[step][:, None]
+        return (x - abar.sqrt() * self.point) / (1 - abar).sqrt()
+
+
+def test_sampling_with_oracle_recovers_point_mass() -> None:
+    schedule = DDPMSchedule(100, 1e-4, 0.05)
+    point = torch.tensor([3.0, -2.0, 0.5])
+    samples = schedule.sample(_Oracle(point, schedule), torch.zeros(5, 3), torch.Generator().manual_seed(0))
+    assert torch.allclose(samples, point.expand(5, 3), atol=1e-4)
+
+
+# ---------------------------------------------------------------- diffusion: network
+
+def test_unet_shapes_and_sizes() -> None:
+    model = LatentUNet(12, hidden=32, time_dim=16, cond_tokens=4)
+    assert model(torch.randn(5, 12), torch.rand(5), torch.randn(5, 12)).shape == (5, 12)
+    tiny = LatentUNet(10, hidden=10, time_dim=8, cond_tokens=3)  # widths that divide nothing evenly
+    assert tiny(torch.randn(2, 10), torch.rand(2), torch.randn(2, 10)).shape == (2, 10)
+    assert 10e6 < _params(LatentUNet(1000, 1024)) < 20e6
+
+
+def test_cross_attention_depends_on_condition_and_query() -> None:
+    torch.manual_seed(0)
+    model = LatentUNet(16, hidden=32, time_dim=16, cond_tokens=4).eval()
+    x, t = torch.randn(3, 16), torch.rand(3)
+    c1, c2 = torch.randn(3, 16), torch.randn(3, 16)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, t, c1), model(x, t, c2), atol=1e-4)
+        attn = CrossAttention(width=32, token_dim=8, query_tokens=4, heads=2)
+        _, w = attn(torch.randn(3, 32), model.condition_tokens(c1), need_weights=True)
+    assert w.shape == (3, 4, 4)  # (batch, query tokens, condition tokens)
+    assert torch.allclose(w.sum(-1), torch.ones(3, 4), atol=1e-5)
+    assert w.max() < 0.99  # spread over several tokens, not the degenerate weight 1
+    assert (w[:, 0] - w[:, 1]).abs().max() > 1e-3  # different queries attend differently
+
+
+def test_standardizer_round_trip() -> None:
+    x = torch.randn(200, 5) * torch.tensor([0.01, 1.0, 5.0, 0.1, 2.0]) + 3.0
+    st = LatentStandardizer.fit(x)
+    z = st(x)
+    assert torch.allclose(z.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(z.std(0), torch.ones(5), atol=1e-4)
+    assert torch.allclose(st.inverse(z), x, atol=1e-5)
+    assert set(st.state_dict()) == {"mean", "std"}
+
+
+def test_conditional_diffusion_learns_toy_mapping() -> None:
+    """Target = a fixed linear map of the condition (+ small noise); samples should follow it."""
+    g = torch.Generator().manual_seed(0)
+    dim = 6
+    mix = torch.randn(dim, dim, generator=g) / math.sqrt(dim)
+
+    def pairs(n: int) -> tuple[Tensor, Tensor]:
+        cond = torch.randn(n, dim, generator=g)
+        return 0.1 * (cond @ mix) + 0.005 * torch.randn(n, dim, generator=g) + 1.0, cond
+
+    (x, c), (vx, vc), (tx, tc) = pairs(768), pairs(128), pairs(32)
+    cfg = DownstreamConfig(diffusion_epochs=25, diffusion_steps=50, beta_end=0.2, diffusion_hidden=64,
+                           condition_tokens=4, batch_size=64)
+    model, schedule, st, history = train_diffusion(x, c, vx, vc, cfg, seed=0, progress=False)
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert min(h["val_loss"] for h in history) < 0.5 * history[0]["val_loss"]
+    samples = generate(model, schedule, st, tc, n_samples=8, generator=torch.Generator().manual_seed(1),
+                       batch_size=100, progress=False)
+    assert samples.shape == (32, 8, dim)
+    err = F.mse_loss(samples.mean(1), tx)
+    unconditional = F.mse_loss(x.mean(0).expand_as(tx), tx)
+    assert err < 0.3 * unconditional
+
+
+# ---------------------------------------------------------------- classification
+
+def test_classifier_reference_size() -> None:
+    assert _params(SeasonClassifier(1000)) == 266_688
+    assert SeasonClassifier(16).eval()(torch.randn(3, 16)).shape == (3, 4)
+
+
+def test_classifier_learns_separable_classes() -> None:
+    g = torch.Generator().manual_seed(0)
+    centres = 3.0 * torch.randn(4, 16, generator=g)
+
+    def sample(n: int) -> tuple[Tensor, Tensor]:
+        y = torch.randint(0, 4, (n,), generator=g)
+        return centres[y] + torch.randn(n, 16, generator=g), y
+
+    (h, y), (vh, vy), (th, ty) = sample(400), sample(100), sample(200)
+    cfg = DownstreamConfig(classifier_epochs=20, lr=1e-2, batch_size=64)
+    model, history = train_classifier(h, y, vh, vy, cfg, seed=0, progress=False)
+    result = evaluate_classifier(model, th, ty)
+    assert result["accuracy"] > 0.9
+    assert result["cross_entropy"] < history[0]["val_loss"]
+    confusion = torch.tensor(result["confusion"])
+    assert confusion.shape == (4, 4) and int(confusion.sum()) == 200
+    assert confusion.diagonal().sum() / 200 == pytest.approx(result["accuracy"])
+    assert confusion.sum(1).tolist() == torch.bincount(ty, minlength=4).tolist()

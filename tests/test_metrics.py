@@ -1,0 +1,216 @@
+"""Known-value tests of sparta.metrics against hand-computed numbers and NumPy loop references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from sparta.metrics import (
+    cycle_distances,
+    embedding_std,
+    lat_weights,
+    latent_density,
+    mean_std,
+    psnr,
+    realism_score,
+    rrmse,
+    ssim,
+    ssim_sigma,
+    step_distances,
+)
+
+
+def fields(seed: int, shape: tuple[int, ...] = (3, 2, 8, 16)) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- RRMSE and latitude weights
+
+
+def test_rrmse_ten_percent() -> None:
+    true = fields(0) + 5.0
+    assert rrmse(1.1 * true, true).item() == pytest.approx(10.0)
+    assert rrmse(1.1 * true, true, per_channel=True).tolist() == pytest.approx([10.0, 10.0])
+
+
+def test_rrmse_pooled_and_per_channel_hand_values() -> None:
+    true = torch.ones(2, 2, 3, 4)
+    true[:, 1] = 2.0
+    pred = true.clone()
+    pred[:, 0] = 1.1  # channel 0: error 0.1 on |true| = 1 -> 10 %; channel 1 exact
+    assert rrmse(pred, true, per_channel=True).tolist() == pytest.approx([10.0, 0.0])
+    # pooled: sqrt(n * 0.01) / sqrt(n * 1 + n * 4) = 0.1 / sqrt(5)
+    assert rrmse(pred, true).item() == pytest.approx(100 * 0.1 / math.sqrt(5))
+
+
+def test_rrmse_matches_loop_reference_and_zero_mean_fields() -> None:
+    true, pred = fields(1), fields(2)  # zero-mean, like u/v winds
+    t, p = true.numpy(), pred.numpy()
+    num = sum(float((p[idx] - t[idx]) ** 2) for idx in np.ndindex(t.shape))
+    den = sum(float(t[idx] ** 2) for idx in np.ndindex(t.shape))
+    assert rrmse(pred, true).item() == pytest.approx(100 * math.sqrt(num / den), rel=1e-12)
+    assert torch.isfinite(rrmse(pred, true, per_channel=True)).all()
+
+
+def test_rrmse_weighted_matches_loop_reference() -> None:
+    true, pred = fields(3), fields(4)
+    lat = torch.linspace(-78.75, 78.75, 8)
+    w = lat_weights(lat)
+    t, p, wn = true.numpy(), pred.numpy(), w.numpy()
+    num = sum(wn[idx[2]] * float((p[idx] - t[idx]) ** 2) for idx in np.ndindex(t.shape))
+    den = sum(wn[idx[2]] * float(t[idx] ** 2) for idx in np.ndindex(t.shape))
+    assert rrmse(pred, true, weights=w).item() == pytest.approx(100 * math.sqrt(num / den), rel=1e-12)
+    grid_w = w[:, None].expand(8, 16)
+    assert rrmse(pred, true, weights=grid_w).item() == pytest.approx(rrmse(pred, true, weights=w).item())
+    uniform = torch.full((8,), 3.0)
+    assert rrmse(pred, true, weights=uniform).item() == pytest.approx(rrmse(pred, true).item())
+    with pytest.raises(ValueError, match="weights"):
+        rrmse(pred, true, weights=torch.ones(16))
+
+
+def test_lat_weights_even_grid_proportional_to_cos() -> None:
+    lat = torch.linspace(-87.1875, 87.1875, 32)  # the 64x32 grid
+    w = lat_weights(lat)
+    assert w.mean().item() == pytest.approx(1.0)
+    cos = torch.cos(torch.deg2rad(lat.double()))
+    assert torch.allclose(w, cos / cos.mean(), rtol=1e-5)
+    assert torch.allclose(lat_weights(lat.flip(0)), w.flip(0))
+
+
+def test_lat_weights_grid_with_poles_closed_form() -> None:
+    lat = torch.linspace(-90.0, 90.0, 7)  # odd: both poles, spacing 30 deg
+    half = math.radians(15.0)
+    # cell areas (per unit longitude): interior sin(phi + d/2) - sin(phi - d/2) = 2 cos(phi) sin(d/2),
+    # pole half-cells 1 - cos(d/2); they sum to the integral of cos over [-90, 90] = 2.
+    area = [1 - math.cos(half)] + [2 * math.cos(math.radians(p)) * math.sin(half) for p in (-60, -30, 0, 30, 60)]
+    area += [1 - math.cos(half)]
+    assert sum(area) == pytest.approx(2.0)
+    expected = torch.tensor(area, dtype=torch.float64) / (2.0 / 7)
+    assert torch.allclose(lat_weights(lat), expected)
+    assert lat_weights(lat)[0].item() > 0.0
+
+
+# ---------------------------------------------------------------- SSIM and PSNR
+
+
+def test_ssim_identical_is_one() -> None:
+    true = fields(5, (2, 3, 32, 64))
+    assert ssim(true, true).item() == pytest.approx(1.0)
+    assert ssim(true, true, per_channel=True).tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_ssim_data_range_from_true_per_channel() -> None:
+    true = fields(6, (2, 2, 32, 64))
+    pred = true + 0.3 * fields(7, (2, 2, 32, 64))
+    base = ssim(pred, true, per_channel=True)
+    scale = torch.tensor([1.0, 1000.0]).view(1, 2, 1, 1)
+    scaled = ssim(pred * scale, true * scale, per_channel=True)
+    assert torch.allclose(scaled, base, rtol=1e-9)
+    assert ssim(pred * scale, true * scale).item() == pytest.approx(base.mean().item(), rel=1e-9)
+    # the data range comes from the true field, not from the prediction
+    c0 = structural_similarity_index_measure(
+        2 * pred[:, :1],
+        true[:, :1],
+        sigma=ssim_sigma(7),
+        data_range=(true[:, 0].max() - true[:, 0].min()).item(),
+    )
+    assert ssim(2 * pred, true, per_channel=True)[0].item() == pytest.approx(c0.item(), rel=1e-12)
+
+
+def test_ssim_kernel_size_sets_the_window() -> None:
+    assert ssim_sigma(11) == 1.5  # torchmetrics' default window
+    true = fields(8, (2, 1, 32, 64))
+    pred = true + 0.5 * fields(9, (2, 1, 32, 64))
+    assert ssim(pred, true, kernel_size=7).item() != pytest.approx(ssim(pred, true, kernel_size=11).item())
+    for bad in (6, 45):
+        with pytest.raises(ValueError, match="kernel_size"):
+            ssim(pred, true, kernel_size=bad)
+
+
+def test_psnr_known_mse_and_range() -> None:
+    true = torch.zeros(2, 2, 4, 4)
+    true[0, 0, 0, 0] = 2.0  # channel 0 range 2
+    true[0, 1, 0, 0] = 10.0  # channel 1 range 10
+    pred = true + 0.1  # MSE 0.01 in both channels
+    expected = [10 * math.log10(4 / 0.01), 10 * math.log10(100 / 0.01)]
+    assert psnr(pred, true, per_channel=True).tolist() == pytest.approx(expected)
+    assert psnr(pred, true).item() == pytest.approx(sum(expected) / 2)
+    # invariant to a per-channel affine change of units (range from the same true field)
+    assert psnr(3 * pred + 7, 3 * true + 7).item() == pytest.approx(psnr(pred, true).item())
+
+
+# ---------------------------------------------------------------- latent density and realism
+
+
+def test_latent_density_hand_values() -> None:
+    point = torch.tensor([[1.0, -2.0, 3.0]])
+    assert latent_density(point, point).item() == pytest.approx(1.0)
+    gen = torch.zeros(1, 2)
+    ref = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert latent_density(gen, ref, sigma=5.0).item() == pytest.approx((1 + math.exp(-25 / 50)) / 2)
+
+
+def test_latent_density_matches_loop_reference() -> None:
+    gen, ref = fields(10, (4, 6)) * 10, fields(11, (7, 6)) * 10
+    g, r = gen.numpy(), ref.numpy()
+    expected = np.mean([np.mean([math.exp(-np.sum((gi - rj) ** 2) / (2 * 20.0**2)) for rj in r]) for gi in g])
+    assert latent_density(gen, ref).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_realism_hand_values() -> None:
+    ref = torch.tensor([[0.0], [1.0], [3.0]])
+    gen = torch.tensor([[2.0], [-1.0]])
+    # k = 1: radii (1, 1, 2); g = 2: max(1/2, 1/1, 2/1) = 2; g = -1: max(1/1, 1/2, 2/4) = 1
+    assert realism_score(gen, ref, k=1).item() == pytest.approx(1.5)
+    # k = 2: radii (3, 2, 3); g = 2: max(3/2, 2/1, 3/1) = 3; g = -1: max(3/1, 2/2, 3/4) = 3
+    assert realism_score(gen, ref, k=2).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="more than k"):
+        realism_score(gen, ref, k=3)
+
+
+def test_realism_generated_point_on_reference_point_is_finite() -> None:
+    ref = torch.tensor([[0.0], [1.0], [3.0]])
+    score = realism_score(torch.tensor([[1.0]]), ref, k=1, eps=1e-6)
+    assert score.item() == pytest.approx(1.0 / 1e-6)
+
+
+def test_realism_matches_loop_reference() -> None:
+    gen, ref = fields(12, (3, 5)), fields(13, (9, 5))
+    g, r, k = gen.numpy(), ref.numpy(), 5
+    radii = [sorted(np.linalg.norm(r[j] - r[i]) for i in range(len(r)) if i != j)[k - 1] for j in range(len(r))]
+    expected = np.mean([max(radii[j] / np.linalg.norm(gi - r[j]) for j in range(len(r))) for gi in g])
+    assert realism_score(gen, ref, k=k).item() == pytest.approx(expected, rel=1e-10)
+
+
+# ---------------------------------------------------------------- smoothness and collapse
+
+
+def test_step_and_cycle_distances_hand_sequence() -> None:
+    h = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0], [4.0, 2.0]])
+    assert step_distances(h).tolist() == [1.0, 4.0, 9.0]
+    # (0, 0) - 2 (1, 0) + (1, 2) = (-1, 2) -> 5; (1, 0) - 2 (1, 2) + (4, 2) = (3, -2) -> 13
+    assert cycle_distances(h).tolist() == [5.0, 13.0]
+    mean_sq_norm = (0 + 1 + 5 + 20) / 4
+    assert step_distances(h, normalise=True).tolist() == pytest.approx([d / mean_sq_norm for d in (1, 4, 9)])
+    assert cycle_distances(h, normalise=True).tolist() == pytest.approx([5 / mean_sq_norm, 13 / mean_sq_norm])
+    assert torch.allclose(step_distances(10 * h, normalise=True), step_distances(h, normalise=True))
+
+
+def test_mean_std() -> None:
+    mean, std = mean_std(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert mean == pytest.approx(2.5)
+    assert std == pytest.approx(math.sqrt(1.25))
+
+
+def test_embedding_std_healthy_and_collapsed() -> None:
+    g = torch.Generator().manual_seed(14)
+    d = 64
+    healthy = torch.randn(4000, d, generator=g)
+    assert embedding_std(healthy) == pytest.approx(1 / math.sqrt(d), rel=0.03)
+    assert embedding_std(5 * healthy) == pytest.approx(embedding_std(healthy))
+    collapsed = torch.randn(1, d, generator=g) + 1e-4 * torch.randn(4000, d, generator=g)
+    assert embedding_std(collapsed) < 1e-3

@@ -1,0 +1,197 @@
+"""Model shapes, norms, fusion semantics (which variable can influence which output) and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sparta.config import ConfigError, ModelConfig
+from sparta.models import (
+    AttentionFusion,
+    Decoder,
+    GraphFusion,
+    ResNet18Encoder,
+    SpartaModel,
+    adjacency_from_edges,
+    build_fusion,
+    default_adjacency,
+    parse_channel,
+    projector,
+    validate_adjacency,
+)
+
+PAPER = ["t2m", "z850", "u850", "v850", "q850"]
+MULTI = ["t2m", "z500", "z850", "t850", "u850", "v850", "q850"]
+TINY = ModelConfig(width=4, embed_dim=16, proj_dim=8, decoder_channels=10, attention_heads=2)
+
+
+def _x(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _edges(adj: torch.Tensor, names: list[str]) -> set[frozenset[str]]:
+    return {frozenset((names[i], names[j])) for i, j in adj.nonzero().tolist() if i != j}
+
+
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("hw", [(72, 144), (32, 64), (16, 16), (121, 240)])
+def test_encoder_output_shape(hw: tuple[int, int]) -> None:
+    enc = ResNet18Encoder(5, embed_dim=16, width=4)
+    assert enc(_x(2, 5, *hw)).shape == (2, 16)
+
+
+def test_paper_encoder_size_and_shape() -> None:
+    enc = ResNet18Encoder(5)  # width 64, 1000-d: the reference counts about 11.70 M
+    assert 11.6e6 < _n_params(enc) < 11.8e6
+    with torch.no_grad():
+        assert enc(_x(2, 5, 72, 144)).shape == (2, 1000)
+
+
+def test_norms_batch_stem_then_per_channel_groupnorm() -> None:
+    enc = ResNet18Encoder(5, embed_dim=16, width=4)
+    assert isinstance(enc.stem[1], nn.BatchNorm2d)
+    rest = [m for m in enc.stages.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
+    assert len(rest) == 4 * 2 * 2 + 3  # two per block, plus the downsamples of stages 2-4
+    assert all(isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels for m in rest)
+
+    grouped = ResNet18Encoder(5, embed_dim=16, width=4, stem_norm="group", gn_groups=2)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in grouped.modules())
+    assert all(m.num_groups == 2 for m in grouped.modules() if isinstance(m, nn.GroupNorm))
+    with pytest.raises(ConfigError, match="gn_groups=3"):
+        ResNet18Encoder(5, width=4, gn_groups=3)
+
+
+def test_projector_structure_and_shape() -> None:
+    proj = projector(16, 8)
+    kinds = [type(m) for m in proj]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert [m.out_features for m in proj if isinstance(m, nn.Linear)] == [8, 8, 8]
+    assert proj(_x(4, 16)).shape == (4, 8)
+    assert _n_params(projector(1000, 128)) == 161_664  # the reference's count
+
+
+@pytest.mark.parametrize("grid", ["64x32", "128x64", "240x121"])
+def test_decoder_exact_grid(grid: str) -> None:
+    n_lon, n_lat = map(int, grid.split("x"))
+    dec = Decoder(16, 5, n_lat, n_lon, base_channels=10)
+    assert dec(_x(2, 16)).shape == (2, 5, n_lat, n_lon)
+
+
+def test_decoder_paper_channels() -> None:
+    dec = Decoder(1000, 5, 32, 64)
+    ups = [m.out_channels for m in dec.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert ups == [250, 125, 62, 31, 15]
+    assert dec.seed_shape == (500, 1, 2)
+
+
+@pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
+def test_fusion_shapes(fusion: str) -> None:
+    front = build_fusion(TINY.model_copy(update={"fusion": fusion}), PAPER)
+    assert front(_x(3, 5, 32, 64)).shape == (3, 16)
+
+
+def test_late_fusion_rejects_wrong_channel_count() -> None:
+    front = build_fusion(TINY.model_copy(update={"fusion": "gnn"}), PAPER)
+    with pytest.raises(ValueError, match="4 channels"):
+        front(_x(2, 4, 32, 32))
+
+
+def test_gnn_respects_adjacency() -> None:
+    front = GraphFusion(PAPER, embed_dim=16, width=4).eval()
+    x = _x(2, 5, 32, 32)
+    with torch.no_grad():
+        base = front.node_outputs(x)
+        for j in range(len(PAPER)):
+            moved = x.clone()
+            moved[:, j] += 1.0
+            changed = (front.node_outputs(moved) != base).flatten(2).any(-1).all(0)  # (C,) nodes that moved
+            assert torch.equal(changed, front.adjacency[:, j]), PAPER[j]
+
+
+def test_attention_every_token_sees_every_variable() -> None:
+    front = AttentionFusion(PAPER, embed_dim=16, width=4, heads=2).eval()
+    x = _x(2, 5, 32, 32)
+    with torch.no_grad():
+        base = front.token_outputs(x)
+        assert torch.equal(front(x), base[:, 0])
+        for j in range(len(PAPER)):
+            moved = x.clone()
+            moved[:, j] += 1.0
+            assert ((front.token_outputs(moved) - base).abs().amax(dim=(0, 2)) > 0).all(), PAPER[j]
+
+
+def test_attention_heads_must_divide_embed_dim() -> None:
+    with pytest.raises(ConfigError, match="divisible"):
+        AttentionFusion(PAPER, embed_dim=10, width=4, heads=4)
+
+
+def test_parse_channel() -> None:
+    assert parse_channel("z850") == ("z", 850)
+    assert parse_channel("t2m") == ("t", None)
+    assert parse_channel("msl") == ("msl", None)
+
+
+def test_default_adjacency_paper_variables() -> None:
+    adj = default_adjacency(PAPER)
+    assert adj.dtype == torch.bool and adj.diagonal().all()
+    assert _edges(adj, PAPER) == {frozenset(("t2m", "z850")), frozenset(("u850", "v850"))}
+
+
+def test_default_adjacency_multi_level() -> None:
+    adj = default_adjacency(MULTI)
+    assert torch.equal(adj, adj.T)
+    expected = {("t2m", "z850"), ("z500", "z850"), ("t850", "z850"), ("u850", "v850")}
+    assert _edges(adj, MULTI) == {frozenset(e) for e in expected}
+
+
+def test_adjacency_from_edges_directed_and_errors() -> None:
+    names = ["a", "b", "c"]
+    directed = adjacency_from_edges(names, [("a", "b")], directed=True)
+    assert directed[1, 0] and not directed[0, 1]  # row = receiver: b hears a
+    assert torch.equal(adjacency_from_edges(names, [("a", "b")]), directed | directed.T)
+    with pytest.raises(ConfigError, match="unknown channel"):
+        adjacency_from_edges(names, [("a", "d")])
+    with pytest.raises(ConfigError, match="not symmetric"):
+        validate_adjacency(directed, names)
+    assert torch.equal(validate_adjacency(directed, names, directed=True), directed)
+    with pytest.raises(ConfigError, match="square"):
+        validate_adjacency(torch.ones(3, 2), names)
+    with pytest.raises(ConfigError, match="3 channels"):
+        validate_adjacency(torch.eye(2), names)
+    with pytest.raises(ConfigError, match="self-loops"):
+        validate_adjacency(torch.zeros(3, 3), names)
+    with pytest.raises(ConfigError, match="unique"):
+        default_adjacency(["a", "a"])
+
+
+def test_config_graph_overrides_default() -> None:
+    cfg = TINY.model_copy(update={"fusion": "gnn", "graph": [("q850", "t2m")]})
+    front = build_fusion(cfg, PAPER)
+    assert _edges(front.adjacency, PAPER) == {frozenset(("q850", "t2m"))}
+
+
+@pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
+def test_gradients_reach_every_parameter(fusion: str) -> None:
+    model = SpartaModel(TINY.model_copy(update={"fusion": fusion}), PAPER, n_lat=32, n_lon=64)
+    x = _x(4, 5, 32, 32)
+    h = model(x)
+    z, fields = model.project(h), model.decode(h)
+    assert z.shape == (4, 8) and fields.shape == (4, 5, 32, 64)
+    loss = (z - _x(4, 8, seed=1)).square().mean() + (fields - _x(4, 5, 32, 64, seed=2)).square().mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_autoencoder_variant_and_encoder_parameters() -> None:
+    model = SpartaModel(TINY, PAPER, n_lat=32, n_lon=64, with_projector=False)
+    assert model.projector is None
+    with pytest.raises(RuntimeError, match="projector"):
+        model.project(torch.zeros(2, 16))
+    frozen = {id(p) for p in model.encoder_parameters()}
+    assert frozen == {id(p) for p in model.fusion.parameters()}
+    assert frozen.isdisjoint(id(p) for p in model.decoder.parameters())
