@@ -81,7 +81,7 @@ def rrmse(
     err2, ref2 = (p - t).pow(2), t.pow(2)
     if weights is not None:
         w = weights.double().to(p.device)
-        w = w[:, None] if w.ndim == 1 else w
+        w = w[:, None].expand(-1, p.shape[-1]) if w.ndim == 1 else w
         if w.shape != p.shape[-2:]:
             raise ValueError(
                 f"rrmse weights must be (H,) or (H, W) = {tuple(p.shape[-2:])}, got {tuple(weights.shape)}"

@@ -124,20 +124,23 @@ class ContrastiveBatchSampler(Sampler[list[tuple[int, int]]]):
         return self.n_batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        # Draws cover every anchor whatever world_size and max_batches are, so batch k is the same
+        # on any rank layout and a capped epoch is a prefix of the full one.
         rng = np.random.default_rng([self.seed, self.epoch])
-        n_global = self.n_batches * self.world_size
-        anchors = (self.lo + rng.permutation(self.hi - self.lo))[: n_global * self.per_batch]
-        anchors = anchors.reshape(n_global, self.per_batch)
         cfg = self.cfg
+        anchors = self.lo + rng.permutation(self.hi - self.lo)
         if self.hard_negatives:
             soft = _draw_negatives(anchors, self.lo, self.hi, cfg.soft_min, self.hi, rng)
             hard = _draw_negatives(anchors, self.lo, self.hi, cfg.hard_min, cfg.hard_max, rng)
-            members = np.stack([anchors, soft, hard], axis=-1).reshape(n_global, -1)
+            members = np.stack([anchors, soft, hard], axis=-1)
         else:
-            members = anchors
+            members = anchors[:, None]
         deltas = rng.choice(np.arange(1, cfg.max_delta + 1), size=members.shape, p=self.probs)
-        for days, ds in zip(members[self.rank :: self.world_size].tolist(),
-                            deltas[self.rank :: self.world_size].tolist()):
+        n_global = self.n_batches * self.world_size
+        shape = (n_global, members.shape[1] * self.per_batch)
+        members = members[: n_global * self.per_batch].reshape(shape)[self.rank :: self.world_size]
+        deltas = deltas[: n_global * self.per_batch].reshape(shape)[self.rank :: self.world_size]
+        for days, ds in zip(members.tolist(), deltas.tolist()):
             yield list(zip(days, ds))
 
 
