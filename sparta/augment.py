@@ -65,9 +65,9 @@ def random_keep_mask(
     ratio = low + (high - low) * torch.rand(batch, generator=generator, device=gdev)
     hidden = torch.round(ratio * n).long()
     order = torch.rand(batch, channels, n, generator=generator, device=gdev).argsort(dim=-1)
-    hidden_by_rank = torch.arange(n, device=gdev) >= hidden[:, None, None]  # True = kept
+    kept_by_rank = torch.arange(n, device=gdev) >= hidden[:, None, None]  # the first `hidden` ranks hide
     keep = torch.empty(batch, channels, n, dtype=torch.bool, device=gdev)
-    keep.scatter_(-1, order, hidden_by_rank.expand(batch, channels, n))
+    keep.scatter_(-1, order, kept_by_rank.expand(batch, channels, n))
     return keep.view(batch, channels, n_lat, n_lon).to(device if device is not None else gdev)
 
 

@@ -8,6 +8,8 @@ backward pass routes gradients back to the process that produced each row.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as torch_dist
 
@@ -45,7 +47,11 @@ def gather(t: torch.Tensor) -> torch.Tensor:
         return t
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(t), dim=0)
+    # torch 2.13 deprecates this public function in favour of the private
+    # torch.distributed._functional_collectives; it still works on every torch we support (>= 2.3).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        return torch.cat(all_gather(t), dim=0)
 
 
 def barrier() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
 def _check_fields(pred: torch.Tensor, true: torch.Tensor) -> None:
@@ -139,6 +138,8 @@ def ssim(
     Returns:
         Scalar, or ``(C,)`` with ``per_channel`` (float64).
     """
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow import, used here only
+
     _check_fields(pred, true)
     sigma = ssim_sigma(kernel_size)
     p, t = pred.double(), true.double()
@@ -171,6 +172,8 @@ def psnr(pred: torch.Tensor, true: torch.Tensor, per_channel: bool = False) -> t
     Returns:
         Scalar, or ``(C,)`` with ``per_channel`` (float64).
     """
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # slow import, used here only
+
     _check_fields(pred, true)
     p, t = pred.double(), true.double()
     values = torch.stack(

@@ -93,13 +93,15 @@ class ContrastiveBatchSampler(Sampler[list[tuple[int, int]]]):
         self.epoch = 0
         self.lo, self.hi = cfg.max_delta, n_steps - cfg.max_delta
         self.per_batch = batch_size // 3 if hard_negatives else batch_size
+        if self.per_batch < 1:
+            raise ValueError(f"batch_size {batch_size} holds no (anchor, soft, hard) triplet; use a multiple of 3")
         n_valid = max(0, self.hi - self.lo)
-        n_batches = n_valid // max(1, self.per_batch) // world_size
-        if self.per_batch < 1 or n_batches < 1:
+        n_batches = n_valid // (self.per_batch * world_size)
+        if n_batches < 1:
             raise DataError(
                 f"a split of {n_steps} days has {n_valid} anchor days (t ± {cfg.max_delta} must exist); "
                 f"one batch of {self.per_batch} anchors on each of {world_size} process(es) needs "
-                f"{max(1, self.per_batch) * world_size}: use a longer split or a smaller train.batch_size")
+                f"{self.per_batch * world_size}: use a longer split or a smaller train.batch_size")
         self.n_batches = n_batches if max_batches is None else min(n_batches, max_batches)
         self.probs = delta_probabilities(cfg.max_delta, cfg.delta_decay)
         if hard_negatives:
@@ -152,15 +154,13 @@ class _SplitDataset(Dataset):
         self.start, stop = store.split_range(split)
         self.n_steps = stop - self.start
 
-    def _read(self, index: int | slice | list[int]) -> torch.Tensor:
-        """Days at split-relative ``index`` -> float32 z-scored tensor."""
-        if isinstance(index, slice):
-            index = slice(self.start + index.start, self.start + index.stop)
-        elif isinstance(index, list):
-            index = [self.start + i for i in index]
-        else:
-            index = self.start + index
-        raw = np.asarray(self.store.fields[index])
+    def __len__(self) -> int:
+        """Days in the split (the ``n_steps`` that :class:`ContrastiveBatchSampler` expects)."""
+        return self.n_steps
+
+    def _read(self, days: int | np.ndarray) -> torch.Tensor:
+        """Split-relative day(s) -> float32 z-scored tensor; only those days leave the disk."""
+        raw = self.store.fields[self.start + days]
         return torch.from_numpy(np.ascontiguousarray(self.store.normalise(raw), dtype=np.float32))
 
     def _check(self, first: int, last: int) -> None:
@@ -169,24 +169,17 @@ class _SplitDataset(Dataset):
 
 
 class ContrastiveDataset(_SplitDataset):
-    """``(t, delta)`` -> ``{"minus", "anchor", "plus"}`` (days t-delta, t, t+delta, each (C, H, W)), ``"t"``, ``"delta"``."""
-
-    def __len__(self) -> int:
-        """Days in the split: the ``n_steps`` that :class:`ContrastiveBatchSampler` expects."""
-        return self.n_steps
+    """``(t, delta)`` -> ``"minus"``, ``"anchor"``, ``"plus"`` = days t-delta, t, t+delta (C, H, W), ``"t"``, ``"delta"``."""
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor | int]:
         t, delta = item
         self._check(t - delta, t + delta)
-        minus, anchor, plus = self._read([t - delta, t, t + delta])
+        minus, anchor, plus = self._read(np.array([t - delta, t, t + delta]))
         return {"minus": minus, "anchor": anchor, "plus": plus, "t": t, "delta": delta}
 
 
 class FieldDataset(_SplitDataset):
     """Day ``t`` of the split -> ``{"x": (C, H, W), "season": DJF=0..SON=3, "t": t}``."""
-
-    def __len__(self) -> int:
-        return self.n_steps
 
     def __getitem__(self, t: int) -> dict[str, torch.Tensor | int]:
         self._check(t, t)
@@ -197,7 +190,7 @@ class WindowDataset(_SplitDataset):
     """Forecast windows: window ``i`` starts at ``i * stride`` (the reference's "S").
 
     ``context`` is days ``[start, start + lookback)`` and ``target`` the next ``horizon`` days,
-    shapes ``(lookback | horizon, C, H, W)``; both come from one contiguous memmap read.
+    shapes ``(lookback | horizon, C, H, W)``; both come from one read of the memmap.
     """
 
     def __init__(self, store: PreparedStore, split: str, lookback: int, stride: int, horizon: int):
@@ -217,5 +210,5 @@ class WindowDataset(_SplitDataset):
         if not 0 <= i < self.n_windows:
             raise IndexError(f"window {i} is outside 0..{self.n_windows - 1}")
         start = i * self.stride
-        block = self._read(slice(start, start + self.lookback + self.horizon))
+        block = self._read(np.arange(start, start + self.lookback + self.horizon))
         return {"context": block[: self.lookback], "target": block[self.lookback :], "start": start}

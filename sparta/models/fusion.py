@@ -100,7 +100,8 @@ def validate_adjacency(adjacency: torch.Tensor, channels: Sequence[str], directe
     if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
         raise ConfigError(f"adjacency must be a square matrix, got shape {tuple(adj.shape)}")
     if adj.shape[0] != n:
-        raise ConfigError(f"adjacency is {adj.shape[0]}x{adj.shape[0]} but there are {n} channels ({', '.join(channels)})")
+        raise ConfigError(f"adjacency is {adj.shape[0]}x{adj.shape[0]} but there are {n} channels "
+                          f"({', '.join(channels)})")
     missing = [channels[i] for i in range(n) if not adj[i, i]]
     if missing:
         raise ConfigError(f"adjacency lacks self-loops for {missing}; every node must keep its own embedding")
@@ -199,7 +200,8 @@ class GraphFusion(LateFusion):
 
 def build_fusion(cfg: ModelConfig, channels: Sequence[str]) -> nn.Module:
     """The encoder front that ``cfg.fusion`` names; ``cfg.graph`` (edges by name) overrides the default graph."""
-    common: dict[str, Any] = dict(embed_dim=cfg.embed_dim, width=cfg.width, stem_norm=cfg.stem_norm, gn_groups=cfg.gn_groups)
+    common: dict[str, Any] = dict(embed_dim=cfg.embed_dim, width=cfg.width, stem_norm=cfg.stem_norm,
+                                  gn_groups=cfg.gn_groups)
     if cfg.fusion == "early":
         return EarlyFusion(channels, **common)
     if cfg.fusion == "attention":

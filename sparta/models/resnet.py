@@ -54,7 +54,9 @@ class BasicBlock(nn.Module):
 class ResNet18Encoder(nn.Module):
     """(B, in_channels, H, W) -> h (B, embed_dim): ResNet-18 whose fc head output is the embedding.
 
-    Any H, W >= 16 works (global average pooling); h has no activation, as in the paper.
+    Any H, W >= 16 works (global average pooling); h has no activation, as in the paper. With one
+    GroupNorm group per channel a stage whose map is 1x1 normalises every channel to its bias (no
+    signal, no gradient) and a 1x2 map to +-1: the last stage is 1x2 at 32x64 inputs, 3x5 at 72x144.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 1000, width: int = 64,
