@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 LOSS_TERMS = ("total", "nt_xent", "cycle", "recon_views", "recon", "embed_std")
 
@@ -103,7 +104,8 @@ def plot_trajectories(windows: dict[str, tuple[np.ndarray, np.ndarray]], path: P
     for ax, (name, (means, nexts)) in zip(axes, windows.items()):
         n = len(means)
         tsne = TSNE(n_components=2, perplexity=max(1, min(30, (2 * n - 1) // 3)), init="pca", random_state=seed)
-        xy = tsne.fit_transform(np.concatenate([means, nexts]).astype(np.float32))
+        with threadpool_limits(1):  # single thread: reproducible, and no OpenMP oversubscription on busy CPUs
+            xy = tsne.fit_transform(np.concatenate([means, nexts]).astype(np.float32))
         start, end = xy[:n], xy[n:]
         time = np.arange(n)
         ax.quiver(start[:, 0], start[:, 1], *(end - start).T, time, cmap="viridis", angles="xy",

@@ -229,7 +229,7 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] += float(v.detach())
             steps += 1
-            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
         if steps == 0:
             raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
                                 "check the data or lower train.lr")

@@ -1,0 +1,259 @@
+"""Synthetic ERA5-like generator: WB2 schema, determinism, ERA5 magnitudes and learnable structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+
+from sparta.config import DEFAULT_VARIABLES
+from sparta.data.store import season_labels
+from sparta.data.synthetic import EARTH_RADIUS, OMEGA, grid_coords, synthetic_era5
+
+NAMES = {"t2m": "2m_temperature", "z850": "geopotential", "u850": "u_component_of_wind",
+         "v850": "v_component_of_wind", "q850": "specific_humidity"}
+MULTI = ["2m_temperature", "geopotential@500", "geopotential@850", "geopotential@1000",
+         "temperature@850", "u_component_of_wind@500", "specific_humidity@850"]
+YEARS = 3
+
+
+def fields(ds) -> dict[str, np.ndarray]:
+    """Default-variable dataset -> {short: (time, lat, lon) float64} at 850 hPa."""
+    out = {}
+    for short, name in NAMES.items():
+        x = ds[name].sel(level=850) if "level" in ds[name].dims else ds[name]
+        out[short] = x.transpose("time", "latitude", "longitude").values.astype(np.float64)
+    return out
+
+
+def weights(lat: np.ndarray) -> np.ndarray:
+    w = np.cos(np.deg2rad(lat))
+    return (w / w.mean())[:, None]
+
+
+@pytest.fixture(scope="module")
+def record():
+    ds = synthetic_era5(n_days=365 * YEARS, seed=0).compute()
+    return ds, fields(ds)
+
+
+def test_grid_coords():
+    lat, lon = grid_coords("64x32")
+    np.testing.assert_allclose(lat[[0, -1]], [-87.1875, 87.1875])
+    np.testing.assert_allclose(np.diff(lat), 5.625)
+    np.testing.assert_allclose(lon[[0, 1, -1]], [0.0, 5.625, 354.375])
+    lat, lon = grid_coords("240x121")
+    np.testing.assert_allclose(lat[[0, 60, -1]], [-90.0, 0.0, 90.0])
+    assert len(lon) == 240 and lon[1] == 1.5
+    with pytest.raises(ValueError, match="LONxLAT"):
+        grid_coords("64-32")
+
+
+def test_schema_default_variables():
+    ds = synthetic_era5(n_days=25, chunk_days=10)
+    assert set(ds.data_vars) == set(NAMES.values())
+    assert ds["2m_temperature"].dims == ("time", "longitude", "latitude")
+    assert ds["geopotential"].dims == ("time", "level", "longitude", "latitude")
+    assert ds["level"].values.tolist() == [850] and np.issubdtype(ds["level"].dtype, np.integer)
+    assert ds["time"].dtype == np.dtype("datetime64[ns]") and str(ds["time"].values[0])[:10] == "1980-01-01"
+    assert np.all(np.diff(ds["time"].values) == np.timedelta64(1, "D"))
+    lat, lon = grid_coords("64x32")
+    np.testing.assert_array_equal(ds["latitude"].values, lat)
+    np.testing.assert_array_equal(ds["longitude"].values, lon)
+    units = {"2m_temperature": "K", "geopotential": "m**2 s**-2", "u_component_of_wind": "m s**-1",
+             "v_component_of_wind": "m s**-1", "specific_humidity": "kg kg**-1"}
+    for name, unit in units.items():
+        assert ds[name].dtype == np.float32 and ds[name].attrs["units"] == unit
+        assert ds[name].chunks[0] == (10, 10, 5)  # lazy, chunked along time by chunk_days
+    assert ds["2m_temperature"].shape == (25, 64, 32)
+
+
+def test_schema_multilevel_and_vertical_structure():
+    ds = synthetic_era5(MULTI, n_days=10).compute()
+    assert set(ds.data_vars) == {"2m_temperature", "geopotential", "temperature", "u_component_of_wind",
+                                 "specific_humidity"}
+    assert ds["level"].values.tolist() == [500, 850, 1000]
+    for name in ("geopotential", "temperature", "u_component_of_wind", "specific_humidity"):
+        assert ds[name].shape == (10, 3, 64, 32) and ds[name].dtype == np.float32
+    assert ds["temperature"].attrs["units"] == "K"
+    w = weights(ds["latitude"].values)[:, 0]
+    mean = {n: ds[n].weighted(ds["latitude"].copy(data=w)).mean(("time", "longitude", "latitude")).values
+            for n in ("geopotential", "temperature", "specific_humidity")}
+    z500, z850, z1000 = mean["geopotential"]
+    assert 52_000 < z500 < 58_000 and 13_000 < z850 < 15_500 and z1000 < z850
+    assert np.all(np.diff(mean["temperature"]) > 0) and np.all(np.diff(mean["specific_humidity"]) > 0)
+    speed = np.sqrt((ds["u_component_of_wind"] ** 2).mean(("time", "longitude", "latitude")).values)
+    assert speed[0] > speed[1] > 0  # stronger aloft
+    # Warmer column -> thicker layer: 1000-850 hPa thickness follows the 850 hPa temperature.
+    thick = (ds["geopotential"].sel(level=850) - ds["geopotential"].sel(level=1000)).values.ravel()
+    assert np.corrcoef(thick, ds["temperature"].sel(level=850).values.ravel())[0, 1] > 0.95
+    # Each variable's values do not depend on what else was requested.
+    alone = synthetic_era5(["geopotential@500"], n_days=10).compute()
+    np.testing.assert_array_equal(alone["geopotential"].values[:, 0], ds["geopotential"].values[:, 0])
+
+
+@pytest.mark.parametrize("variables, match", [
+    (["total_precipitation"], "supported: 2m_temperature, geopotential"),
+    (["2m_temperature@850"], "surface variable"),
+    (["geopotential"], "needs a pressure level"),
+])
+def test_bad_variables(variables, match):
+    with pytest.raises(ValueError, match=match):
+        synthetic_era5(variables, n_days=2)
+
+
+def test_bad_freq():
+    with pytest.raises(ValueError, match="divide one day"):
+        synthetic_era5(n_days=2, freq="7h")
+
+
+def test_determinism_and_chunk_independence():
+    a = synthetic_era5(n_days=30, seed=3, chunk_days=30).compute()
+    b = synthetic_era5(n_days=30, seed=3, chunk_days=7).compute()
+    c = synthetic_era5(n_days=30, seed=4).compute()
+    prefix = synthetic_era5(n_days=12, seed=3, chunk_days=5).compute()
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+        np.testing.assert_array_equal(a[name].values[:12], prefix[name].values)
+        assert not np.allclose(a[name].values, c[name].values)
+
+
+# (mean lo, mean hi, std lo, std hi): generous bands around the SPEC's real ERA5 64x32 daily values.
+BANDS = {
+    "t2m": (284.0, 290.0, 13.0, 18.5),  # ERA5: 287, 15.5
+    "z850": (13_700.0, 14_700.0, 850.0, 1_400.0),  # 14,200, 1,100
+    "u850": (0.3, 2.5, 4.0, 7.0),  # 1.3, 5.5
+    "v850": (-0.5, 0.5, 2.8, 5.2),  # 0, 4
+    "q850": (5.5e-3, 8.0e-3, 2.5e-3, 4.8e-3),  # 6.7e-3, 3.5e-3
+}
+
+
+@pytest.mark.parametrize("short", list(BANDS))
+def test_magnitudes_near_era5(record, short):
+    ds, f = record
+    x, w = f[short], weights(ds["latitude"].values)
+    mean = (x * w).mean((1, 2))
+    std = np.sqrt((((x - mean[:, None, None]) ** 2) * w).mean((1, 2)))
+    lo, hi, slo, shi = BANDS[short]
+    assert lo < mean.mean() < hi and slo < std.mean() < shi
+    assert np.isfinite(x).all()
+    if short == "q850":
+        assert x.min() > 0
+
+
+def test_equator_to_pole_and_seasons(record):
+    ds, f = record
+    lat = ds["latitude"].values
+    season = season_labels(ds["time"].values)
+    djf, jja = season == 0, season == 2
+    t2m, z850 = f["t2m"].mean(2), f["z850"].mean(2)  # zonal means (time, lat)
+    tropics, north, south = np.abs(lat) < 15, lat > 60, lat < -60
+    eq_pole = t2m[:, tropics].mean(1) - 0.5 * (t2m[:, north].mean(1) + t2m[:, south].mean(1))
+    assert 35 < eq_pole.mean() < 60
+    nh_mid, sh_mid = (lat > 30) & (lat < 70), (lat < -30) & (lat > -70)
+    assert t2m[jja][:, nh_mid].mean() - t2m[djf][:, nh_mid].mean() > 8  # NH summer in JJA
+    assert t2m[djf][:, sh_mid].mean() - t2m[jja][:, sh_mid].mean() > 3  # SH summer in DJF, smaller cycle
+    z_gradient = z850[:, tropics].mean(1) - z850[:, north].mean(1)
+    assert 900 < z_gradient[jja].mean() < z_gradient[djf].mean() < 3_700  # larger in winter
+
+
+def _stack(f: dict[str, np.ndarray]) -> np.ndarray:
+    """(time, features), each channel z-scored over the whole record."""
+    return np.concatenate([((x - x.mean()) / x.std()).reshape(len(x), -1) for x in f.values()], axis=1)
+
+
+def test_seasons_learnable(record):
+    ds, f = record
+    x, y = _stack(f), season_labels(ds["time"].values)
+    train = np.arange(len(x)) < 365 * (YEARS - 1)
+    pca = PCA(8, random_state=0).fit(x[train])
+    clf = LogisticRegression(max_iter=2000).fit(pca.transform(x[train]), y[train])
+    accuracy = clf.score(pca.transform(x[~train]), y[~train])
+    assert accuracy > 0.6  # chance is 0.25
+
+
+def test_next_day_partly_predictable(record):
+    ds, f = record
+    x = _stack(f)
+    days = (ds["time"].values - ds["time"].values[0]) / np.timedelta64(1, "D")
+    omega = 2 * np.pi * days[:, None] / 365.2425
+    design = np.concatenate([np.ones_like(omega), np.cos(omega), np.sin(omega), np.cos(2 * omega), np.sin(2 * omega)], 1)
+    train = days < 365 * (YEARS - 1)
+    coef = np.linalg.lstsq(design[train], x[train], rcond=None)[0]
+    anomaly = x - design @ coef  # departure from the fitted seasonal climatology
+    pca = PCA(20, random_state=0).fit(anomaly[train])
+    pcs = pca.transform(anomaly)
+    inputs = np.concatenate([pcs, np.ones((len(pcs), 1))], 1)
+    now, nxt = train[:-1] & train[1:], ~train[:-1]
+    weights_ls = np.linalg.lstsq(inputs[:-1][now], anomaly[1:][now], rcond=None)[0]
+    target = anomaly[1:][nxt]
+    climatology = (target**2).mean()
+    linear = ((inputs[:-1][nxt] @ weights_ls - target) ** 2).mean()
+    persistence = ((anomaly[:-1][nxt] - target) ** 2).mean()
+    assert persistence < climatology
+    assert 0.05 * climatology < linear < 0.7 * climatology  # partly, not perfectly, predictable
+
+
+@pytest.mark.parametrize("short", ["t2m", "z850", "u850"])
+def test_consecutive_day_pattern_correlation(record, short):
+    ds, f = record
+    x = f[short]
+    a = (x - x.mean(2, keepdims=True)) * np.sqrt(weights(ds["latitude"].values))  # zonal departures
+    r = (a[:-1] * a[1:]).sum((1, 2)) / np.sqrt((a[:-1] ** 2).sum((1, 2)) * (a[1:] ** 2).sum((1, 2)))
+    assert 0.7 < r.mean() < 0.97
+
+
+def test_day_to_day_changes(record):
+    ds, f = record
+    w = weights(ds["latitude"].values)
+    rms = {k: np.sqrt((np.diff(f[k], axis=0) ** 2 * w).mean()) for k in ("t2m", "z850")}
+    assert 1.2 < rms["t2m"] < 2.4  # ERA5 ~1.7 K
+    assert 200 < rms["z850"] < 420  # ERA5 ~250-370 m2 s-2
+
+
+def test_winds_geostrophic_in_midlatitudes(record):
+    ds, f = record
+    lat, lon = np.deg2rad(ds["latitude"].values), np.deg2rad(ds["longitude"].values)
+    z = f["z850"][:200]
+    fc = (2 * OMEGA * np.sin(lat))[None, :, None]
+    u_geo = -np.gradient(z, lat, axis=1) / (fc * EARTH_RADIUS)
+    v_geo = np.gradient(z, lon, axis=2) / (fc * EARTH_RADIUS * np.cos(lat)[None, :, None])
+    mid = (np.abs(ds["latitude"].values) > 30) & (np.abs(ds["latitude"].values) < 70)
+    for wind, geo in ((f["u850"][:200], u_geo), (f["v850"][:200], v_geo)):
+        assert np.corrcoef(wind[:, mid].ravel(), geo[:, mid].ravel())[0, 1] > 0.85
+    tropics = np.abs(ds["latitude"].values) < 10
+    assert -6 < f["u850"][:, tropics].mean() < 0  # weak equatorial easterly
+
+
+def test_humidity_follows_temperature(record):
+    ds, f = record
+    assert np.corrcoef(f["q850"].mean(0).ravel(), f["t2m"].mean(0).ravel())[0, 1] > 0.9
+
+
+def test_six_hourly_daily_means_match_daily():
+    daily = fields(synthetic_era5(n_days=40, seed=1).compute())
+    six = synthetic_era5(n_days=40, seed=1, freq="6h").compute()
+    assert six.sizes["time"] == 160 and str(six["time"].values[1])[11:16] == "06:00"
+    t2m = six["2m_temperature"].values
+    diurnal = t2m.reshape(40, 4, *t2m.shape[1:]).std(1).mean()
+    assert 0.3 < diurnal < 4  # a small diurnal cycle
+    means = fields(six.resample(time="1D").mean())
+    for short, x in daily.items():
+        y = means[short]
+        assert abs(y.mean() - x.mean()) < 0.05 * x.std() + 1e-9
+        assert abs(y.std() / x.std() - 1) < 0.1
+        ax, ay = x - x.mean(0), y - y.mean(0)  # departures from the 40-day mean
+        assert np.corrcoef(ax.ravel(), ay.ravel())[0, 1] > 0.8
+
+
+@pytest.mark.parametrize("grid", ["128x64", "240x121"])
+def test_other_grids_finite(grid):
+    ds = synthetic_era5(DEFAULT_VARIABLES, grid=grid, n_days=3).compute()
+    n_lon, n_lat = map(int, grid.split("x"))
+    assert ds["2m_temperature"].shape == (3, n_lon, n_lat)
+    assert ds["geopotential"].shape == (3, 1, n_lon, n_lat)
+    for name in ds.data_vars:
+        assert np.isfinite(ds[name].values).all()
+    if n_lat % 2:
+        assert np.abs(ds["v_component_of_wind"].sel(latitude=[-90.0, 90.0]).values).max() < 30
