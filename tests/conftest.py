@@ -30,3 +30,13 @@ def tiny_store(tmp_path_factory) -> PreparedStore:
     fields = tiny_fields()
     return write_store(tmp_path_factory.mktemp("store"), [fields[:128], fields[128:]], times,
                        TINY_VARIABLES, lat, lon, source="test")
+
+
+@pytest.fixture(scope="session")
+def micro_store(tmp_path_factory) -> PreparedStore:
+    """The micro preset's synthetic record (4 years, 5 variables, 64x32), prepared once per session."""
+    from sparta.config import load_config
+    from sparta.data import prepare_from_config
+
+    return prepare_from_config(load_config("micro").data, tmp_path_factory.mktemp("micro") / "store",
+                               progress=False)

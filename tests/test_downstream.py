@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,6 +22,15 @@ from sparta.downstream.diffusion import (
     train_diffusion,
 )
 from sparta.downstream.forecast import Seq2SeqLSTM, make_windows, rollout, train_forecaster
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine they thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _params(model: nn.Module) -> int:
@@ -94,18 +104,34 @@ def _rotation_sequence(steps: int, dim: int = 4) -> Tensor:
     return torch.stack(h)
 
 
-def test_forecaster_learns_rotation_and_beats_persistence() -> None:
+def test_forecaster_learns_rotation_one_step() -> None:
+    """The paper's setting: trained on the next latent only, the one-step forecast is near exact."""
     seq = _rotation_sequence(300)
     ctx, tgt = make_windows(seq[:240], lookback=5, stride=1, horizon=1)
     vctx, vtgt = make_windows(seq[240:], lookback=5, stride=1, horizon=1)
-    cfg = DownstreamConfig(forecast_epochs=40, lstm_hidden=32, batch_size=32)
+    cfg = DownstreamConfig(forecast_epochs=30, lstm_hidden=32, batch_size=32)
     model, history = train_forecaster(ctx, tgt, vctx, vtgt, cfg, seed=0, progress=False)
-    assert min(h["val_loss"] for h in history) < 2e-3
+    assert min(h["val_loss"] for h in history) < 1e-3
+    pred = rollout(model, vctx, steps=1)
+    assert F.mse_loss(pred, vtgt) < 0.01 * F.mse_loss(vctx[:, -1:], vtgt)  # vs persistence
+
+
+def test_forecaster_multistep_rollout_beats_persistence() -> None:
+    """Trained on 3-step targets, the fed-back rollout stays accurate for 10 steps.
+
+    (Trained on one step only, as the paper does, the fed-back decoder drifts after the first step
+    even on this linear dynamics: its later inputs and states were never trained.)
+    """
+    seq = _rotation_sequence(300)
+    ctx, tgt = make_windows(seq[:240], lookback=5, stride=1, horizon=3)
+    vctx, vtgt = make_windows(seq[240:], lookback=5, stride=1, horizon=3)
+    cfg = DownstreamConfig(forecast_epochs=30, lstm_hidden=32, batch_size=32)
+    model, _ = train_forecaster(ctx, tgt, vctx, vtgt, cfg, seed=0, progress=False)
     tctx, ttgt = make_windows(seq[200:], lookback=5, stride=1, horizon=10)
     pred = rollout(model, tctx, steps=10)
     assert pred.shape == ttgt.shape
     persistence = tctx[:, -1:].expand_as(ttgt)
-    assert F.mse_loss(pred, ttgt) < 0.1 * F.mse_loss(persistence, ttgt)
+    assert F.mse_loss(pred, ttgt) < 0.05 * F.mse_loss(persistence, ttgt)
 
 
 def test_forecaster_is_deterministic_under_seed() -> None:

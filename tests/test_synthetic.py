@@ -160,17 +160,17 @@ def test_equator_to_pole_and_seasons(record):
 
 def _stack(f: dict[str, np.ndarray]) -> np.ndarray:
     """(time, features), each channel z-scored over the whole record."""
-    return np.concatenate([((x - x.mean()) / x.std()).reshape(len(x), -1) for x in f.values()], axis=1)
+    return np.concatenate([((x - x.mean()) / x.std()).reshape(len(x), -1) for x in f.values()], axis=1).astype(np.float32)
 
 
 def test_seasons_learnable(record):
     ds, f = record
     x, y = _stack(f), season_labels(ds["time"].values)
     train = np.arange(len(x)) < 365 * (YEARS - 1)
-    pca = PCA(8, random_state=0).fit(x[train])
+    pca = PCA(8, svd_solver="randomized", random_state=0).fit(x[train])
     clf = LogisticRegression(max_iter=2000).fit(pca.transform(x[train]), y[train])
     accuracy = clf.score(pca.transform(x[~train]), y[~train])
-    assert accuracy > 0.6  # chance is 0.25
+    assert accuracy > 0.5  # chance is 0.25; seeds 0 and 1 give about 0.65
 
 
 def test_next_day_partly_predictable(record):
@@ -182,17 +182,17 @@ def test_next_day_partly_predictable(record):
     train = days < 365 * (YEARS - 1)
     coef = np.linalg.lstsq(design[train], x[train], rcond=None)[0]
     anomaly = x - design @ coef  # departure from the fitted seasonal climatology
-    pca = PCA(20, random_state=0).fit(anomaly[train])
-    pcs = pca.transform(anomaly)
+    # Forecast the leading 20 principal components of tomorrow's anomaly from today's.
+    pcs = PCA(20, svd_solver="randomized", random_state=0).fit(anomaly[train]).transform(anomaly)
     inputs = np.concatenate([pcs, np.ones((len(pcs), 1))], 1)
-    now, nxt = train[:-1] & train[1:], ~train[:-1]
-    weights_ls = np.linalg.lstsq(inputs[:-1][now], anomaly[1:][now], rcond=None)[0]
-    target = anomaly[1:][nxt]
+    fit, test = train[:-1] & train[1:], ~train[:-1]
+    weights_ls = np.linalg.lstsq(inputs[:-1][fit], pcs[1:][fit], rcond=None)[0]
+    target = pcs[1:][test]
     climatology = (target**2).mean()
-    linear = ((inputs[:-1][nxt] @ weights_ls - target) ** 2).mean()
-    persistence = ((anomaly[:-1][nxt] - target) ** 2).mean()
-    assert persistence < climatology
-    assert 0.05 * climatology < linear < 0.7 * climatology  # partly, not perfectly, predictable
+    linear = ((inputs[:-1][test] @ weights_ls - target) ** 2).mean()
+    persistence = ((pcs[:-1][test] - target) ** 2).mean()
+    assert persistence < 0.8 * climatology
+    assert 0.1 * climatology < linear < min(persistence, 0.6 * climatology)  # partly, not perfectly, predictable
 
 
 @pytest.mark.parametrize("short", ["t2m", "z850", "u850"])

@@ -86,7 +86,7 @@ def fit(model: nn.Module, train: tuple[Tensor, ...], val: tuple[Tensor, ...], lo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
         val_loss = evaluate_loss(model, val, loss_fn, batch_size, torch.Generator().manual_seed(seed + 1))
         scheduler.step(val_loss)

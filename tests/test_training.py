@@ -1,0 +1,89 @@
+"""The trainer: every stage runs, losses are finite, resume reproduces an uninterrupted run exactly."""
+
+import pytest
+import torch
+
+from sparta.checkpoint import CheckpointError, load_checkpoint
+from sparta.config import load_config
+from sparta.runs import Run, RunError
+from sparta.training import Trainer, TrainingError, load_trained, plan_stages
+
+
+def _config(store, *overrides, method="sparta"):
+    return load_config("micro", [f"data.store={store.path}", *overrides], method=method)
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_stage_plans():
+    cfg = load_config("paper")
+    assert [s.name for s in plan_stages(cfg)] == ["pretrain", "blend", "decoder"]
+    assert [s.epochs for s in plan_stages(cfg)] == [100, 250, 200]
+    ae = plan_stages(load_config("paper", method="autoencoder"))
+    assert [(s.name, s.epochs, s.lr) for s in ae] == [("autoencoder", 180, 1e-3)]
+
+
+@pytest.mark.parametrize("method", ["sparta", "autoencoder"])
+def test_training_writes_a_complete_run(tmp_path, micro_store, method):
+    run = Run.create(_config(micro_store, method=method), tmp_path / "run")
+    Trainer(run, micro_store, progress=False).fit()
+    assert run.is_complete and run.best.is_file() and run.last.is_file()
+    stages = [s.name for s in plan_stages(run.config)]
+    assert all((run.figures / f"loss_{s}.png").is_file() for s in stages)
+    rows = (run.path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(stages) and rows[0].startswith("stage,epoch,lr,alpha")
+    model, cfg, state = load_trained(run.best)
+    assert cfg == run.config and state["channels"] == ["t2m", "z850", "u850", "v850", "q850"]
+    h = model.encode(torch.zeros(2, 5, 72, 144))
+    assert model.decode(h).shape == (2, 5, 32, 64)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, micro_store, monkeypatch):
+    overrides = ["train.epochs_pretrain=2", "train.epochs_blend=2"]
+    full = Run.create(_config(micro_store, *overrides), tmp_path / "full")
+    Trainer(full, micro_store, progress=False).fit()
+
+    broken = Run.create(_config(micro_store, *overrides), tmp_path / "broken")
+    original = Trainer._save
+    calls = []
+
+    def save_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # after pretrain 1-2 and blend 1: die in the middle of stage 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(broken, micro_store, progress=False).fit()
+    monkeypatch.setattr(Trainer, "_save", original)
+    assert load_checkpoint(broken.last)["stage"] == "blend" and not broken.is_complete
+
+    Trainer(Run.open(broken.path), micro_store, progress=False).fit(resume=True)
+    expected, resumed = _weights(full.best), _weights(broken.best)
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, micro_store):
+    run = Run.create(_config(micro_store), tmp_path / "run")
+    Trainer(run, micro_store, progress=False).fit()
+    other = Run.create(_config(micro_store, "model.width=8"), tmp_path / "other")
+    other.checkpoints.mkdir()
+    run.last.replace(other.last)
+    with pytest.raises(CheckpointError, match="another model/config"):
+        Trainer(other, micro_store, progress=False).fit(resume=True)
+
+
+def test_existing_run_directory_is_never_overwritten_silently(tmp_path, micro_store):
+    Run.create(_config(micro_store), tmp_path / "run")
+    with pytest.raises(RunError, match="already exists"):
+        Run.create(_config(micro_store), tmp_path / "run")
+
+
+def test_nonfinite_loss_stops_with_stage_epoch_and_term(tmp_path, micro_store):
+    run = Run.create(_config(micro_store, "train.lr=1e30", "train.autoencoder_lr=1e30"), tmp_path / "run")
+    with pytest.raises(TrainingError, match=r"non-finite loss in stage \w+, epoch \d+: term\(s\)"):
+        Trainer(run, micro_store, progress=False).fit()
