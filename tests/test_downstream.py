@@ -14,7 +14,6 @@ from sparta.config import DownstreamConfig
 from sparta.downstream.classify import SeasonClassifier, evaluate_classifier, train_classifier
 from sparta.downstream.common import fit
 from sparta.downstream.diffusion import (
-    CrossAttention,
     DDPMSchedule,
     LatentStandardizer,
     LatentUNet,
@@ -199,12 +198,25 @@ def test_cross_attention_depends_on_condition_and_query() -> None:
     c1, c2 = torch.randn(3, 16), torch.randn(3, 16)
     with torch.no_grad():
         assert not torch.allclose(model(x, t, c1), model(x, t, c2), atol=1e-4)
-        attn = CrossAttention(width=32, token_dim=8, query_tokens=4, heads=2)
-        _, w = attn(torch.randn(3, 32), model.condition_tokens(c1), need_weights=True)
+        _, w = model.enc1.cross(torch.randn(3, 16), model.condition_tokens(c1), need_weights=True)
     assert w.shape == (3, 4, 4)  # (batch, query tokens, condition tokens)
     assert torch.allclose(w.sum(-1), torch.ones(3, 4), atol=1e-5)
     assert w.max() < 0.99  # spread over several tokens, not the degenerate weight 1
     assert (w[:, 0] - w[:, 1]).abs().max() > 1e-3  # different queries attend differently
+
+
+def test_diffusion_is_deterministic_and_keeps_global_rng() -> None:
+    x, c = torch.randn(40, 4), torch.randn(40, 4)
+    cfg = DownstreamConfig(diffusion_epochs=2, diffusion_steps=10, diffusion_hidden=16, condition_tokens=2,
+                           batch_size=16)
+    rng_before = torch.random.get_rng_state()
+    runs = [train_diffusion(x, c, x[:8], c[:8], cfg, seed=3, progress=False) for _ in range(2)]
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    (m1, s1, st1, h1), (m2, _, _, h2) = runs
+    assert h1 == h2
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    draws = [generate(m1, s1, st1, c[:3], 2, torch.Generator().manual_seed(5), progress=False) for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
 
 
 def test_standardizer_round_trip() -> None:
@@ -227,8 +239,8 @@ def test_conditional_diffusion_learns_toy_mapping() -> None:
         cond = torch.randn(n, dim, generator=g)
         return 0.1 * (cond @ mix) + 0.005 * torch.randn(n, dim, generator=g) + 1.0, cond
 
-    (x, c), (vx, vc), (tx, tc) = pairs(768), pairs(128), pairs(32)
-    cfg = DownstreamConfig(diffusion_epochs=25, diffusion_steps=50, beta_end=0.2, diffusion_hidden=64,
+    (x, c), (vx, vc), (tx, tc) = pairs(512), pairs(128), pairs(32)
+    cfg = DownstreamConfig(diffusion_epochs=20, diffusion_steps=50, beta_end=0.2, diffusion_hidden=64,
                            condition_tokens=4, batch_size=64)
     model, schedule, st, history = train_diffusion(x, c, vx, vc, cfg, seed=0, progress=False)
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
@@ -238,7 +250,7 @@ def test_conditional_diffusion_learns_toy_mapping() -> None:
     assert samples.shape == (32, 8, dim)
     err = F.mse_loss(samples.mean(1), tx)
     unconditional = F.mse_loss(x.mean(0).expand_as(tx), tx)
-    assert err < 0.3 * unconditional
+    assert err < 0.4 * unconditional  # 0.18 when written
 
 
 # ---------------------------------------------------------------- classification
