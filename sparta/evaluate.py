@@ -107,7 +107,7 @@ class Evaluation:
         self.ds = self.cfg.downstream
         start, stop = store.split_range("test")
         self.fields = store.normalise(np.asarray(store.fields[start:stop]))  # normalised test split
-        self.physical = torch.as_tensor(np.asarray(store.fields[start:stop]))
+        self.physical = torch.from_numpy(np.array(store.fields[start:stop]))
         self.seasons = torch.as_tensor(store.seasons[start:stop])
         self.times = store.times[start:stop]
         self.inner = split_bounds(stop - start, self.cfg.data.split)

@@ -24,7 +24,8 @@ def markdown_table(title: str, header: list[str], rows: dict[str, list[float | N
     best = []
     for j, rule in enumerate(better):
         values = [r[j] for r in rows.values() if r[j] is not None and not math.isnan(r[j])]
-        best.append((min(values) if rule == "min" else max(values)) if values and rule else None)
+        marked = rule and len(values) > 1
+        best.append((min(values) if rule == "min" else max(values)) if marked else None)
     lines = [f"**{title}**", "", "| | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for label, values in rows.items():
         cells = []

@@ -61,7 +61,7 @@ def test_fit_restores_best_weights_and_resets_epoch_loss() -> None:
 
 
 def test_fit_reduces_lr_on_plateau() -> None:
-    x = torch.randn(32, 2)
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     history = fit(model, (x, x[:, :1]), (x, -x[:, :1]), _mse, epochs=8, lr=0.1, batch_size=8,
@@ -206,7 +206,7 @@ def test_cross_attention_depends_on_condition_and_query() -> None:
 
 
 def test_diffusion_is_deterministic_and_keeps_global_rng() -> None:
-    x, c = torch.randn(40, 4), torch.randn(40, 4)
+    x, c = torch.randn(2, 40, 4, generator=torch.Generator().manual_seed(0))
     cfg = DownstreamConfig(diffusion_epochs=2, diffusion_steps=10, diffusion_hidden=16, condition_tokens=2,
                            batch_size=16)
     rng_before = torch.random.get_rng_state()
@@ -220,10 +220,10 @@ def test_diffusion_is_deterministic_and_keeps_global_rng() -> None:
 
 
 def test_standardizer_round_trip() -> None:
-    x = torch.randn(200, 5) * torch.tensor([0.01, 1.0, 5.0, 0.1, 2.0]) + 3.0
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.01, 1.0, 5.0, 0.1, 2.0]) + 3.0
     st = LatentStandardizer.fit(x)
     z = st(x)
-    assert torch.allclose(z.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(z.mean(0), torch.zeros(5), atol=1e-4)
     assert torch.allclose(z.std(0), torch.ones(5), atol=1e-4)
     assert torch.allclose(st.inverse(z), x, atol=1e-5)
     assert set(st.state_dict()) == {"mean", "std"}

@@ -206,11 +206,13 @@ def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_con
 def generate(model: LatentUNet, schedule: DDPMSchedule, standardizer: LatentStandardizer, conds: Tensor,
              n_samples: int, generator: torch.Generator, batch_size: int = 512,
              progress: bool = True) -> Tensor:
-    """``n_samples`` DDPM draws per condition: (N, D) conditions -> (N, n_samples, D), original scale."""
+    """``n_samples`` DDPM draws per condition: (N, D) conditions -> (N, n_samples, D), original scale.
+
+    Rows are (condition, draw) pairs sampled ``batch_size`` at a time; the progress bar counts
+    denoising steps, the slow part.
+    """
     device = next(model.parameters()).device
     standardizer = standardizer.to(device)
     rows = standardizer(conds.to(device)).repeat_interleave(n_samples, 0)
-    chunks = rows.split(batch_size)
-    out = [schedule.sample(model, c, generator)
-           for c in tqdm(chunks, desc="generate", disable=not progress, leave=False)]
+    out = [schedule.sample(model, chunk, generator, progress) for chunk in rows.split(batch_size)]
     return standardizer.inverse(torch.cat(out)).view(len(conds), n_samples, -1)

@@ -3,6 +3,8 @@
 The model is trained on the next-step latent only (eq. 10) and evaluated by feeding its own
 predictions back for many steps, entirely in latent space; decoding and data-space scores are the
 orchestrator's job. Teacher forcing is left out: with a one-step target it never applies.
+Multi-step targets (H > 1) are accepted too: they train the decoder on its own fed-back outputs,
+which the one-step setting never does, so its long rollouts drift (see the tests).
 """
 
 from __future__ import annotations
