@@ -122,21 +122,53 @@ def config_validate(path: Path) -> None:
 @_user_errors
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a finished training run directory")],
-    tasks: Annotated[str, typer.Option(help="comma-separated: forecast,diffusion,classify,diagnostics")] =
-        "forecast,diffusion,classify,diagnostics",
+    tasks: Annotated[str, typer.Option(help="comma-separated: forecast,diffusion,classify,diagnostics,robustness")] =
+        "forecast,diffusion,classify,diagnostics,robustness",
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
     from sparta.evaluate import Evaluation
     from sparta.runs import Run
-    from sparta.tables import all_tables
+    from sparta.tables import paper_tables
 
     run = Run.open(run_dir)
     store = open_or_prepare(run.config.data, progress)
     results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
     label = "Autoencoder" if results["method"] == "autoencoder" else f"SPARTA ({results['fusion']})"
-    tables = all_tables({label: results})
+    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, ("rrmse", "ssim", "psnr")))
     (run.evaluation / "tables.md").write_text(tables)
     sys.stdout.write(tables)
     console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")
+
+
+@app.command()
+@_user_errors
+def reproduce(
+    preset: Preset = "quick",
+    out: Annotated[Path, typer.Option(help="directory of the grid: one run per variant, and the report")] =
+        Path("runs/reproduce"),
+    only: Annotated[Optional[str], typer.Option(help="comma-separated variants (default: all)")] = None,
+    progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    overrides: Overrides = None,
+) -> None:
+    """Train and evaluate the paper's grid (autoencoder, ablations, late fusion) and write the report.
+
+    Variants: autoencoder, sparta, sparta-none, sparta-cycle, sparta-hn, sparta-attention, sparta-gnn.
+    Re-running continues where an interrupted run stopped.
+    """
+    from sparta.reproduce import reproduce as run_grid
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    md, page = run_grid(preset, out, names, overrides, progress)
+    console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
+
+
+@app.command()
+@_user_errors
+def report(out: Annotated[Path, typer.Argument(help="a `sparta reproduce` output directory")]) -> None:
+    """Rebuild report.md and report.html from saved metrics and figures, without retraining."""
+    from sparta.report import build_report
+
+    md, page = build_report(out)
+    console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")

@@ -154,6 +154,8 @@ class DownstreamConfig(_Strict):
     rollout_steps: int = Field(100, ge=1)
     lead_times: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
     lstm_hidden: int = Field(128, ge=1)
+    forecast_horizon: int = Field(1, ge=1, description="training target length in steps (paper: 1, next step only; "
+                                  "longer targets teach the LSTM its own rollout)")
     condition_mask: float = Field(0.7, ge=0.0, lt=1.0, description="mask ratio of forecast inputs and diffusion conditions")
     classify_mask_low: float = Field(0.2, ge=0.0, lt=1.0)
     classify_mask_high: float = Field(0.9, gt=0.0, le=1.0)

@@ -39,7 +39,8 @@ from sparta.training import load_trained, resolve_device
 
 log = logging.getLogger(__name__)
 
-TASKS = ("forecast", "diffusion", "classify", "diagnostics")
+TASKS = ("forecast", "diffusion", "classify", "diagnostics", "robustness")
+ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
 
@@ -118,6 +119,8 @@ class Evaluation:
         log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
         self.h_clean = self.frozen.encode(self.fields)
         self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
+        self.forecaster: tuple[torch.nn.Module, int] | None = None  # kept for the robustness task
+        self.classifier: torch.nn.Module | None = None
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
                               "preset": self.cfg.preset, "source": store.source}
 
@@ -133,10 +136,12 @@ class Evaluation:
         for lookback, stride in ds.forecast_settings:
             label = f"LB{lookback}_S{stride}"
             seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-            ctx, _ = make_windows(self._part("train", self.h_masked), lookback, stride, 1)
-            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, 1)
-            val_ctx, _ = make_windows(self._part("val", self.h_masked), lookback, stride, 1)
-            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, 1)
+            # inputs: 70%-masked days; targets: embeddings of the complete next days, which are decoded
+            horizon = ds.forecast_horizon
+            ctx, _ = make_windows(self._part("train", self.h_masked), lookback, stride, horizon)
+            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
+            val_ctx, _ = make_windows(self._part("val", self.h_masked), lookback, stride, horizon)
+            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
             a, b = self.inner["test"]
             n_windows = b - a - lookback - steps + 1
             if n_windows < 1 or len(ctx) < 1 or len(val_ctx) < 1:
@@ -147,12 +152,20 @@ class Evaluation:
             test_ctx = self.h_masked[starts[:, None] + torch.arange(lookback)]
             per_seed = []
             for seed in seeds:
-                model, _ = train_forecaster(ctx, tgt[:, 0], val_ctx, val_tgt[:, 0], ds, seed=seed,
+                model, _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, ds, seed=seed,
                                             progress=self.progress)
+                if self.forecaster is None:
+                    self.forecaster = (model, lookback)
                 pred = rollout(model, test_ctx, steps).cpu()
                 per_seed.append(self._score_rollout(pred, starts + lookback, label, seed, curves_rows))
             out[label] = self._summarise_seeds(per_seed)
-            out[label]["baselines"] = self._baselines(starts + lookback, climatology)
+            baselines = self._baselines(starts + lookback, climatology)
+            out[label]["baselines"] = {name: {str(t): curve[t - 1] for t in ds.lead_times}
+                                       for name, curve in baselines.items()}
+            plots.plot_forecast_curves({self._label(): {k: np.array(v) for k, v in out[label]["curve"].items()},
+                                        **{name: {"rrmse": np.array(c)} for name, c in baselines.items()}},
+                                       self.run.figures / f"forecast_curves_{label}.png",
+                                       f"{self._label()}: forecast {label}")
         self._write_curves(curves_rows)
         self.results["forecast"] = out
         return out
@@ -207,14 +220,15 @@ class Evaluation:
                 clim[m] = torch.as_tensor(np.asarray(store.fields[days]), dtype=torch.float64).mean(0)
         return clim.float()
 
-    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict:
-        """RRMSE of persistence (last complete look-back day) and monthly climatology at the lead times."""
+    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, list[float]]:
+        """Per-lead RRMSE of persistence (the last look-back day, complete) and monthly climatology."""
         months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
-        out: dict[str, dict[str, float]] = {"persistence": {}, "climatology": {}}
-        for t in self.ds.lead_times:
-            truth = self.physical[first_target + t - 1]
-            out["persistence"][str(t)] = float(metrics.rrmse(self.physical[first_target - 1], truth))
-            out["climatology"][str(t)] = float(metrics.rrmse(climatology[months[first_target + t - 1]], truth))
+        out: dict[str, list[float]] = {"persistence": [], "climatology": []}
+        last_seen = self.physical[first_target - 1]
+        for step in range(self.ds.rollout_steps):
+            truth = self.physical[first_target + step]
+            out["persistence"].append(float(metrics.rrmse(last_seen, truth)))
+            out["climatology"].append(float(metrics.rrmse(climatology[months[first_target + step]], truth)))
         return out
 
     def _write_curves(self, rows: list[dict]) -> None:
@@ -276,6 +290,29 @@ class Evaluation:
         plots.plot_confusion(out["confusion"], SEASONS, self.run.figures / "classification_confusion.png",
                              f"{self._label()}: season classification")
         self.results["classify"] = out
+        self.classifier = model
+        return out
+
+    # ---------------------------------------------------------------- robustness
+    def robustness(self) -> dict:
+        """Classification accuracy and one-step forecast RRMSE vs the input mask ratio (0-95%).
+
+        Uses the classifier and the first forecaster trained in this evaluation, on the inner test.
+        """
+        if self.classifier is None or self.forecaster is None:
+            raise ValueError("the robustness task needs the forecast and classify tasks in the same evaluation")
+        forecaster, lookback = self.forecaster
+        a, b = self.inner["test"]
+        starts = torch.arange(b - a - lookback)
+        out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse": []}
+        for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not self.progress):
+            h = self.frozen.encode(self.fields[a:b], ratio, seed=derive_seed(self.cfg.train.seed, "robust", str(ratio)))
+            out["accuracy"].append(evaluate_classifier(self.classifier, h, self.seasons[a:b])["accuracy"])
+            pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
+            out["rrmse"].append(float(metrics.rrmse(self.frozen.decode(pred), self.physical[a + starts + lookback])))
+        plots.plot_robustness({self._label(): {k: np.array(v) for k, v in out.items()}},
+                              self.run.figures / "robustness.png")
+        self.results["robustness"] = out
         return out
 
     # ---------------------------------------------------------------- diagnostics
