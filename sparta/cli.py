@@ -172,3 +172,41 @@ def report(out: Annotated[Path, typer.Argument(help="a `sparta reproduce` output
 
     md, page = build_report(out)
     console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
+
+
+@app.command()
+@_user_errors
+def embed(
+    run: Annotated[Path, typer.Option(help="a trained run directory")],
+    data: Annotated[Path, typer.Option(help="prepared store to encode (from `sparta data prepare`)")],
+    out: Annotated[Path, typer.Option(help="output file: .zarr or .nc")],
+    mask: Annotated[Optional[Path], typer.Option(help="fixed observation mask: .nc/.zarr (lat, lon) or .npy; "
+                                                      "True = observed")] = None,
+    mask_ratio: Annotated[Optional[float], typer.Option(help="hide this fraction of points at random per day")] =
+        None,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    seed: Annotated[int, typer.Option(help="seed of the random mask")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
+) -> None:
+    """Encode every day of a prepared store (complete or masked) and write the embeddings (time, feature)."""
+    from sparta.embed import embed as embed_store
+
+    ds = embed_store(run, data, out, mask=mask, mask_ratio=mask_ratio, checkpoint=checkpoint, seed=seed,
+                     overwrite=overwrite)
+    console.print(f"embeddings: [bold]{out}[/] ({ds.sizes['time']} days x {ds.sizes['feature']} features, "
+                  f"masking {ds.attrs['masking']})")
+
+
+@app.command()
+@_user_errors
+def decode(
+    run: Annotated[Path, typer.Option(help="the run directory that made the embeddings")],
+    embeddings: Annotated[Path, typer.Option(help="a .zarr or .nc file written by `sparta embed`")],
+    out: Annotated[Path, typer.Option(help="output file of decoded fields: .zarr or .nc")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
+) -> None:
+    """Decode embeddings to physical fields: one (time, lat, lon) variable per channel."""
+    from sparta.embed import decode as decode_embeddings
+
+    ds = decode_embeddings(run, embeddings, out, overwrite=overwrite)
+    console.print(f"decoded fields: [bold]{out}[/] ({', '.join(map(str, ds.data_vars))}; {ds.sizes['time']} days)")

@@ -40,6 +40,7 @@ class DataConfig(_Strict):
     variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
                                  description="WeatherBench2 variable names, '@level' for pressure levels")
     grid: str = Field("64x32", pattern=r"^\d+x\d+$", description="lon x lat, as WeatherBench2 names its grids")
+    regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to data.grid")
     synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
     synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
     seed: int = Field(0, description="seed of the synthetic generator")

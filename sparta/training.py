@@ -4,16 +4,20 @@ The stages differ only in data (:class:`Stage` flags), which parameters learn an
 which loss terms are on; the loop, validation, scheduling, checkpointing and
 resume are shared. Every epoch draws its randomness from generators seeded by
 (seed, stage, epoch), so a run resumed from any epoch boundary reproduces the
-uninterrupted run exactly.
+uninterrupted run exactly. SIGINT/SIGTERM stop training at the next step and leave
+the last complete epoch's checkpoint as the resume point.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections import defaultdict
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +44,40 @@ log = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the message names stage, epoch and term."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT/SIGTERM stopped training; ``signum`` lets a caller exit with ``128 + signum``."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """Route SIGINT/SIGTERM to ``handler`` inside the block; the previous handlers come back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python only lets the main thread install handlers; elsewhere the caller keeps control
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: handler(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: a handler installed outside Python
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT/SIGTERM (a terminal's Ctrl-C reaches them too): the main process
+    decides when to stop, and a worker dying first would turn a clean stop into a loader error."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,7 @@ class Trainer:
         self.meta = checkpoint_meta(cfg, store)
         self.history: list[dict] = []
         self.best_val = math.inf
+        self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
         self.loaders = {split: self._loader(split) for split in ("train", "val")}
 
     # ---------------------------------------------------------------- data
@@ -123,7 +162,8 @@ class Trainer:
         )
         return DataLoader(ContrastiveDataset(self.store, split), batch_sampler=sampler,
                           num_workers=cfg.train.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=cfg.train.num_workers > 0)
+                          persistent_workers=cfg.train.num_workers > 0,
+                          worker_init_fn=_ignore_stop_signals if cfg.train.num_workers > 0 else None)
 
     # ---------------------------------------------------------------- losses
     def _autocast(self):
@@ -220,16 +260,20 @@ class Trainer:
                    disable=not self.progress, dynamic_ncols=True)
         for batch in bar:
             terms = self._terms(batch, stage, alpha, gen)
-            if not self._finite(terms, stage, epoch):
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms["total"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            for k, v in terms.items():
-                sums[k] += float(v.detach())
-            steps += 1
-            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+            if self._finite(terms, stage, epoch):
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(terms["total"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                for k, v in terms.items():
+                    sums[k] += float(v.detach())
+                steps += 1
+                bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+            if self.stop_signal is not None:
+                # Abandon the epoch: saving it would make the resume point a partial epoch, which
+                # resume could not continue bit-for-bit. last.pt keeps the last complete epoch.
+                bar.close()
+                raise self._interrupted(f"in stage {stage.name} epoch {epoch + 1}", self.stop_signal)
         if steps == 0:
             raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
                                 "check the data or lower train.lr")
@@ -262,6 +306,25 @@ class Trainer:
         log.warning("%s; step skipped", message)
         return False
 
+    # ---------------------------------------------------------------- interruption
+    def _request_stop(self, signum: int) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt  # a second signal stops at once; last.pt is only ever replaced atomically
+        self.stop_signal = signum
+        log.warning("%s received: stopping after the current step (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def _interrupted(self, where: str, signum: int) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
+        if self.history:  # the last history row is the epoch in last.pt: rows are appended just before saving
+            done = self.history[-1]
+            state = (f"{self.run.last} holds stage {done['stage']} epoch {done['epoch']}; "
+                     f"resume with `sparta train --resume {self.run.path}`")
+        else:
+            state = (f"no epoch was complete, so there is no checkpoint; start again with "
+                     f"`sparta train ... --out {self.run.path} --overwrite`")
+        return TrainingInterrupted(f"{name}: interrupted {where}; {state}", signum)
+
     # ---------------------------------------------------------------- checkpoints
     def _save(self, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
         if not dist.is_main():
@@ -291,6 +354,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- public
     def fit(self, resume: bool = False) -> Run:
+        """Train every stage; SIGINT/SIGTERM raise :class:`TrainingInterrupted` at the next step."""
+        self.stop_signal = None
+        with _on_stop_signals(self._request_stop):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> Run:
         start_stage, start_epoch, states = self._restore() if resume else (0, 0, None)
         if resume:
             log.info("resuming %s at stage %d, epoch %d", self.run.path, start_stage, start_epoch + 1)
@@ -324,6 +393,8 @@ class Trainer:
                     self.run.write_metrics(self.history)
                     log.info("%s epoch %d/%d  train %.4f  val %.4f", stage.name, epoch + 1, stage.epochs,
                              train["total"], val["total"])
+                if self.stop_signal is not None:  # it came during validation or saving: this epoch is complete
+                    raise self._interrupted(f"after stage {stage.name} epoch {epoch + 1}", self.stop_signal)
         if dist.is_main():
             if not self.run.best.exists():
                 raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "

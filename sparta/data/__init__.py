@@ -24,7 +24,7 @@ def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True
         source.attrs["source"] = synthetic_label(data)
     else:
         source = data.source
-    return prepare(source, out, data.variables, data.grid, data.split, progress=progress)
+    return prepare(source, out, data.variables, data.grid, data.split, progress=progress, regrid=data.regrid)
 
 
 def synthetic_label(data: DataConfig) -> str:

@@ -1,0 +1,313 @@
+"""Encode users' own (sparse) data with a trained encoder, and decode embeddings back to fields.
+
+``embed`` encodes every day of a prepared store, complete, with a random mask ratio, or with a
+fixed observation mask (e.g. station locations), and writes an xarray Dataset (``.zarr`` or
+``.nc``)::
+
+    embedding            (time, feature)  float32
+    norm_mean, norm_std  (channel,)       the z-score statistics the model used
+    observation_mask     (lat, lon)       int8, only with a fixed mask (1 = observed)
+    lat, lon                              the store's grid, for ``decode``
+    attrs                run, checkpoint, config/weights digests, method, fusion, preset, sparta
+                         version, variables, grid, source, masking
+
+``decode`` checks that the embeddings came from the model it is given (embedding size, config
+digest and weights digest) and writes one ``(time, lat, lon)`` variable per channel in physical
+units. Models load only through the safe checkpoint loader; files are read with xarray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from sparta import __version__
+from sparta.checkpoint import CheckpointError
+from sparta.data.store import DataError, PreparedStore
+from sparta.data.synthetic import grid_coords
+from sparta.evaluate import load_frozen
+from sparta.runs import Run
+from sparta.training import load_trained, resolve_device
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".zarr", ".nc")
+CHECKPOINTS = ("best", "last")
+BATCH_SIZE = 256
+_PICKLE_CODEC = re.compile(r'"(id|name)"\s*:\s*"(numcodecs\.)?pickle"')
+
+
+class _Normalised:
+    """Z-scored view of a store's fields, read slice by slice so the record is never in memory whole."""
+
+    def __init__(self, store: PreparedStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store.fields)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        return self.store.normalise(np.asarray(self.store.fields[index]))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Short hash of a model's weights: tells two runs (or two checkpoints) of one config apart."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _checkpoint_path(run_dir: str | Path, checkpoint: str) -> tuple[Run, Path]:
+    if checkpoint not in CHECKPOINTS:
+        raise CheckpointError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got '{checkpoint}'")
+    run = Run.open(run_dir)
+    return run, run.require_best() if checkpoint == "best" else run.require_last()
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.suffix not in SUFFIXES:
+        raise DataError(f"output '{out}' must end in .zarr or .nc (got '{out.suffix or 'no suffix'}')")
+    if out.exists() and not overwrite:
+        raise DataError(f"output '{out}' already exists; choose another --out or pass --overwrite to replace it")
+
+
+def _write(ds: xr.Dataset, out: Path) -> None:
+    """Write ``ds`` to a temporary sibling, then move it into place (no half-written outputs)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    if out.suffix == ".zarr":
+        ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)  # v2: readable by every zarr
+    else:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    if out.is_dir():
+        shutil.rmtree(out)
+    elif out.exists():
+        out.unlink()
+    os.replace(tmp, out)
+
+
+def _open(path: Path, what: str) -> xr.Dataset:
+    if path.suffix not in SUFFIXES:
+        raise DataError(f"{what} '{path}' must be a .zarr or .nc file (got '{path.suffix or 'no suffix'}')")
+    if not path.exists():
+        raise DataError(f"{what} '{path}' does not exist")
+    if path.suffix == ".zarr":
+        _refuse_pickle_codec(path, what)
+    try:
+        return xr.open_dataset(path, engine="zarr" if path.suffix == ".zarr" else "netcdf4")
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(f"{what} '{path}' is unreadable: {str(err).splitlines()[0][:160]}") from None
+
+
+def _refuse_pickle_codec(path: Path, what: str) -> None:
+    """Zarr arrays may be encoded with the pickle codec, whose decoding runs arbitrary code: refuse them."""
+    for meta in path.rglob("*"):
+        if meta.name in (".zarray", ".zmetadata", "zarr.json") and _PICKLE_CODEC.search(meta.read_text()):
+            raise DataError(f"{what} '{path}' stores arrays with the pickle codec, which is unsafe to read; "
+                            "write it without pickled objects")
+
+
+def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tensor:
+    """A fixed observation mask on the store's grid, ``(n_lat, n_lon)`` bool, True = observed.
+
+    ``path``: a ``.npy`` bool (or 0/1) array already on the store's grid (latitude ascending), or
+    a netCDF/zarr file with one boolean or 0/1 variable over ``(lat, lon)`` (``latitude`` and
+    ``longitude`` are accepted; descending latitude and -180..180 longitude are reordered and the
+    coordinates must match the store's within 1e-3 degrees).
+    """
+    path = Path(path)
+    expected = (len(store.lat), len(store.lon))
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise DataError(f"mask '{path}' does not exist")
+        try:
+            values = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"mask '{path}' is not a plain numpy array: {err}") from None
+    else:
+        values = _mask_from_dataset(_open(path, "mask"), path, store, expected)
+    if values.shape != expected:
+        raise DataError(f"mask '{path}' has shape {values.shape}, expected (n_lat, n_lon) = {expected} "
+                        f"for the store's grid {store.grid}")
+    if values.dtype != np.bool_:
+        if values.dtype.kind not in "biuf" or not np.isin(values, (0, 1)).all():
+            raise DataError(f"mask '{path}' has non-boolean values ({values.dtype}); use True/False or 0/1 "
+                            "(True = observed)")
+        values = values.astype(bool)
+    if not values.any():
+        raise DataError(f"mask '{path}' observes no grid point (all False); True marks observed points")
+    return torch.from_numpy(np.ascontiguousarray(values))
+
+
+def _mask_from_dataset(ds: xr.Dataset, path: Path, store: PreparedStore, expected: tuple[int, int]) -> np.ndarray:
+    ds = ds.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.variables or k in ds.dims})
+    candidates = [name for name, var in ds.data_vars.items() if set(var.dims) == {"lat", "lon"}]
+    if len(candidates) != 1:
+        found = ", ".join(f"{n}{tuple(map(str, v.dims))}" for n, v in ds.data_vars.items()) or "none"
+        raise DataError(f"mask '{path}' needs exactly one variable over (lat, lon), found: {found}")
+    mask = ds[candidates[0]].transpose("lat", "lon")
+    if mask.shape != expected:
+        raise DataError(f"mask '{path}' has shape {mask.shape}, expected (n_lat, n_lon) = {expected} "
+                        f"for the store's grid {store.grid}")
+    if "lon" in mask.coords:
+        mask = mask.assign_coords(lon=mask["lon"] % 360).sortby("lon")
+    if "lat" in mask.coords:
+        mask = mask.sortby("lat")  # conventions: latitude ascending
+    for name, want in (("lat", store.lat), ("lon", store.lon)):
+        if name in mask.coords:
+            gap = float(np.abs(mask[name].values - want).max())
+            if gap > 1e-3:
+                raise DataError(f"mask '{path}' {name} coordinates do not match the store's grid {store.grid} "
+                                f"(off by up to {gap:.4g} degrees); regrid the mask to the store's coordinates")
+    return mask.values
+
+
+def embed(
+    run_dir: str | Path,
+    store: PreparedStore | str | Path,
+    out: str | Path,
+    *,
+    mask: str | Path | None = None,
+    mask_ratio: float | None = None,
+    checkpoint: str = "best",
+    seed: int = 0,
+    overwrite: bool = False,
+    device: str = "auto",
+) -> xr.Dataset:
+    """Encode every time step of ``store`` with the run's model and write the embeddings to ``out``.
+
+    ``mask`` (a file, see :func:`load_observation_mask`) hides the same unobserved points every
+    day; ``mask_ratio`` hides that fraction of points at random per day (drawn under ``seed``).
+    Returns the Dataset that was written.
+    """
+    out = Path(out)
+    _check_output(out, overwrite)
+    if mask is not None and mask_ratio is not None:
+        raise DataError("--mask and --mask-ratio are mutually exclusive; give one of them")
+    if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
+        raise DataError(f"--mask-ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
+    run, path = _checkpoint_path(run_dir, checkpoint)
+    if not isinstance(store, PreparedStore):
+        store = PreparedStore.open(store)
+    try:
+        frozen = load_frozen(path, store, device)
+    except DataError as err:
+        raise DataError(f"{err}; prepare your data with the run's variables and grid "
+                        f"(`sparta data prepare ... data.variables=... data.grid=...`)") from None
+    keep = load_observation_mask(mask, store) if mask is not None else None
+    log.info("encoding %d days of %s with %s", len(store.times), store.path, path)
+    h = frozen.encode(_Normalised(store), mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
+
+    cfg = frozen.cfg
+    masking: dict[str, str | float | int] = {"masking": "none"}
+    data_vars: dict[str, tuple] = {
+        "embedding": (("time", "feature"), h.numpy()),
+        "norm_mean": (("channel",), store.mean.astype(np.float32)),
+        "norm_std": (("channel",), store.std.astype(np.float32)),
+    }
+    if keep is not None:
+        masking = {"masking": "fixed", "mask_file": str(Path(mask).resolve()),
+                   "observed_fraction": float(keep.float().mean())}
+        data_vars["observation_mask"] = (("lat", "lon"), keep.numpy().astype(np.int8))
+    elif mask_ratio is not None:
+        masking = {"masking": "ratio", "mask_ratio": float(mask_ratio), "mask_seed": int(seed)}
+    ds = xr.Dataset(
+        data_vars,
+        coords={"time": store.times.astype("datetime64[ns]"), "feature": np.arange(h.shape[1]),
+                "channel": list(store.channels), "lat": store.lat, "lon": store.lon},
+        attrs={
+            "title": "SPARTA embeddings",
+            "sparta_version": __version__,
+            "run": str(run.path.resolve()),
+            "checkpoint": checkpoint,
+            "config_digest": cfg.digest(),
+            "weights_digest": weights_digest(frozen.model),
+            "method": cfg.method,
+            "fusion": cfg.model.fusion,
+            "preset": cfg.preset,
+            "embed_dim": int(h.shape[1]),
+            "variables": ",".join(store.variables),
+            "grid": store.grid,
+            "data_store": str(Path(store.path).resolve()),
+            "data_source": store.source,
+            "normalisation": "z = (x - norm_mean) / norm_std per channel; masked points are 0",
+            **masking,
+        },
+    )
+    ds["embedding"].attrs["long_name"] = "SPARTA embedding h"
+    _write(ds, out)
+    return ds
+
+
+def decode(
+    run_dir: str | Path,
+    embeddings: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+) -> xr.Dataset:
+    """Decode embeddings written by :func:`embed` to physical fields with the same run's model.
+
+    The checkpoint (best or last) is the one the embeddings were made with. Refuses embeddings of
+    another model: other embedding size, config digest or weights. Returns the Dataset written.
+    """
+    out, embeddings = Path(out), Path(embeddings)
+    _check_output(out, overwrite)
+    with _open(embeddings, "embeddings") as ds:
+        if "embedding" not in ds or ds["embedding"].dims != ("time", "feature") or "config_digest" not in ds.attrs:
+            raise DataError(f"'{embeddings}' is not a SPARTA embeddings file (no embedding(time, feature) "
+                            "with a config_digest); write it with `sparta embed`")
+        attrs = dict(ds.attrs)
+        h = torch.from_numpy(np.asarray(ds["embedding"].values, dtype=np.float32))
+        times = ds["time"].values
+        lat = ds["lat"].values if "lat" in ds.coords else None
+        lon = ds["lon"].values if "lon" in ds.coords else None
+    run, path = _checkpoint_path(run_dir, str(attrs.get("checkpoint", "best")))
+    dev = resolve_device(device)
+    model, cfg, state = load_trained(path, dev)
+    made_by = f"(made by run {attrs.get('run', '?')}); decode them with that run"
+    if h.shape[1] != cfg.model.embed_dim:
+        raise DataError(f"'{embeddings}' holds {h.shape[1]}-dim embeddings, the model of {run.path} expects "
+                        f"{cfg.model.embed_dim} {made_by}")
+    if attrs["config_digest"] != cfg.digest():
+        raise DataError(f"'{embeddings}' were made by another model/config (digest {attrs['config_digest']} "
+                        f"!= {cfg.digest()} of {run.path}) {made_by}")
+    if attrs.get("weights_digest") != weights_digest(model):
+        raise DataError(f"'{embeddings}' were made with other weights than {path} (another run of the same "
+                        f"config, or the run was trained further since) {made_by}")
+
+    n_lon, n_lat = (int(n) for n in state["grid"].split("x"))
+    if lat is None or lon is None or (len(lat), len(lon)) != (n_lat, n_lon):
+        lat, lon = grid_coords(state["grid"])
+    fields = _decode_fields(model, h, state["mean"], state["std"], dev)
+    result = xr.Dataset(
+        {name: (("time", "lat", "lon"), fields[:, c].numpy(), {"long_name": spec})
+         for c, (name, spec) in enumerate(zip(state["channels"], state["variables"]))},
+        coords={"time": times, "lat": lat, "lon": lon},
+        attrs={"title": "SPARTA decoded fields", "sparta_version": __version__, "run": str(run.path.resolve()),
+               "checkpoint": attrs.get("checkpoint", "best"), "config_digest": cfg.digest(),
+               "weights_digest": attrs["weights_digest"], "grid": state["grid"],
+               "embeddings": str(embeddings.resolve()), "masking": attrs.get("masking", "none")},
+    )
+    _write(result, out)
+    return result
+
+
+@torch.no_grad()
+def _decode_fields(model: torch.nn.Module, h: Tensor, mean: Tensor, std: Tensor, device: torch.device) -> Tensor:
+    """Embeddings (N, D) -> physical fields (N, C, H, W) on CPU, batch by batch (as FrozenModel.decode)."""
+    out = [model.decode(chunk.to(device)).float().cpu() for chunk in h.split(BATCH_SIZE)]
+    x = torch.cat(out)
+    return x * x.new_tensor(std.numpy()[:, None, None]) + x.new_tensor(mean.numpy()[:, None, None])

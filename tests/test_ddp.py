@@ -1,0 +1,277 @@
+"""Two CPU processes (gloo) against one process on the combined batch.
+
+What is asserted (float64 throughout, so the tolerances only absorb summation-order rounding):
+
+* losses (``nt_xent``, ``temporal_contrastive_loss``) with negatives gathered over 2 ranks, each
+  holding half of a fixed batch: the mean over ranks of the per-rank loss equals the single-process
+  loss (atol 1e-12). Gradients w.r.t. the inputs: rank ``r``'s ``L_r.backward()`` leaves
+  ``dL_r/dz_r + sum_{r' != r} dL_r'/dz_r`` on its own rows (the all-gather backward sums every
+  rank's gradient for those rows), i.e. ``d(sum_r' L_r')/dz_r = W * dL/dz_r`` with
+  ``L = mean_r L_r``. So the single-process input gradient is the concatenation of the per-rank
+  gradients divided by ``W`` -- exactly the ``1/W`` that DDP applies when it averages parameter
+  gradients (atol 1e-12);
+* one full stage-1 step (``temporal_contrastive_loss + cycle_loss`` on three fixed views, one
+  encoder pass over the concatenated views, as the trainer does) of a micro ``SpartaModel``
+  wrapped in ``DistributedDataParallel``: parameters and buffers after one SGD and one Adam step
+  equal the single-process step on the combined batch (gradients after DDP's averaging atol 1e-9;
+  parameters and buffers after SGD atol 1e-10, after Adam atol 1e-6, see PARAM_ATOL), provided no layer uses
+  per-process batch statistics: (i) with GroupNorm in the stem and the projector's BatchNorm1d
+  removed, and (ii) with every BatchNorm replaced by a batch norm whose statistics are gathered
+  over the processes (``_GlobalBatchNorm`` below, running statistics included);
+* what is NOT equal: the stock model (BatchNorm2d stem + BatchNorm1d projector) normalises each
+  rank's half batch with its own statistics, so loss and step differ from the single process;
+  ``torch.nn.SyncBatchNorm`` cannot fix that on CPU: its forward raises on non-GPU tensors;
+* the sampler gives ranks 0/1 disjoint anchors, and rank ``r``'s batch ``i`` is the
+  single-process batch ``i * W + r``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from sparta import dist
+from sparta.config import SamplerConfig, load_config
+from sparta.losses import cycle_loss, nt_xent, temporal_contrastive_loss
+from sparta.models import SpartaModel
+from sparta.sampling import ContrastiveBatchSampler
+
+WORLD = 2
+N_LOSS, D_LOSS = 8, 6  # global batch of the loss cases (4 per rank)
+N_STEP = 6  # global anchors of the training-step cases (3 per rank), 3 views each
+CHANNELS = ["2m_temperature", "geopotential@850", "u_component_of_wind@850", "v_component_of_wind@850",
+            "specific_humidity@850"]
+N_LAT, N_LON = 16, 32  # the smallest grid the encoder takes: keeps the float64 steps cheap
+TAU = 0.3
+LRS = {"sgd": 0.05, "adam": 1e-2}
+LOSS_ATOL = 1e-12
+GRAD_ATOL = 1e-9  # gradients reach |g| ~ 60 here: 1e-9 is ~2e-11 relative (seen: 1e-10)
+# Adam's first step is lr * g / (|g| + eps): rounding noise (~1e-17) in gradients that are zero in exact
+# arithmetic (a bias in front of a BatchNorm or of the cycle loss's second difference) becomes a step of
+# up to lr * noise / eps, and near-zero gradients are amplified by up to lr / eps = 1e6. The averaged
+# gradients themselves agree to GRAD_ATOL.
+PARAM_ATOL = {"sgd": 1e-10, "adam": 1e-6}  # seen: 5e-12 and 4e-8 (lr 1e-2)
+STEP_CASES = [("no_bn", "sgd"), ("no_bn", "adam"), ("global_bn", "sgd"), ("global_bn", "adam"), ("stock_bn", "sgd")]
+
+
+class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose batch statistics are those of the batch gathered over all processes.
+
+    Works on any device and backend (gloo included), unlike ``torch.nn.SyncBatchNorm``. Two
+    autograd-aware gathers through :func:`sparta.dist.gather`: the global mean, then the global
+    mean squared deviation (two passes, no ``E[x^2] - E[x]^2`` cancellation). Every process must
+    hold the same number of rows. With one process or in eval mode it is the ordinary BatchNorm.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected (N, C, ...) input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or dist.world_size() == 1:
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        n = x.numel() // x.shape[1] * dist.world_size()
+        mean = dist.gather(x.sum(dims)[None]).sum(0) / n
+        centred = x - mean.view(shape)
+        var = dist.gather(centred.pow(2).sum(dims)[None]).sum(0) / n  # biased, as BatchNorm normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * n / (n - 1), self.momentum)  # unbiased, as BatchNorm tracks
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def _convert_global_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm{1,2,3}d by a :class:`_GlobalBatchNorm` with the same state."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            new = _GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new.to(child.weight.device, child.weight.dtype))
+        else:
+            _convert_global_batchnorm(child)
+    return module
+
+
+# ------------------------------------------------------------------ cases, run with 1 or W processes
+def _rows(x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    n = x.shape[0] // world
+    return x[rank * n:(rank + 1) * n]
+
+
+def _loss_case(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Per-rank loss values and input gradients of both losses on this rank's rows of a fixed batch."""
+    g = torch.Generator().manual_seed(1)
+    full = torch.randn(3, N_LOSS, D_LOSS, generator=g, dtype=torch.float64)
+    out = {}
+    a, b = (_rows(x, rank, world).clone().requires_grad_(True) for x in full[:2])
+    loss = nt_xent(a, b, TAU)
+    loss.backward()
+    out.update(nt_xent=loss.detach(), nt_xent_grad_a=a.grad, nt_xent_grad_b=b.grad)
+    zt, zm, zp = (_rows(x, rank, world).clone().requires_grad_(True) for x in full)
+    loss = temporal_contrastive_loss(zt, zm, zp, TAU)
+    loss.backward()
+    out.update(temporal=loss.detach(), temporal_grad_t=zt.grad, temporal_grad_m=zm.grad, temporal_grad_p=zp.grad)
+    return out
+
+
+def _micro_model(variant: str) -> SpartaModel:
+    cfg = load_config("micro").model
+    if variant == "no_bn":
+        cfg = cfg.model_copy(update={"stem_norm": "group"})
+    torch.manual_seed(0)
+    model = SpartaModel(cfg, CHANNELS, N_LAT, N_LON).double()
+    if variant == "no_bn":
+        for i, layer in enumerate(model.projector):
+            if isinstance(layer, nn.BatchNorm1d):
+                model.projector[i] = nn.Identity()
+    elif variant == "global_bn":
+        _convert_global_batchnorm(model)
+    model.decoder.requires_grad_(False)  # stage 1 trains the encoder and the projector only
+    return model.train()
+
+
+def _step_case(variant: str, optimiser: str, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """One stage-1 step on this rank's anchors of fixed views; returns the loss and the state after it."""
+    model = _micro_model(variant)
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=LRS[optimiser]) if optimiser == "sgd" else torch.optim.Adam(params, lr=LRS[optimiser])
+    g = torch.Generator().manual_seed(2)
+    views = torch.randn(3, N_STEP, len(CHANNELS), N_LAT, N_LON, generator=g, dtype=torch.float64)
+    x_t, x_m, x_p = (_rows(v, rank, world) for v in views)
+    n = x_t.shape[0]
+    h = net(torch.cat([x_t, x_m, x_p]))  # encode through the DDP wrapper: one pass over the 3 views
+    z = model.project(h)  # used outside DDP.forward: its gradients are still averaged (asserted below)
+    loss = temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], TAU) + cycle_loss(h[n:2 * n], h[:n], h[2 * n:])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    grads = {f"grad:{k}": p.grad.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    return {"loss": loss.detach(), **grads, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _sync_batchnorm_error() -> str:
+    bn = nn.SyncBatchNorm(3).train()
+    try:
+        bn(torch.randn(4, 3))
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                  timeout=timedelta(seconds=120))
+    try:
+        results = {"loss": _loss_case(rank, world),
+                   "steps": {f"{v}/{o}": _step_case(v, o, rank, world) for v, o in STEP_CASES},
+                   "sync_bn_error": _sync_batchnorm_error()}
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict]:
+    """Run every case once on 2 gloo processes (one spawn for the whole module); per-rank results."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(WORLD, str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+# ------------------------------------------------------------------ (a) losses
+@pytest.mark.parametrize("name, grads", [("nt_xent", ["nt_xent_grad_a", "nt_xent_grad_b"]),
+                                         ("temporal", ["temporal_grad_t", "temporal_grad_m", "temporal_grad_p"])])
+def test_gathered_loss_and_input_gradients_equal_single_process(ranks, name, grads):
+    single = _loss_case(0, 1)
+    per_rank = torch.stack([r["loss"][name] for r in ranks])
+    torch.testing.assert_close(per_rank.mean(), single[name], rtol=0, atol=LOSS_ATOL)
+    assert not torch.allclose(per_rank[0], per_rank[1])  # each rank's value is only its anchors' mean
+    for key in grads:
+        combined = torch.cat([r["loss"][key] for r in ranks]) / WORLD
+        torch.testing.assert_close(combined, single[key], rtol=0, atol=LOSS_ATOL)
+
+
+# ------------------------------------------------------------------ (b) one DDP training step
+@pytest.mark.parametrize("variant, optimiser", [c for c in STEP_CASES if c[0] != "stock_bn"])
+def test_ddp_step_equals_single_process_step(ranks, variant, optimiser):
+    key = f"{variant}/{optimiser}"
+    single = _step_case(variant, optimiser, 0, 1)
+    losses = torch.stack([r["steps"][key]["loss"] for r in ranks])
+    torch.testing.assert_close(losses.mean(), single["loss"], rtol=0, atol=LOSS_ATOL)
+    start = _micro_model(variant).state_dict()
+    moved = max(float((single[k] - start[k]).abs().max()) for k in start if single[k].is_floating_point())
+    assert moved > 1e-3  # the step changed the parameters: the comparison below is not vacuous
+    states = [{k: v for k, v in r["steps"][key].items() if k != "loss"} for r in ranks]
+    assert _max_diff(states[0], states[1]) == 0.0  # DDP kept the ranks bit-identical
+    assert states[0].keys() == {k for k in single if k != "loss"}
+    for k, v in states[0].items():  # averaged gradients; parameters and buffers (BN running stats) after the step
+        atol = GRAD_ATOL if k.startswith("grad:") else PARAM_ATOL[optimiser]
+        diff = float((v - single[k]).abs().max())
+        assert diff <= atol, f"{key}: {k} differs by {diff:.2e} > {atol:.0e}"
+
+
+def test_stock_batchnorm_is_not_equal_under_ddp(ranks):
+    """Per-rank BatchNorm statistics: the 2-process step is NOT the single-process step."""
+    single = _step_case("stock_bn", "sgd", 0, 1)
+    losses = torch.stack([r["steps"]["stock_bn/sgd"]["loss"] for r in ranks])
+    assert abs(float(losses.mean() - single["loss"])) > 1e-6
+    state = {k: v for k, v in ranks[0]["steps"]["stock_bn/sgd"].items() if k != "loss" and not k.startswith("grad:")}
+    assert _max_diff(state, {k: single[k] for k in state}) > 1e-6
+
+
+def test_sync_batchnorm_refuses_cpu_tensors(ranks):
+    """Why the trainer cannot simply use ``convert_sync_batchnorm`` with gloo on CPU."""
+    assert "expected input tensor to be on GPU" in ranks[0]["sync_bn_error"]
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process():
+    bn = nn.BatchNorm2d(3).double().train()
+    glob = _convert_global_batchnorm(nn.Sequential(nn.BatchNorm2d(3).double()))[0].train()
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(glob(x), bn(x))
+    torch.testing.assert_close(glob.running_var, bn.running_var)
+
+
+# ------------------------------------------------------------------ (c) sampler partition
+@pytest.mark.parametrize("hard_negatives, max_batches", [(True, None), (False, None), (True, 3)])
+def test_sampler_partitions_anchors_across_ranks(hard_negatives, max_batches):
+    cfg = SamplerConfig(soft_min=100)
+    kwargs = dict(n_steps=400, batch_size=12, cfg=cfg, seed=7, hard_negatives=hard_negatives)
+    step = 3 if hard_negatives else 1  # anchors sit at positions 0, 3, 6, ... of a triplet batch
+    per_rank = []
+    for r in range(WORLD):
+        sampler = ContrastiveBatchSampler(**kwargs, max_batches=max_batches, rank=r, world_size=WORLD)
+        sampler.set_epoch(4)
+        per_rank.append(list(sampler))
+        assert len(per_rank[-1]) == len(sampler)
+    assert len(per_rank[0]) == len(per_rank[1]) > 0
+    anchors = [np.array([t for batch in batches for t, _ in batch[::step]]) for batches in per_rank]
+    for a in anchors:
+        assert len(np.unique(a)) == len(a)
+        assert a.min() >= cfg.max_delta and a.max() < 400 - cfg.max_delta
+    assert not set(anchors[0]) & set(anchors[1])
+    single = ContrastiveBatchSampler(**kwargs, max_batches=None, rank=0, world_size=1)
+    single.set_epoch(4)
+    single_batches = list(single)
+    for r, batches in enumerate(per_rank):
+        for i, batch in enumerate(batches):
+            assert batch == single_batches[i * WORLD + r]

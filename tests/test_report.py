@@ -1,0 +1,78 @@
+"""Tables and report from fixture metrics; the grid runner on the micro preset."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sparta.report import SECTIONS, VARIANTS, build_report, relative_improvements
+from sparta.tables import downstream_table, forecast_table, smoothness_table
+
+
+def fake_results(scale: float, seeds: int = 1) -> dict:
+    """Metrics in the layout Evaluation writes; every error scales with ``scale``."""
+    leads = ["25", "50"]
+    forecast = {
+        "LB30_S1": {"seeds": 1, "curve": {"rrmse": [scale] * 50, "ssim": [0.5] * 50, "psnr": [20.0] * 50},
+                    "at": {m: {t: v for t in leads} for m, v in (("rrmse", 10 * scale), ("ssim", 0.5 / scale),
+                                                                  ("psnr", 20 / scale))}
+                    | {f"{m}_spread": {t: 0.0 for t in leads} for m in ("rrmse", "ssim", "psnr")},
+                    "baselines": {"persistence": {t: 30.0 for t in leads}, "climatology": {t: 20.0 for t in leads}}},
+    }
+    return {
+        "source": "synthetic(test)", "preset": "micro", "method": "sparta", "fusion": "early",
+        "forecast": forecast,
+        "diffusion": {"rrmse": 12 * scale, "density": 0.9 / scale, "realism": 1.0 / scale, "latent_std": 0.5 * scale,
+                      "density_std": 0.5, "realism_std": 0.5, "latent_std_std": 0.4 * scale, "ssim": 0.5, "psnr": 20.0},
+        "classify": {"cross_entropy": 0.2 * scale, "accuracy": 0.9 / scale, "confusion": [[1, 0], [0, 1]]},
+        "smoothness": {k: {"mean": scale, "std": 0.1} for k in ("temporal", "cycle", "temporal_normalised",
+                                                                "cycle_normalised")},
+    }
+
+
+def test_forecast_table_rows_columns_and_best_marks():
+    table = forecast_table({"A": fake_results(1.0), "B": fake_results(2.0)}, "LB30_S1")
+    assert table.header == ["T=25", "T=50"]
+    assert list(table.rows) == ["A", "B", "persistence (baseline)", "climatology (baseline)"]
+    assert table.rows["A"] == ["10.00", "10.00"] and table.best["A"] == [True, True]
+    assert not any(table.best["B"]) and table.rows["persistence (baseline)"] == ["30.00", "30.00"]
+    md = table.markdown()
+    assert "| A | **10.00** | **10.00** |" in md and "look-back 30, sampling interval 1" in md
+
+
+def test_higher_is_better_columns_and_single_rows():
+    table = downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)})
+    cols = dict(zip(table.header, zip(table.best["A"], table.best["B"])))
+    assert cols["Diffusion RRMSE (%)"] == (True, False) and cols["Latent density"] == (True, False)
+    assert cols["Class. accuracy"] == (True, False) and cols["Class. test loss"] == (True, False)
+    alone = smoothness_table({"A": fake_results(1.0)})
+    assert not any(alone.best["A"])  # nothing to compare against: no marks
+    assert alone.rows["A"][0] == "1.00 ± 0.10"
+    assert "<b>" in downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)}).html()
+
+
+def test_relative_improvement_line():
+    lines = relative_improvements(fake_results(1.0), fake_results(2.0))
+    assert lines[0] == "Forecast RRMSE reduction, LB30_S1: T=25: +50.0%, T=50: +50.0%"
+    assert "latent std reduction +50.0%" in lines[1] and "accuracy 90.0% vs 45.0%" in lines[2]
+
+
+def test_report_from_saved_metrics(tmp_path):
+    for i, name in enumerate(VARIANTS):
+        evaluation = tmp_path / name / "evaluation"
+        evaluation.mkdir(parents=True)
+        (evaluation / "metrics.json").write_text(json.dumps(fake_results(1.0 + i)))
+        np.save(evaluation / "smoothness_latents.npy", np.random.default_rng(i).normal(size=(20, 8)))
+    md, page = build_report(tmp_path)
+    text = md.read_text()
+    for title, _ in SECTIONS:
+        assert f"## {title}" in text
+    assert text.count("Autoregressive RRMSE") == 3 and text.count("Smoothness metrics") == 3
+    assert "| SPARTA - Late-Fusion, GNN |" in text and "Forecast RRMSE reduction" in text
+    html = page.read_text()
+    assert html.count("<table>") == 9 and "data:image/png;base64," in html and "src='report_figures" not in html
+
+
+def test_report_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no evaluated variants"):
+        build_report(tmp_path)
