@@ -35,12 +35,24 @@ def box_smooth(x: Tensor, kernel: int) -> Tensor:
     so a constant field stays constant everywhere. The reference zero-pads instead, which on
     z-scored data pulls the border cells towards the mean (darkens the borders). An even kernel
     is centred half a cell towards the end of each axis.
+
+    Computed as two 1-D passes (longitude, then latitude) of ``kernel - 1`` shifted-slice sums:
+    the same average as a ``kernel x kernel`` pooling up to float rounding, at ``2 k`` instead of
+    ``k^2`` operations per cell.
     """
     if kernel == 1:
         return x
     lo, hi = (kernel - 1) // 2, kernel // 2
-    padded = F.pad(F.pad(x, (lo, hi, 0, 0), mode="circular"), (0, 0, lo, hi), mode="replicate")
-    return F.avg_pool2d(padded, kernel, stride=1)
+    n_lat, n_lon = x.shape[-2:]
+    padded = F.pad(x, (lo, hi, 0, 0), mode="circular")
+    out = padded[..., 0:n_lon].clone()
+    for i in range(1, kernel):
+        out += padded[..., i:i + n_lon]
+    padded = F.pad(out, (0, 0, lo, hi), mode="replicate")
+    out = padded[..., 0:n_lat, :].clone()
+    for i in range(1, kernel):
+        out += padded[..., i:i + n_lat, :]
+    return out.mul_(1.0 / (kernel * kernel))
 
 
 def random_keep_mask(
@@ -64,11 +76,34 @@ def random_keep_mask(
     gdev = generator.device
     ratio = low + (high - low) * torch.rand(batch, generator=generator, device=gdev)
     hidden = torch.round(ratio * n).long()
-    order = torch.rand(batch, channels, n, generator=generator, device=gdev).argsort(dim=-1)
-    kept_by_rank = torch.arange(n, device=gdev) >= hidden[:, None, None]  # the first `hidden` ranks hide
-    keep = torch.empty(batch, channels, n, dtype=torch.bool, device=gdev)
-    keep.scatter_(-1, order, kept_by_rank.expand(batch, channels, n))
+    u = torch.rand(batch, channels, n, generator=generator, device=gdev)
+    # The hidden points are the `hidden` smallest draws of each row (what ranking all n draws by
+    # a full sort selects), found without sorting: a first guess by threshold (the draws are
+    # uniform, so about `hidden` of them lie below hidden/n), then the few excess or missing
+    # points next to the threshold are fixed up with a small top-k.
+    hide = u < (hidden.to(u.dtype) / n)[:, None, None]
+    excess = torch.count_nonzero(hide, dim=-1) - hidden[:, None]  # > 0: too many hidden, < 0: too few
+    k_over, k_under = int(excess.max().clamp(min=0)), int((-excess).max().clamp(min=0))
+    if k_over:  # reveal the largest hidden draws
+        idx = torch.where(hide, u, -math.inf).topk(k_over, dim=-1).indices
+        first = torch.arange(k_over, device=gdev) < excess[..., None]
+        hide.scatter_(-1, idx, hide.gather(-1, idx) & ~first)
+    if k_under:  # hide the smallest visible draws
+        idx = torch.where(hide, math.inf, u).topk(k_under, dim=-1, largest=False).indices
+        first = torch.arange(k_under, device=gdev) < -excess[..., None]
+        hide.scatter_(-1, idx, hide.gather(-1, idx) | first)
+    keep = hide.logical_not_()
     return keep.view(batch, channels, n_lat, n_lon).to(device if device is not None else gdev)
+
+
+def _crop_offsets(b: int, n_lat: int, n_lon: int, size: tuple[int, int], generator: torch.Generator,
+                  device: torch.device) -> tuple[Tensor, Tensor]:
+    h, w = size
+    if h > n_lat or w > n_lon:
+        raise ValueError(f"crop {size} is larger than the field {(n_lat, n_lon)}")
+    top = torch.randint(0, n_lat - h + 1, (b,), generator=generator, device=generator.device).to(device)
+    left = torch.randint(0, n_lon - w + 1, (b,), generator=generator, device=generator.device).to(device)
+    return top, left
 
 
 def random_crop(x: Tensor, size: tuple[int, int], generator: torch.Generator) -> Tensor:
@@ -79,13 +114,20 @@ def random_crop(x: Tensor, size: tuple[int, int], generator: torch.Generator) ->
     """
     b, c, n_lat, n_lon = x.shape
     h, w = size
-    if h > n_lat or w > n_lon:
-        raise ValueError(f"crop {size} is larger than the field {(n_lat, n_lon)}")
-    top = torch.randint(0, n_lat - h + 1, (b,), generator=generator, device=generator.device).to(x.device)
-    left = torch.randint(0, n_lon - w + 1, (b,), generator=generator, device=generator.device).to(x.device)
+    top, left = _crop_offsets(b, n_lat, n_lon, size, generator, x.device)
     rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(b, c, h, n_lon)
     cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(b, c, h, w)
     return x.gather(2, rows).gather(3, cols)
+
+
+def _draw_shift(b: int, max_shift: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.randint(0, max_shift + 1, (b,), generator=generator, device=generator.device).to(device)
+
+
+def _roll(x: Tensor, shift: Tensor) -> Tensor:
+    b, c, n_lat, n_lon = x.shape
+    cols = (torch.arange(n_lon, device=x.device) - shift[:, None]) % n_lon
+    return x.gather(3, cols[:, None, None, :].expand(b, c, n_lat, n_lon))
 
 
 def periodic_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
@@ -95,10 +137,7 @@ def periodic_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Ten
     paper mode, which run from 0 to the maximum: two independently shifted views are then at most
     ``max_shift`` cells apart, as two paper crops are.
     """
-    b, c, n_lat, n_lon = x.shape
-    shift = torch.randint(0, max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
-    cols = (torch.arange(n_lon, device=x.device) - shift[:, None]) % n_lon
-    return x.gather(3, cols[:, None, None, :].expand(b, c, n_lat, n_lon))
+    return _roll(x, _draw_shift(x.shape[0], max_shift, generator, x.device))
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -112,6 +151,48 @@ def _nearest_odd(value: float) -> int:
     return 2 * math.floor(value / 2) + 1
 
 
+# Native mode smooths (and rolls) with dense per-axis matrices up to this many cells per axis:
+# a matmul costs O(n) per cell but runs at BLAS speed, which beats the memory-bound shifted-slice
+# passes of `box_smooth` on small grids; beyond it `box_smooth` (O(kernel) per cell) is used.
+_DENSE_MAX = 256
+
+
+def _resize_matrix(n_in: int, n_out: int) -> Tensor:
+    """``(n_out, n_in)`` float64 matrix of ``_resize`` along one axis (bicubic is separable)."""
+    eye = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
+    return _resize(eye, (n_out, 1))[:, 0, :, 0].T.contiguous()
+
+
+def _box_matrix(n: int, kernel: int, axis: str) -> Tensor:
+    """``(n, n)`` float64 matrix of ``box_smooth`` along latitude (replicated edges) or longitude (circular)."""
+    eye = torch.eye(n, dtype=torch.float64)
+    if axis == "lat":  # constant along longitude (wide enough for the circular padding): only latitude mixes
+        return box_smooth(eye[:, None, :, None].expand(n, 1, n, kernel), kernel)[:, 0, :, 0].T.contiguous()
+    return box_smooth(eye[:, None, None, :], kernel)[:, 0, 0, :].T.contiguous()
+
+
+def _left(x: Tensor, m: Tensor) -> Tensor:
+    """``m @ x`` over latitude; ``m`` is ``(h_out, n_lat)`` shared or ``(batch, h_out, n_lat)`` per sample."""
+    return torch.matmul(m if m.dim() == 2 else m[:, None], x)
+
+
+def _right(x: Tensor, m: Tensor) -> Tensor:
+    """``x @ m^T`` over longitude; ``m`` is ``(w_out, n_lon)`` shared or ``(batch, w_out, n_lon)`` per sample."""
+    if m.dim() == 2:
+        return torch.matmul(x, m.T)
+    b, c, n_lat, n_lon = x.shape
+    return torch.bmm(x.reshape(b, c * n_lat, n_lon), m.transpose(1, 2)).view(b, c, n_lat, m.shape[1])
+
+
+def _apply_pair(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``rows @ x @ cols^T`` per sample and channel, in the cheaper order of the two matmuls."""
+    n_lat, n_lon = x.shape[-2:]
+    h, w = rows.shape[-2], cols.shape[-2]
+    if n_lat * w * (n_lon + h) <= h * n_lon * (n_lat + w):
+        return _left(_right(x, cols), rows)
+    return _right(_left(x, rows), cols)
+
+
 class Augmenter:
     """Builds the encoder inputs and contrastive views of a batch, in one of the two modes.
 
@@ -120,6 +201,16 @@ class Augmenter:
     longitudes: the paper's 16-pixel crop range is 6.4 native cells) and the box filter is the
     nearest odd size to ``smooth_kernel / crop_factor`` (5 / 2.25 = 2.2 native cells -> 3), so it
     stays centred; kernel 1 stays 1.
+
+    All the resampling is linear and separable per axis, so it runs as matrix products: in paper
+    mode the resize, crop and smoothing of a view are ``A[top] @ x @ B[left]^T`` with
+    ``A[top] = S_lat @ R_lat[top:top + h]`` (box smoothing after the cropped rows of the resize)
+    precomputed for every crop offset, likewise ``B`` for longitude; the aligned target and the
+    encoder input are matrix pairs too. In native mode the roll and the box filter are
+    ``S_lat @ x @ (S_lon @ P_shift)^T``. The matrices are built once (in float64, by applying
+    ``_resize`` and ``box_smooth`` to identities, so edges are handled exactly as those functions
+    do) and cached per device and dtype; results equal the step-by-step composition up to float
+    rounding, with the same random draws.
     """
 
     def __init__(self, cfg: AugmentConfig, n_lat: int, n_lon: int):
@@ -134,10 +225,48 @@ class Augmenter:
             self.input_hw = self.resize_hw = self.native_hw
             self.kernel = max(1, _nearest_odd(cfg.smooth_kernel / cfg.crop_factor))
             self.max_shift = round(n_lon * (cfg.resize_factor - cfg.crop_factor) / cfg.resize_factor)
+        self._base: dict[str, Tensor] | None = None
+        self._cache: dict[tuple[torch.device, torch.dtype], dict[str, Tensor]] = {}
+
+    def _dense_native(self) -> bool:
+        return self.kernel > 1 and max(self.native_hw) <= _DENSE_MAX
+
+    def _build(self) -> dict[str, Tensor]:
+        (n_lat, n_lon), (h, w), k = self.native_hw, self.input_hw, self.kernel
+        if self.cfg.mode == "paper":
+            big_h, big_w = self.resize_hw
+            r_lat, r_lon = _resize_matrix(n_lat, big_h), _resize_matrix(n_lon, big_w)
+            s_lat, s_lon = _box_matrix(h, k, "lat"), _box_matrix(w, k, "lon")
+            d_lat, d_lon = _resize_matrix(h, n_lat), _resize_matrix(w, n_lon)
+            tops, lefts = range(big_h - h + 1), range(big_w - w + 1)
+            return {"input_rows": _resize_matrix(n_lat, h), "input_cols": _resize_matrix(n_lon, w),
+                    "view_rows": torch.stack([s_lat @ r_lat[t:t + h] for t in tops]),
+                    "view_cols": torch.stack([s_lon @ r_lon[j:j + w] for j in lefts]),
+                    "target_rows": torch.stack([d_lat @ r_lat[t:t + h] for t in tops]),
+                    "target_cols": torch.stack([d_lon @ r_lon[j:j + w] for j in lefts])}
+        if not self._dense_native():
+            return {}
+        eye, idx = torch.eye(n_lon, dtype=torch.float64), torch.arange(n_lon)
+        s_lon = _box_matrix(n_lon, k, "lon")
+        return {"smooth_rows": _box_matrix(n_lat, k, "lat"),  # rolls eastwards by s: out[j] = x[j - s]
+                "shift_cols": torch.stack([s_lon @ eye[(idx - s) % n_lon] for s in range(self.max_shift + 1)])}
+
+    def _matrices(self, x: Tensor) -> dict[str, Tensor]:
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            if self._base is None:
+                self._base = self._build()
+            self._cache[key] = {name: m.to(device=x.device, dtype=x.dtype) for name, m in self._base.items()}
+        return self._cache[key]
 
     def encoder_input(self, x: Tensor) -> Tensor:
         """Un-augmented encoder input (downstream and reconstruction inputs): resized, no crop/smoothing."""
-        return _resize(x, self.input_hw)
+        if tuple(x.shape[-2:]) == self.input_hw:
+            return x
+        if tuple(x.shape[-2:]) != self.native_hw:
+            return _resize(x, self.input_hw)
+        m = self._matrices(x)
+        return _apply_pair(x, m["input_rows"], m["input_cols"])
 
     def _random_mask(self, x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:
         b, c, n_lat, n_lon = x.shape
@@ -184,18 +313,33 @@ class Augmenter:
         The random draws do not depend on ``with_target``: the view is the same either way.
         """
         cfg = self.cfg
-        c = x.shape[1]
-        view = x
+        b = x.shape[0]
+        view, target = x, None
         if masked and cfg.mask_on == "native":
             view = self._random_mask(view, generator, cfg.mask_low, cfg.mask_high)
-        stack = torch.cat([view, x], dim=1) if with_target else view  # one crop/shift for both
-        if cfg.mode == "paper":
+        if cfg.mode == "paper" and tuple(x.shape[-2:]) != self.native_hw:  # not the grid the matrices are for
+            c = x.shape[1]
+            stack = torch.cat([view, x], dim=1) if with_target else view
             stack = random_crop(_resize(stack, self.resize_hw), self.input_hw, generator)
+            view = box_smooth(stack[:, :c], self.kernel)
+            target = _resize(stack[:, c:], self.native_hw) if with_target else None
+        elif cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
+            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
+            m = self._matrices(x)
+            view = _apply_pair(view, m["view_rows"][top], m["view_cols"][left])
+            if with_target:
+                target = _apply_pair(x, m["target_rows"][top], m["target_cols"][left])
         else:
-            stack = periodic_shift(stack, self.max_shift, generator)
-        view = box_smooth(stack[:, :c], self.kernel)
+            shift = _draw_shift(b, self.max_shift, generator, x.device)
+            if with_target:
+                target = _roll(x, shift)
+            if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
+                m = self._matrices(x)
+                view = _apply_pair(view, m["smooth_rows"], m["shift_cols"][shift])
+            else:
+                view = box_smooth(_roll(view, shift), self.kernel)
         if masked and cfg.mask_on == "upsampled":
             view = self._random_mask(view, generator, cfg.mask_low, cfg.mask_high)
         if not with_target:
             return view
-        return view, _resize(stack[:, c:], self.native_hw)
+        return view, target

@@ -202,3 +202,91 @@ def test_masked_view_hides_the_sampled_fraction():
     view = aug.view(field(16, 2, 32, 64), gen(), masked=True)
     ratio = hidden_ratio(view)
     assert ratio.min() >= 0.5 - 1 / 4096 and ratio.max() < 0.9 + 1 / 4096
+
+
+# --- fused (matrix) paths equal the step-by-step composition --------------------------------------
+
+def _box_smooth_2d(x: torch.Tensor, k: int) -> torch.Tensor:
+    # The original one-pass formulation: circular/replicate padding, then k x k average pooling.
+    lo, hi = (k - 1) // 2, k // 2
+    padded = F.pad(F.pad(x, (lo, hi, 0, 0), mode="circular"), (0, 0, lo, hi), mode="replicate")
+    return F.avg_pool2d(padded, k, stride=1)
+
+
+def _bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+
+
+def _argsort_keep_mask(batch, n_lat, n_lon, low, high, g, channels=1):
+    # The original exact-count mask: rank all draws by a full sort, hide the first `hidden` ranks.
+    n = n_lat * n_lon
+    ratio = low + (high - low) * torch.rand(batch, generator=g)
+    hidden = torch.round(ratio * n).long()
+    order = torch.rand(batch, channels, n, generator=g).argsort(dim=-1)
+    keep = torch.empty(batch, channels, n, dtype=torch.bool)
+    keep.scatter_(-1, order, (torch.arange(n) >= hidden[:, None, None]).expand(batch, channels, n))
+    return keep.view(batch, channels, n_lat, n_lon)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_separable_box_smooth_equals_2d_pooling(k):
+    x = torch.randn(3, 2, 9, 16, generator=gen(20))
+    torch.testing.assert_close(box_smooth(x, k), _box_smooth_2d(x, k), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_lat,n_lon", [(32, 64), (64, 128)])
+@pytest.mark.parametrize("kernel", [1, 5])
+def test_paper_fused_view_and_target_equal_reference_composition(n_lat, n_lon, kernel):
+    aug = Augmenter(AugmentConfig(smooth_kernel=kernel), n_lat, n_lon)
+    x = torch.randn(6, 3, n_lat, n_lon, generator=gen(21))
+    view, target = aug.view(x, gen(22), masked=False, with_target=True)
+    # Reference in float64: float32 F.interpolate itself is off by up to ~3e-5 at 128x64.
+    crop = random_crop(_bicubic(x.double(), aug.resize_hw), aug.input_hw, gen(22))  # same offsets, same draws
+    ref_view = _box_smooth_2d(crop, kernel) if kernel > 1 else crop
+    torch.testing.assert_close(view.double(), ref_view, rtol=0, atol=1e-5)
+    torch.testing.assert_close(target.double(), _bicubic(crop, (n_lat, n_lon)), rtol=0, atol=1e-5)
+    crop32 = random_crop(_bicubic(x, aug.resize_hw), aug.input_hw, gen(22))  # the float32 composition
+    torch.testing.assert_close(view, _box_smooth_2d(crop32, kernel) if kernel > 1 else crop32, rtol=0, atol=1e-4)
+    assert torch.equal(view, aug.view(x, gen(22), masked=False))  # with_target does not change the view
+
+
+@pytest.mark.parametrize("n_lat,n_lon", [(32, 64), (64, 128)])
+def test_paper_fused_masked_view_equals_reference_composition(n_lat, n_lon):
+    aug = Augmenter(AugmentConfig(), n_lat, n_lon)
+    x = field(4, 2, n_lat, n_lon)
+    view = aug.view(x, gen(23), masked=True)
+    ref = gen(23)
+    keep = random_keep_mask(4, n_lat, n_lon, 0.5, 0.9, ref)  # the native mask is drawn first
+    crop = random_crop(_bicubic((x * keep).double(), aug.resize_hw), aug.input_hw, ref)
+    torch.testing.assert_close(view.double(), _box_smooth_2d(crop, 5), rtol=1e-6, atol=1e-5)
+
+
+def test_paper_encoder_input_is_bicubic_resize():
+    aug = Augmenter(AugmentConfig(), 32, 64)
+    x = torch.randn(3, 2, 32, 64, generator=gen(24))
+    torch.testing.assert_close(aug.encoder_input(x), _bicubic(x, (72, 144)), rtol=1e-5, atol=1e-5)
+
+
+def test_paper_view_of_another_grid_falls_back_to_the_composition():
+    aug = Augmenter(AugmentConfig(), 32, 64)
+    x = torch.randn(2, 2, 16, 32, generator=gen(25))
+    view = aug.view(x, gen(26), masked=False)
+    crop = random_crop(_bicubic(x, aug.resize_hw), aug.input_hw, gen(26))
+    torch.testing.assert_close(view, _box_smooth_2d(crop, 5), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_lat,n_lon", [(8, 16), (32, 64), (64, 128)])
+def test_native_fused_view_equals_shift_then_smooth(n_lat, n_lon):
+    aug = Augmenter(AugmentConfig(mode="native"), n_lat, n_lon)
+    x = torch.randn(6, 3, n_lat, n_lon, generator=gen(27))
+    view, target = aug.view(x, gen(28), masked=False, with_target=True)
+    rolled = periodic_shift(x, aug.max_shift, gen(28))
+    torch.testing.assert_close(view, _box_smooth_2d(rolled, aug.kernel), rtol=1e-5, atol=1e-5)
+    assert torch.equal(target, rolled)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_random_keep_mask_selects_the_same_points_as_a_full_sort(channels):
+    for seed in range(5):
+        keep = random_keep_mask(32, 32, 64, 0.5, 0.9, gen(seed), channels=channels)
+        assert torch.equal(keep, _argsort_keep_mask(32, 32, 64, 0.5, 0.9, gen(seed), channels))

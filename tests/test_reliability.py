@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from sparta.checkpoint import load_checkpoint
 from sparta.cli import app
-from sparta.config import load_config
+from sparta.config import Config, load_config
 from sparta.data.store import PreparedStore
 from sparta.data.synthetic import synthetic_era5
 from sparta.runs import Run
@@ -33,7 +33,7 @@ EPOCHS = ["train.epochs_pretrain=2"]  # 4 epochs in all: room to stop a run in t
 CLI = [sys.executable, "-c", "from sparta.cli import app; app()"]  # the package has no __main__
 
 
-def _config(store: PreparedStore, *overrides: str):
+def _config(store: PreparedStore, *overrides: str) -> Config:
     return load_config("micro", [f"data.store={store.path}", *EPOCHS, *overrides])
 
 
@@ -120,11 +120,12 @@ def test_handlers_are_left_alone_outside_the_main_thread():
 
 
 def _start_training(run: Path, store: PreparedStore) -> tuple[subprocess.Popen, Path]:
-    log = run.parent / "train.log"
+    """`sparta train` in a subprocess; returns it and the file receiving its stderr (logs and errors)."""
+    log = run.parent / "stderr.txt"
     with open(log, "w") as fh:
         proc = subprocess.Popen([*CLI, "train", "--preset", "micro", "--model", "sparta", "--out", str(run),
                                  f"data.store={store.path}", *EPOCHS, "--no-progress"],
-                                cwd=run.parent, stdout=fh, stderr=subprocess.STDOUT)
+                                cwd=run.parent, stdout=subprocess.DEVNULL, stderr=fh)
     return proc, log
 
 
@@ -165,12 +166,12 @@ def test_sigterm_exits_with_the_resume_hint_and_a_resumable_checkpoint(tmp_path,
     _wait_for_first_epoch(proc, run, log)
     proc.terminate()
     status = proc.wait(timeout=120)
-    output = _flat(log.read_text())
+    stderr = _flat(log.read_text())
     assert status in (2, 128 + signal.SIGTERM), log.read_text()  # 2 today; 143 once the CLI maps it
-    assert _flat("SIGTERM: interrupted") in output and "Traceback" not in output
-    assert _flat(f"resume with `sparta train --resume {run}`") in output
+    assert _flat("SIGTERM: interrupted") in stderr and "Traceback" not in stderr
+    assert _flat(f"resume with `sparta train --resume {run}`") in stderr
     state = load_checkpoint(run / "checkpoints" / "last.pt", expect_digest=reference.config.digest())
-    assert _flat(f"holds stage {state['stage']} epoch {state['epoch'] + 1};") in output
+    assert _flat(f"holds stage {state['stage']} epoch {state['epoch'] + 1};") in stderr
     assert not list((run / "checkpoints").glob(".*tmp*"))  # no half-written checkpoint left behind
 
     _resume(run)
