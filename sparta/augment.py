@@ -173,7 +173,11 @@ def _box_matrix(n: int, kernel: int, axis: str) -> Tensor:
 
 def _left(x: Tensor, m: Tensor) -> Tensor:
     """``m @ x`` over latitude; ``m`` is ``(h_out, n_lat)`` shared or ``(batch, h_out, n_lat)`` per sample."""
-    return torch.matmul(m if m.dim() == 2 else m[:, None], x)
+    if m.dim() == 3:
+        return torch.matmul(m[:, None], x)
+    b, c, n_lat, n_lon = x.shape  # a shared matrix: a stride-0 batch avoids matmul's copy of it per image
+    out = torch.bmm(m.expand(b * c, *m.shape), x.reshape(b * c, n_lat, n_lon))
+    return out.view(b, c, m.shape[0], n_lon)
 
 
 def _right(x: Tensor, m: Tensor) -> Tensor:

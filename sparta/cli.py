@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from sparta.checkpoint import CheckpointError
 from sparta.config import ConfigError, available_presets, load_config
@@ -32,16 +33,19 @@ Overrides = Annotated[Optional[list[str]], typer.Argument(help="config overrides
 def _user_errors(fn):
     """Turn the library's user-facing errors into one red line and exit status 2 (no traceback)."""
     from sparta.runs import RunError
-    from sparta.training import TrainingError
+    from sparta.training import TrainingError, TrainingInterrupted
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except TrainingInterrupted as err:
+            console.print(f"[yellow]interrupted:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + err.signum) from None
         except (ConfigError, DataError, CheckpointError, RunError, TrainingError, ValueError) as err:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -62,13 +66,14 @@ def data_prepare(
     source: Annotated[str, typer.Option(help="'synthetic', or a WeatherBench2 zarr/netCDF path or URL")] = "synthetic",
     out: Annotated[Optional[Path], typer.Option(help="prepared store directory (default: data.store)")] = None,
     preset: Preset = "quick",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing prepared store")] = False,
     overrides: Overrides = None,
 ) -> None:
     """Write a prepared store (daily fields, statistics, splits, season labels) from a data source."""
     from sparta.data import prepare_from_config
 
     cfg = load_config(preset, [*(overrides or []), f"data.source={source}"])
-    store = prepare_from_config(cfg.data, out or cfg.data.store)
+    store = prepare_from_config(cfg.data, out or cfg.data.store, overwrite=overwrite)
     console.print(f"prepared store [bold]{store.path}[/]: {len(store.times)} days "
                   f"{store.times[0]}..{store.times[-1]}, channels {', '.join(store.channels)}, grid {store.grid}")
 
@@ -84,21 +89,37 @@ def train(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
     overrides: Overrides = None,
 ) -> None:
-    """Train SPARTA (three stages) or the autoencoder baseline; resumable."""
+    """Train SPARTA (three stages) or the autoencoder baseline; resumable.
+
+    Several processes: `torchrun --nproc-per-node N -m sparta.cli train --out RUN ...` (gloo on CPU,
+    nccl on GPU); train.batch_size is per process and NT-Xent negatives are gathered over all of them.
+    """
+    from sparta import dist
     from sparta.data import open_or_prepare
     from sparta.runs import Run
     from sparta.training import Trainer
 
-    if resume:
-        if overrides:
-            raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
-        run = Run.open(resume)
-    else:
-        run = Run.create(load_config(preset, overrides, method=model), out, overwrite=overwrite)
-    console.print(f"run directory: [bold]{run.path}[/]")
-    store = open_or_prepare(run.config.data, progress)
-    Trainer(run, store, progress=progress).fit(resume=resume is not None)
-    console.print(f"finished: [bold]{run.path}[/] (best model {run.best})")
+    if resume and overrides:
+        raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
+    cfg = None if resume else load_config(preset, overrides, method=model)
+    distributed = dist.init_from_env()
+    try:
+        if distributed and not (resume or out):
+            raise ConfigError("with several processes pass --out RUN, so that every process uses the same run")
+        if dist.is_main():  # rank 0 creates the run and prepares the data; the others wait, then open them
+            run = Run.open(resume) if resume else Run.create(cfg, out, overwrite=overwrite)
+            console.print(f"run directory: [bold]{run.path}[/]")
+            store = open_or_prepare(run.config.data, progress)
+        dist.barrier()
+        if not dist.is_main():
+            run = Run.open(resume or out)
+            store = open_or_prepare(run.config.data, progress=False)
+        Trainer(run, store, progress=progress).fit(resume=resume is not None)
+        main_process = dist.is_main()
+    finally:
+        dist.shutdown()
+    if main_process:
+        console.print(f"finished: [bold]{run.path}[/] (best model {run.best})")
 
 
 @config_app.command("show")
@@ -210,3 +231,7 @@ def decode(
 
     ds = decode_embeddings(run, embeddings, out, overwrite=overwrite)
     console.print(f"decoded fields: [bold]{out}[/] ({', '.join(map(str, ds.data_vars))}; {ds.sizes['time']} days)")
+
+
+if __name__ == "__main__":  # `python -m sparta.cli`, as torchrun launches it
+    app()

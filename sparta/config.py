@@ -199,8 +199,14 @@ class Config(_Strict):
         return self
 
     def digest(self) -> str:
-        """Short hash of the settings that define the trained model (not run bookkeeping)."""
-        payload = self.model_dump(mode="json", exclude={"preset", "downstream"})
+        """Short hash of the settings that define the trained model.
+
+        Left out: run bookkeeping, where the data lives (stores are checked by content: variables,
+        grid, statistics) and the device settings, so a model can be evaluated elsewhere.
+        """
+        payload = self.model_dump(mode="json", exclude={"preset": True, "downstream": True,
+                                                        "data": {"source", "store"},
+                                                        "train": {"device", "num_workers"}})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

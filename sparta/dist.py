@@ -8,10 +8,12 @@ backward pass routes gradients back to the process that produced each row.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
 import torch.distributed as torch_dist
+from torch import nn
 
 
 def _initialised() -> bool:
@@ -58,3 +60,90 @@ def barrier() -> None:
     """Wait until every process reaches this point; no-op without a process group."""
     if _initialised():
         torch_dist.barrier()
+
+
+def init_from_env() -> bool:
+    """Join the process group that ``torchrun`` describes (WORLD_SIZE > 1); False for a single process.
+
+    Backend nccl on CUDA, gloo on CPU; each process takes the GPU of its LOCAL_RANK.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or _initialised():
+        return _initialised()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch_dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def shutdown() -> None:
+    if _initialised():
+        torch_dist.destroy_process_group()
+
+
+def all_mean(values: dict[str, float]) -> dict[str, float]:
+    """Average a dict of floats over processes (same keys everywhere); identity with one process."""
+    if world_size() == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
+    torch_dist.all_reduce(t)
+    return {k: float(v) / world_size() for k, v in zip(keys, t.tolist())}
+
+
+def any_true(flag: bool) -> bool:
+    """True if ``flag`` is True on any process, so every process takes the same branch."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=_collective_device())
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch_dist.get_backend() == "nccl" else \
+        torch.device("cpu")
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose batch statistics are those of the batch gathered over all processes.
+
+    Works on any device and backend (gloo included), unlike ``torch.nn.SyncBatchNorm`` (CUDA
+    only), so multi-process training normalises exactly like one process with the combined
+    batch. Two autograd-aware gathers: the global mean, then the mean squared deviation (no
+    ``E[x^2] - E[x]^2`` cancellation). With one process or in eval mode it is plain BatchNorm;
+    its state-dict keys are BatchNorm's, so checkpoints are interchangeable.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected (N, C, ...) input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        n = x.numel() // x.shape[1] * world_size()
+        mean = gather(x.sum(dims)[None]).sum(0) / n
+        centred = x - mean.view(shape)
+        var = gather(centred.pow(2).sum(dims)[None]).sum(0) / n  # biased, as BatchNorm normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * n / (n - 1), self.momentum)  # unbiased, as BatchNorm tracks
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def convert_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm in ``module`` (in place) by :class:`GlobalBatchNorm` with the same state."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                  child.track_running_stats).to(next(child.parameters(), child.running_mean).device)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new)
+        else:
+            convert_batchnorm(child)
+    return module

@@ -82,9 +82,10 @@ class FrozenModel:
         return self.store.denormalise(torch.cat(out))
 
 
-def load_frozen(checkpoint: Path, store: PreparedStore, device: str = "auto") -> FrozenModel:
+def load_frozen(checkpoint: Path, store: PreparedStore, device: str = "auto",
+                expect_digest: str | None = None) -> FrozenModel:
     dev = resolve_device(device)
-    model, cfg, state = load_trained(checkpoint, dev)
+    model, cfg, state = load_trained(checkpoint, dev, expect_digest)
     store.check_matches(state["variables"], state["grid"])
     if not np.allclose(store.mean, state["mean"].numpy(), rtol=1e-5):
         log.warning("store %s has other normalisation statistics than the model; using the model's", store.path)
@@ -103,7 +104,7 @@ class Evaluation:
 
     def __init__(self, run: Run, store: PreparedStore, progress: bool = True, device: str = "auto"):
         self.run, self.progress = run, progress
-        self.frozen = load_frozen(run.require_best(), store, device)
+        self.frozen = load_frozen(run.require_best(), store, device, expect_digest=run.config.digest())
         self.cfg = self.frozen.cfg
         self.ds = self.cfg.downstream
         start, stop = store.split_range("test")
@@ -138,16 +139,13 @@ class Evaluation:
             seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
             # inputs: 70%-masked days; targets: embeddings of the complete next days, which are decoded
             horizon = ds.forecast_horizon
+            self._check_forecast_lengths(label, lookback, horizon)
             ctx, _ = make_windows(self._part("train", self.h_masked), lookback, stride, horizon)
             _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
             val_ctx, _ = make_windows(self._part("val", self.h_masked), lookback, stride, horizon)
             _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
             a, b = self.inner["test"]
             n_windows = b - a - lookback - steps + 1
-            if n_windows < 1 or len(ctx) < 1 or len(val_ctx) < 1:
-                raise DataError(f"forecast {label}: the inner splits ({b - a} test days) are too short for a "
-                                f"look-back of {lookback} and a {steps}-step rollout; use more data or lower "
-                                "downstream.rollout_steps")
             starts = torch.arange(a, a + n_windows)
             test_ctx = self.h_masked[starts[:, None] + torch.arange(lookback)]
             per_seed = []
@@ -169,6 +167,14 @@ class Evaluation:
         self._write_curves(curves_rows)
         self.results["forecast"] = out
         return out
+
+    def _check_forecast_lengths(self, label: str, lookback: int, horizon: int) -> None:
+        need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + self.ds.rollout_steps}
+        short = {k: (b - a, need[k]) for k, (a, b) in self.inner.items() if b - a < need[k]}
+        if short:
+            listed = ", ".join(f"inner {k} has {have} days, needs {n}" for k, (have, n) in short.items())
+            raise DataError(f"forecast {label}: the test split is too short ({listed}); use a longer record "
+                            "or lower downstream.rollout_steps / the look-back in downstream.forecast_settings")
 
     def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
         """Decode each lead step of a (N, steps, D) rollout and score it against the truth."""

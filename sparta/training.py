@@ -142,6 +142,9 @@ class Trainer:
         self.augmenter = Augmenter(cfg.augment, len(store.lat), len(store.lon))
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, store.channels, len(store.lat), len(store.lon)).to(self.device)
+        if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
+            dist.convert_batchnorm(self.model)
+        self.encode_fn, self.decode_fn = self.model.encode, self.model.decode  # DDP-wrapped per stage
         self.meta = checkpoint_meta(cfg, store)
         self.history: list[dict] = []
         self.best_val = math.inf
@@ -183,8 +186,8 @@ class Trainer:
             if not stage.contrastive:  # decoder-only stage or autoencoder: masked input -> full field
                 sparse = aug.mask(anchor, gen, lo, hi)
                 with nullcontext() if stage.train_encoder else torch.no_grad():
-                    h = model.encode(sparse)
-                terms["recon"] = reconstruction_loss(model.decode(h).float(), anchor)
+                    h = self.encode_fn(sparse)
+                terms["recon"] = reconstruction_loss(self.decode_fn(h).float(), anchor)
                 terms["total"] = terms["recon"]
                 terms["embed_std"] = torch.tensor(embedding_std(h.detach().float()))
                 return terms
@@ -202,7 +205,7 @@ class Trainer:
             inputs = [view_t, view_m, view_p]
             if stage.reconstruct_masked:
                 inputs.append(aug.mask(anchor, gen, lo, hi))
-            h = model.encode(torch.cat(inputs))  # one pass: norms see one batch, the encoder runs once
+            h = self.encode_fn(torch.cat(inputs))  # one pass: norms see one batch, the encoder runs once
             n = anchor.shape[0]
             h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
             z = model.project(h[: 3 * n]).float()
@@ -240,6 +243,24 @@ class Trainer:
             p.requires_grad_(True)
         return params
 
+    def _wrap(self, stage: Stage) -> None:
+        """With several processes, route the stage's trained part through DistributedDataParallel.
+
+        DDP registers the parameters that require grad when it is built, so it is rebuilt per
+        stage; the decoder-only stage wraps the decoder (the frozen encoder runs without grad).
+        """
+        if dist.world_size() == 1:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        if stage.train_encoder:
+            self.encode_fn = DistributedDataParallel(self.model, device_ids=device_ids)
+            self.decode_fn = self.model.decode
+        else:
+            self.encode_fn = self.model.encode
+            self.decode_fn = DistributedDataParallel(self.model.decoder, device_ids=device_ids)
+
     def _set_mode(self, stage: Stage, training: bool) -> None:
         self.model.train(training)
         if not stage.train_encoder:  # frozen encoder: its norms use their running statistics
@@ -250,7 +271,7 @@ class Trainer:
         alpha = blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else 1.0
         seed = derive_seed(self.cfg.train.seed, stage.name, epoch)
         torch.manual_seed(seed)  # dropout
-        gen = generator(seed)
+        gen = generator(derive_seed(seed, "rank", dist.rank()) if dist.world_size() > 1 else seed)
         train_loader = self.loaders["train"]
         train_loader.batch_sampler.set_epoch(derive_seed(seed, "order"))
         self._set_mode(stage, True)
@@ -269,16 +290,17 @@ class Trainer:
                     sums[k] += float(v.detach())
                 steps += 1
                 bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-            if self.stop_signal is not None:
+            if dist.any_true(self.stop_signal is not None):  # every process stops at the same step
                 # Abandon the epoch: saving it would make the resume point a partial epoch, which
                 # resume could not continue bit-for-bit. last.pt keeps the last complete epoch.
                 bar.close()
-                raise self._interrupted(f"in stage {stage.name} epoch {epoch + 1}", self.stop_signal)
+                raise self._interrupted(f"in stage {stage.name} epoch {epoch + 1}",
+                                        self.stop_signal or signal.SIGTERM)
         if steps == 0:
             raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
                                 "check the data or lower train.lr")
-        train = {k: v / steps for k, v in sums.items()}
-        return train, self._validate(stage, epoch, alpha)
+        train = dist.all_mean({k: v / steps for k, v in sums.items()})
+        return train, dist.all_mean(self._validate(stage, epoch, alpha))
 
     @torch.no_grad()
     def _validate(self, stage: Stage, epoch: int, alpha: float) -> dict[str, float]:
@@ -297,9 +319,10 @@ class Trainer:
 
     def _finite(self, terms: dict[str, Tensor], stage: Stage, epoch: int) -> bool:
         bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
-        if not bad:
+        if not dist.any_true(bool(bad)):  # all processes skip or stop together, or DDP would deadlock
             return True
-        message = f"non-finite loss in stage {stage.name}, epoch {epoch + 1}: term(s) {', '.join(bad)}"
+        terms_text = ", ".join(bad) or "on another process"
+        message = f"non-finite loss in stage {stage.name}, epoch {epoch + 1}: term(s) {terms_text}"
         if self.cfg.train.on_nonfinite == "stop":
             raise TrainingError(message + "; the last good checkpoint is kept (try a lower train.lr, "
                                 "or train.on_nonfinite=skip)")
@@ -329,22 +352,19 @@ class Trainer:
     def _save(self, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
         if not dist.is_main():
             return
-        state = {k: v.detach().cpu() for k, v in self._module().state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         common = {**self.meta, "model": state, "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
                   "epoch": epoch}
+        if improved:  # best first: last.pt is the commit point a resume starts from
+            save_checkpoint(self.run.best, common)
         save_checkpoint(self.run.last, {**common, "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "history": self.history,
                                         "best_val": self.best_val})
-        if improved:
-            save_checkpoint(self.run.best, common)
-
-    def _module(self) -> SpartaModel:
-        return self.model.module if hasattr(self.model, "module") else self.model
 
     def _restore(self) -> tuple[int, int, dict | None]:
         """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
         state = load_checkpoint(self.run.require_last(), expect_digest=self.cfg.digest())
-        self._module().load_state_dict(state["model"])
+        self.model.load_state_dict(state["model"])
         self.history = list(state["history"])
         self.best_val = state["best_val"]
         stage_idx, epoch = state["stage_index"], state["epoch"] + 1
@@ -367,6 +387,7 @@ class Trainer:
         for stage_idx in range(start_stage, len(self.stages)):
             stage = self.stages[stage_idx]
             params = self._trainable(stage)
+            self._wrap(stage)
             optimizer = torch.optim.Adam(params, lr=stage.lr)
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, factor=self.cfg.train.plateau_factor, patience=self.cfg.train.plateau_patience)
@@ -393,8 +414,9 @@ class Trainer:
                     self.run.write_metrics(self.history)
                     log.info("%s epoch %d/%d  train %.4f  val %.4f", stage.name, epoch + 1, stage.epochs,
                              train["total"], val["total"])
-                if self.stop_signal is not None:  # it came during validation or saving: this epoch is complete
-                    raise self._interrupted(f"after stage {stage.name} epoch {epoch + 1}", self.stop_signal)
+                if dist.any_true(self.stop_signal is not None):  # during validation or saving: epoch complete
+                    raise self._interrupted(f"after stage {stage.name} epoch {epoch + 1}",
+                                            self.stop_signal or signal.SIGTERM)
         if dist.is_main():
             if not self.run.best.exists():
                 raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "
@@ -404,9 +426,13 @@ class Trainer:
         return self.run
 
 
-def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[SpartaModel, Config, dict]:
-    """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``."""
-    state = load_checkpoint(checkpoint)
+def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
+                 expect_digest: str | None = None) -> tuple[SpartaModel, Config, dict]:
+    """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
+
+    ``expect_digest`` (a run's ``Config.digest()``) refuses a checkpoint of another model/config.
+    """
+    state = load_checkpoint(checkpoint, expect_digest=expect_digest)
     cfg = validate(state["config"])
     n_lon, n_lat = (int(n) for n in state["grid"].split("x"))
     model = build_model(cfg, state["channels"], n_lat, n_lon)

@@ -1,8 +1,4 @@
-"""Reliability: interruption and resume, and one clear error (exit status 2) for each kind of bad input.
-
-Rows that do not give a clear error yet are ``xfail(strict=True)``: they document the gap and start
-failing (so the marker gets removed) once it is fixed.
-"""
+"""Reliability: interruption and resume, and one clear error (exit status 2) for each kind of bad input."""
 
 from __future__ import annotations
 
@@ -281,15 +277,13 @@ def test_too_few_days_for_the_sampler(tmp_path, short_source):
            "train.batch_size")
 
 
-@pytest.mark.xfail(strict=True, reason="make_windows raises 'a sequence of 2 steps is shorter than lookback + "
-                   "horizon = 6' (no task, split or fix) before Evaluation.forecast reaches its own length check")
 def test_too_few_days_for_the_forecast_windows(tmp_path, short_source, reference):
-    cfg = load_config("micro", [f"data.source={short_source}", f"data.store={tmp_path / 'store'}"])
+    cfg = load_config("micro", [f"data.source={short_source}", f"data.store={tmp_path / 'store'}", *EPOCHS])
     run = Run.create(cfg, tmp_path / "run")
     run.checkpoints.mkdir()
-    shutil.copy(reference.best, run.best)  # the same variables and grid: only the record is short
+    shutil.copy(reference.best, run.best)  # the same model, variables and grid: only the record is short
     _fails(["evaluate", run.path, "--tasks", "forecast", "--no-progress"],
-           "forecast LB5_S1: the inner splits", "too short for a look-back of 5", "use more data")
+           "forecast LB5_S1: the test split is too short (inner val has 2 days, needs 6", "use a longer record")
 
 
 def test_config_typo_and_out_of_range_values(tmp_path):
@@ -322,8 +316,6 @@ def test_evaluate_with_a_corrupt_checkpoint(eval_run, reference):
     _fails(["evaluate", eval_run.path, "--no-progress"], "has no trained model", "sparta train --resume RUN")
 
 
-@pytest.mark.xfail(strict=True, reason="evaluate uses best.pt's own config and never compares its digest with the "
-                   "run's config.yaml, so a checkpoint of another config is evaluated silently")
 def test_evaluate_refuses_a_checkpoint_of_another_config(tmp_path, micro_store, reference):
     run = Run.create(_config(micro_store, "model.width=8"), tmp_path / "run")
     run.checkpoints.mkdir()
@@ -356,18 +348,14 @@ def test_an_existing_run_is_never_replaced_without_overwrite(tmp_path, micro_sto
     assert run.best.read_bytes() == b"trained weights" and run.is_complete
 
 
-@pytest.mark.xfail(strict=True, reason="`sparta data prepare --out` silently rewrites an existing prepared store "
-                   "(that finished runs may have been trained on); it has no --overwrite")
 def test_an_existing_prepared_store_is_never_replaced_without_overwrite(tmp_path):
     source = _zarr(tmp_path / "era5.zarr", _era5())
     result = CliRunner().invoke(app, ["data", "prepare", "--preset", "micro", "--source", str(source),
                                       "--out", str(tmp_path / "store")])
     assert result.exit_code == 0, result.output
-    _prepare(source, tmp_path / "store", "already exists", "--overwrite")
+    _prepare(source, tmp_path / "store", "already holds a prepared store", "pass --overwrite")
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints errors through rich: wrapped at 80 columns when stderr is not "
-                   "a terminal, and '[...]' in a message is taken as markup and dropped")
 def test_errors_are_one_verbatim_line(tmp_path):
     source = tmp_path / "[old]" / "a-rather-long-directory-name-for-the-era5-record.zarr"
     stderr = _prepare(source, tmp_path / "out", "cannot open")

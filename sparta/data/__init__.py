@@ -12,9 +12,17 @@ from sparta.data.variables import parse_variables
 log = logging.getLogger(__name__)
 
 
-def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True) -> PreparedStore:
-    """Prepare ``data.source`` ('synthetic' or a WeatherBench2-schema path/URL) into a store at ``out``."""
+def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True,
+                        overwrite: bool = False) -> PreparedStore:
+    """Prepare ``data.source`` ('synthetic' or a WeatherBench2-schema path/URL) into a store at ``out``.
+
+    An existing store is never replaced silently: runs may have been trained on it.
+    """
     from sparta.data.weatherbench import prepare
+
+    if (Path(out) / "meta.json").exists() and not overwrite:
+        raise DataError(f"'{out}' already holds a prepared store; pass --overwrite to replace it, "
+                        "or choose another --out")
 
     if data.source == "synthetic":
         from sparta.data.synthetic import synthetic_era5
