@@ -34,7 +34,7 @@ from sparta.data.store import PreparedStore
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import embedding_std
 from sparta.models import SpartaModel
-from sparta.plots import plot_training_curves
+from sparta.plots import plot_adjacency, plot_training_curves
 from sparta.runs import Run
 from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
 from sparta.seeding import derive_seed, generator
@@ -146,6 +146,8 @@ class Trainer:
             dist.convert_batchnorm(self.model)
         self.encode_fn, self.decode_fn = self.model.encode, self.model.decode  # DDP-wrapped per stage
         self.meta = checkpoint_meta(cfg, store)
+        if cfg.model.fusion == "gnn" and dist.is_main():  # show the variable graph the GNN fuses over
+            plot_adjacency(self.model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
         self.history: list[dict] = []
         self.best_val = math.inf
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit

@@ -1,10 +1,13 @@
 """The trainer: every stage runs, losses are finite, resume reproduces an uninterrupted run exactly."""
 
+import numpy as np
 import pytest
 import torch
 
+from sparta.augment import Augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint
 from sparta.config import load_config
+from sparta.data import open_or_prepare
 from sparta.runs import Run, RunError
 from sparta.training import Trainer, TrainingError, load_trained, plan_stages
 
@@ -87,3 +90,30 @@ def test_nonfinite_loss_stops_with_stage_epoch_and_term(tmp_path, micro_store):
     run = Run.create(_config(micro_store, "train.lr=1e30", "train.autoencoder_lr=1e30"), tmp_path / "run")
     with pytest.raises(TrainingError, match=r"non-finite loss in stage \w+, epoch \d+: term\(s\)"):
         Trainer(run, micro_store, progress=False).fit()
+
+
+@pytest.mark.parametrize("fusion", ["attention", "gnn"])
+def test_late_fusion_is_a_config_switch(tmp_path, micro_store, fusion):
+    run = Run.create(_config(micro_store, f"model.fusion={fusion}"), tmp_path / "run")
+    Trainer(run, micro_store, progress=False).fit()
+    model, _, _ = load_trained(run.best)
+    assert type(model.fusion).__name__ == {"attention": "AttentionFusion", "gnn": "GraphFusion"}[fusion]
+    assert (run.figures / "graph.png").is_file() == (fusion == "gnn")
+
+
+def test_any_variables_levels_and_grid(tmp_path):
+    variables = ("[2m_temperature,geopotential@500,geopotential@850,temperature@850,u_component_of_wind@850,"
+                 "v_component_of_wind@850,specific_humidity@850]")
+    cfg = load_config("micro", ["data.grid=128x64", f"data.variables={variables}", "data.synthetic_years=2",
+                                f"data.store={tmp_path / 'store'}", "model.fusion=gnn"])
+    store = open_or_prepare(cfg.data, progress=False)
+    assert store.channels == ["t2m", "z500", "z850", "t850", "u850", "v850", "q850"] and store.grid == "128x64"
+    run = Run.create(cfg, tmp_path / "run")
+    Trainer(run, store, progress=False).fit()
+    model, _, state = load_trained(run.best)
+    assert state["channels"] == store.channels
+    x = torch.as_tensor(store.normalise(np.asarray(store.fields[:2])))
+    h = model.encode(Augmenter(cfg.augment, 64, 128).encoder_input(x))
+    assert model.decode(h).shape == (2, 7, 64, 128)
+    adjacency = model.fusion.adjacency
+    assert adjacency[1, 2] and adjacency[2, 3] and adjacency[4, 5] and not adjacency[6, :6].any()
