@@ -1,0 +1,68 @@
+"""Downstream evaluation end to end on the micro preset: every task, its files, and determinism."""
+
+import json
+import math
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from sparta.cli import app
+from sparta.config import load_config
+from sparta.evaluate import ROBUSTNESS_RATIOS, TASKS, Evaluation
+from sparta.runs import Run
+from sparta.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, micro_store) -> Run:
+    cfg = load_config("micro", [f"data.store={micro_store.path}"])
+    run = Run.create(cfg, tmp_path_factory.mktemp("eval") / "run")
+    return Trainer(run, micro_store, progress=False).fit()
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, micro_store) -> dict:
+    return Evaluation(trained, micro_store, progress=False).run_tasks(list(TASKS))
+
+
+def test_every_task_writes_finite_results(trained, evaluated):
+    ds = trained.config.downstream
+    assert set(evaluated["forecast"]) == {"LB5_S1", "LB3_S5"}
+    s5 = evaluated["forecast"]["LB3_S5"]
+    assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == 1
+    assert len(s5["curve"]["rrmse"]) == ds.rollout_steps and list(s5["at"]["rrmse"]) == ["5", "10"]
+    assert set(s5["baselines"]) == {"persistence", "climatology"}
+    assert set(s5["rrmse_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
+    d = evaluated["diffusion"]
+    assert d["conditions"] == ds.max_conditions and d["samples"] == ds.diffusion_samples
+    c = evaluated["classify"]
+    assert 0 <= c["accuracy"] <= 1 and sum(map(sum, c["confusion"])) > 0
+    assert evaluated["robustness"]["mask_ratio"] == list(ROBUSTNESS_RATIOS)
+    numbers = [d["rrmse"], d["density"], d["realism"], d["latent_std"], c["cross_entropy"],
+               evaluated["smoothness"]["temporal"]["mean"], *evaluated["robustness"]["rrmse"]]
+    assert all(math.isfinite(x) for x in numbers)
+    lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
+    assert lines[0] == "setting,seed,lead,metric,value"
+    assert len(lines) == 1 + 3 * ds.rollout_steps * (1 + len(ds.forecast_seeds))
+    for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
+                 "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
+                 "forecast_curves_LB5_S1.png"):
+        assert (trained.figures / name).is_file(), name
+
+
+def test_same_seed_gives_bit_identical_metrics(tmp_path, trained, evaluated, micro_store):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
+    again = Evaluation(Run.open(copy), micro_store, progress=False).run_tasks(list(TASKS))
+    strip = lambda r: {k: v for k, v in r.items() if k != "run"}  # noqa: E731
+    assert json.dumps(strip(again), sort_keys=True) == json.dumps(strip(evaluated), sort_keys=True)
+
+
+def test_evaluate_command_prints_the_paper_tables(trained, evaluated):
+    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--tasks", "classify,diagnostics",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Conditional latent diffusion and latent classification" in result.output
+    assert "Smoothness metrics" in result.output
+    assert "Autoregressive RRMSE (%) - 10 steps, look-back 5" in (trained.evaluation / "tables.md").read_text()
