@@ -140,8 +140,9 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm in ``module`` (in place) by :class:`GlobalBatchNorm` with the same state."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            ref = next(child.parameters(), child.running_mean)  # keep the device and dtype
             new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                  child.track_running_stats).to(next(child.parameters(), child.running_mean).device)
+                                  child.track_running_stats).to(ref.device, ref.dtype)
             new.load_state_dict(child.state_dict())
             setattr(module, name, new)
         else:

@@ -17,7 +17,7 @@ What is asserted (float64 throughout, so the tolerances only absorb summation-or
   parameters and buffers after SGD atol 1e-10, after Adam atol 1e-6, see PARAM_ATOL), provided no layer uses
   per-process batch statistics: (i) with GroupNorm in the stem and the projector's BatchNorm1d
   removed, and (ii) with every BatchNorm replaced by a batch norm whose statistics are gathered
-  over the processes (``_GlobalBatchNorm`` below, running statistics included);
+  over the processes (``sparta.dist.GlobalBatchNorm``, running statistics included);
 * what is NOT equal: the stock model (BatchNorm2d stem + BatchNorm1d projector) normalises each
   rank's half batch with its own statistics, so loss and step differ from the single process;
   ``torch.nn.SyncBatchNorm`` cannot fix that on CPU: its forward raises on non-GPU tensors;
@@ -61,51 +61,6 @@ PARAM_ATOL = {"sgd": 1e-10, "adam": 1e-6}  # seen: 5e-12 and 4e-8 (lr 1e-2)
 STEP_CASES = [("no_bn", "sgd"), ("no_bn", "adam"), ("global_bn", "sgd"), ("global_bn", "adam"), ("stock_bn", "sgd")]
 
 
-class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm whose batch statistics are those of the batch gathered over all processes.
-
-    Works on any device and backend (gloo included), unlike ``torch.nn.SyncBatchNorm``. Two
-    autograd-aware gathers through :func:`sparta.dist.gather`: the global mean, then the global
-    mean squared deviation (two passes, no ``E[x^2] - E[x]^2`` cancellation). Every process must
-    hold the same number of rows. With one process or in eval mode it is the ordinary BatchNorm.
-    """
-
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected (N, C, ...) input, got {x.dim()}D")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or dist.world_size() == 1:
-            return super().forward(x)
-        dims = [0, *range(2, x.dim())]
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        n = x.numel() // x.shape[1] * dist.world_size()
-        mean = dist.gather(x.sum(dims)[None]).sum(0) / n
-        centred = x - mean.view(shape)
-        var = dist.gather(centred.pow(2).sum(dims)[None]).sum(0) / n  # biased, as BatchNorm normalises
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var * n / (n - 1), self.momentum)  # unbiased, as BatchNorm tracks
-        out = centred * torch.rsqrt(var.view(shape) + self.eps)
-        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
-
-
-def _convert_global_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm{1,2,3}d by a :class:`_GlobalBatchNorm` with the same state."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            new = _GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats)
-            new.load_state_dict(child.state_dict())
-            setattr(module, name, new.to(child.weight.device, child.weight.dtype))
-        else:
-            _convert_global_batchnorm(child)
-    return module
-
-
-# ------------------------------------------------------------------ cases, run with 1 or W processes
 def _rows(x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     n = x.shape[0] // world
     return x[rank * n:(rank + 1) * n]
@@ -138,7 +93,7 @@ def _micro_model(variant: str) -> SpartaModel:
             if isinstance(layer, nn.BatchNorm1d):
                 model.projector[i] = nn.Identity()
     elif variant == "global_bn":
-        _convert_global_batchnorm(model)
+        dist.convert_batchnorm(model)
     model.decoder.requires_grad_(False)  # stage 1 trains the encoder and the projector only
     return model.train()
 
@@ -245,7 +200,7 @@ def test_sync_batchnorm_refuses_cpu_tensors(ranks):
 
 def test_global_batchnorm_is_batchnorm_in_one_process():
     bn = nn.BatchNorm2d(3).double().train()
-    glob = _convert_global_batchnorm(nn.Sequential(nn.BatchNorm2d(3).double()))[0].train()
+    glob = dist.convert_batchnorm(nn.Sequential(nn.BatchNorm2d(3).double()))[0].train()
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(glob(x), bn(x))
     torch.testing.assert_close(glob.running_var, bn.running_var)
