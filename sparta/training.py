@@ -269,7 +269,7 @@ class Trainer:
             self.model.fusion.eval()
 
     # ---------------------------------------------------------------- loop
-    def _epoch(self, stage: Stage, stage_idx: int, epoch: int, optimizer, scaler) -> tuple[dict, dict]:
+    def _epoch(self, stage: Stage, epoch: int, optimizer, scaler) -> tuple[dict, dict]:
         alpha = blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else 1.0
         seed = derive_seed(self.cfg.train.seed, stage.name, epoch)
         torch.manual_seed(seed)  # dropout
@@ -401,7 +401,7 @@ class Trainer:
                 first = start_epoch
             for epoch in range(first, stage.epochs):
                 tic = time.perf_counter()
-                train, val = self._epoch(stage, stage_idx, epoch, optimizer, scaler)
+                train, val = self._epoch(stage, epoch, optimizer, scaler)
                 scheduler.step(val["total"])
                 row = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                        "alpha": blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else None,
