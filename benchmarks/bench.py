@@ -1,6 +1,6 @@
 """SPARTA speed benchmark (not a test): training-step split, data preparation, embedding, scale curve.
 
-    python benchmarks/bench.py [--quick] [--out benchmarks/results]
+    python benchmarks/bench.py [--quick] [--record-years 65] [--out benchmarks/results]
 
 Writes ``bench.json`` (every number, raw step times included) and ``bench.md`` (tables) under
 ``--out``. Each measured case runs in a fresh spawned process, so its peak resident memory
@@ -94,10 +94,12 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
     from sparta.config import load_config
     from sparta.data.store import PreparedStore
     from sparta.data.variables import parse_variables
+    from sparta.grids import Grid
     from sparta.losses import cycle_loss, temporal_contrastive_loss
     from sparta.models import SpartaModel
     from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
     from sparta.seeding import generator
+    from sparta.training import fast_path
 
     logging.disable(logging.WARNING)  # the sampler's short-split notice
     base_rss = _rss_mib()
@@ -132,8 +134,12 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
             return tuple(torch.randn(batch, len(channels), n_lat, n_lon, generator=data_gen) for _ in range(3))
 
     torch.manual_seed(0)
-    model = SpartaModel(cfg.model, channels, n_lat, n_lon).to(device).train()
+    model = SpartaModel(cfg.model, [Grid(tuple(channels), n_lat, n_lon)]).to(device).train()
     model.decoder.requires_grad_(False)
+    precision, channels_last = fast_path(cfg, device, model)  # the trainer's settings: on for CUDA, off on CPU
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
+                              enabled=precision != "fp32")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
     aug = Augmenter(cfg.augment, n_lat, n_lon)
     gen = generator(0)
@@ -148,11 +154,12 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
                  aug.view(plus, gen, masked=True)]
         _sync(device)
         t2 = time.perf_counter()
-        h = model.encode(torch.cat(views))
-        z = model.project(h)
-        n = anchor.shape[0]
-        loss = (temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)
-                + cycle_loss(h[n:2 * n], h[:n], h[2 * n:]))
+        with autocast:
+            h = model.encode(torch.cat(views).contiguous(memory_format=memory_format))
+            z = model.project(h).float()
+            n = anchor.shape[0]
+            loss = (temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)
+                    + cycle_loss(*(part.float() for part in (h[n:2 * n], h[:n], h[2 * n:]))))
         _sync(device)
         t3 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -165,7 +172,8 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
                 times[k].append(v)
     med = {k: _median(v) for k, v in times.items()}
     return {"size": size, "mode": mode, "grid": f"{n_lon}x{n_lat}", "channels": len(channels), "batch": batch,
-            "input_hw": list(aug.input_hw), "source": "store" if store_path else "random", "steps": steps,
+            "input_hw": list(aug.input_hw), "precision": precision, "channels_last": channels_last,
+            "compiled": device.type == "cuda" if cfg.train.compile is None else cfg.train.compile, "source": "store" if store_path else "random", "steps": steps,
             "warmup": warmup, "median_s": med, "samples_per_s": batch / med["total"],
             "data_aug_fraction": (med["data"] + med["augment"]) / med["total"], "raw_s": times,
             "base_rss_mib": round(base_rss, 1), **_memory(device)}
@@ -178,6 +186,7 @@ def _case_embed(size: str, mode: str, n_batches: int, batch: int = 256) -> dict:
     from sparta.augment import Augmenter
     from sparta.config import load_config
     from sparta.data.variables import parse_variables
+    from sparta.grids import Grid
     from sparta.models import SpartaModel
 
     base_rss = _rss_mib()
@@ -185,7 +194,7 @@ def _case_embed(size: str, mode: str, n_batches: int, batch: int = 256) -> dict:
     cfg = load_config(size, overrides=[f"augment.mode={mode}"])
     channels = [v.short for v in parse_variables(VARIABLES_5)]
     torch.manual_seed(0)
-    model = SpartaModel(cfg.model, channels, 32, 64).to(device).eval()
+    model = SpartaModel(cfg.model, [Grid(tuple(channels), 32, 64)]).to(device).eval()
     aug = Augmenter(cfg.augment, 32, 64)
     x = torch.randn(batch, len(channels), 32, 64)
     times = []
@@ -220,8 +229,48 @@ def _case_prepare(years: int, out: str) -> dict:
             "peak_rss_mib": round(_rss_mib(), 1)}
 
 
+def _rss_parts_mib() -> dict:
+    """Resident memory now, split into anonymous (the process's own arrays) and file-backed pages
+    (memory-mapped store pages the kernel may drop at any time), from /proc/self/status (Linux)."""
+    fields = {"RssAnon": "rss_anon_mib", "RssFile": "rss_file_mib"}
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in fields:
+            out[fields[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def _case_record(years: int, out: str, batch: int = BATCH) -> dict:
+    """A long synthetic record: streamed preparation, then one full epoch of the training data path.
+
+    The epoch reads every batch the trainer would (DataLoader over ContrastiveDataset, memmap
+    reads, normalisation) without the model, so its memory is the data path's alone.
+    """
+    from torch.utils.data import DataLoader
+
+    from sparta.config import DataConfig, load_config
+    from sparta.data import prepare_from_config
+    from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
+
+    logging.disable(logging.WARNING)
+    base_rss = _rss_mib()
+    t0 = time.perf_counter()
+    store = prepare_from_config(DataConfig(synthetic_years=years, store=out), out, progress=False)
+    prepared_s, prepare_peak = time.perf_counter() - t0, _rss_mib()
+    start, stop = store.split_range("train")
+    sampler = ContrastiveBatchSampler(stop - start, batch, load_config("quick").sampler, seed=0, hard_negatives=True)
+    t0, n_batches = time.perf_counter(), 0
+    for _ in DataLoader(ContrastiveDataset(store, "train"), batch_sampler=sampler, num_workers=0):
+        n_batches += 1
+    return {"years": years, "days": len(store.times), "store_mib": round(store.fields.nbytes / 2**20, 1),
+            "prepare_s": round(prepared_s, 1), "prepare_peak_rss_mib": round(prepare_peak, 1),
+            "epoch_batches": n_batches, "epoch_s": round(time.perf_counter() - t0, 1),
+            "base_rss_mib": round(base_rss, 1), "peak_rss_mib": round(_rss_mib(), 1), **_rss_parts_mib()}
+
+
 def _run_case(name: str, kwargs: dict) -> dict:
-    fn = {"train": _case_train, "embed": _case_embed, "prepare": _case_prepare}[name]
+    fn = {"train": _case_train, "embed": _case_embed, "prepare": _case_prepare, "record": _case_record}[name]
     return fn(**kwargs)
 
 
@@ -256,7 +305,7 @@ def _isolated(name: str, **kwargs) -> dict:
     return result
 
 
-def run(quick: bool, out: Path) -> dict:
+def run(quick: bool, out: Path, record_years: int = 0) -> dict:
     load_start = os.getloadavg()
     tic = time.perf_counter()
     results: dict = {"hardware": hardware(), "quick": quick, "load_avg_start": load_start,
@@ -281,6 +330,8 @@ def run(quick: bool, out: Path) -> dict:
                 steps = 2 if quick and grid != SCALE_GRIDS[0] else steps_small  # big grids: ~10x the 64x32 step
                 results["scale"].append(_isolated("train", size="quick", mode="native", steps=steps,
                                                   warmup=warmup, grid=grid, variables=variables))
+        if record_years:
+            results["record"] = _isolated("record", years=record_years, out=str(tmp / "record"))
         results["skipped"] = ["scale curve in paper augment mode (240x121 -> 540x272 inputs) and at the paper "
                               "model size: minutes per step on this CPU; the curve uses native mode, quick size"]
     finally:
@@ -340,6 +391,15 @@ def markdown(r: dict) -> str:
         lines.append(f"| {s['grid']} | {s['channels']} | {_f(s['samples_per_s'], 1)} | {_f(m['total'])} | "
                      f"{_f(m['data'])} | {_f(m['augment'])} | {_f(m['forward'])} | {_f(m['backward'])} | {frac} | "
                      f"{s['peak_rss_mib']:.0f} | {s['steps']} (+{s['warmup']} warm-up) |")
+    if "record" in r:
+        rec = r["record"]
+        lines += ["", f"## Long record: {rec['years']} synthetic years ({rec['days']} days, store "
+                  f"{rec['store_mib']:.0f} MiB)", "",
+                  f"Streamed preparation {rec['prepare_s']:.0f} s (peak RSS {rec['prepare_peak_rss_mib']:.0f} MiB), then "
+                  f"one full epoch of the training data path ({rec['epoch_batches']} batches of 126, memmap reads) "
+                  f"in {rec['epoch_s']:.0f} s: peak RSS {rec['peak_rss_mib']:.0f} MiB, of which at the end "
+                  f"{rec.get('rss_anon_mib', float('nan')):.0f} MiB anonymous and {rec.get('rss_file_mib', float('nan')):.0f} MiB "
+                  "file-backed (store pages the kernel can drop)."]
     lines += ["", "Scale-curve `data` is `torch.randn` of the three inputs (no store), not a disk read.",
               f"13 channels: {', '.join(VARIABLES_13)}.", ""]
     lines += [f"Skipped: {s}." for s in r.get("skipped", [])]
@@ -351,8 +411,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and a shorter record (< 5 min on 2 idle cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="directory for bench.json/bench.md")
     parser.add_argument("--render", type=Path, default=None, help="only rewrite bench.md from this bench.json")
+    parser.add_argument("--record-years", type=int, default=0,
+                        help="also prepare this many synthetic years and read one full training epoch of them "
+                             "(memory of a long record; 65 years take about 4 minutes here)")
     args = parser.parse_args(argv)
-    results = json.loads(args.render.read_text()) if args.render else run(args.quick, args.out)
+    results = (json.loads(args.render.read_text()) if args.render
+               else run(args.quick, args.out, args.record_years))
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.render:
         (args.out / "bench.json").write_text(json.dumps(results, indent=1))

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from sparta.config import AugmentConfig
 from sparta.data.store import DataError
+from sparta.grids import Grid
 
 
 def box_smooth(x: Tensor, kernel: int) -> Tensor:
@@ -347,3 +348,41 @@ class Augmenter:
         if not with_target:
             return view
         return view, target
+
+
+class MultiGridAugmenter:
+    """The :class:`Augmenter` of a mixed store: one per grid, each applied to its grid's tensor.
+
+    Inputs and outputs are lists with one tensor per grid. The grids draw their crops, shifts and
+    masks one after the other from the same generator, so they are independent between grids
+    (a variable's view is still one consistent crop of that variable). Fixed observation masks
+    are defined on one grid and are refused here.
+    """
+
+    def __init__(self, cfg: AugmentConfig, layout: list[Grid]):
+        self.cfg = cfg
+        self.parts = [Augmenter(cfg, grid.n_lat, grid.n_lon) for grid in layout]
+
+    def encoder_input(self, x: list[Tensor]) -> list[Tensor]:
+        return [aug.encoder_input(part) for aug, part in zip(self.parts, x)]
+
+    def mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
+             keep: Tensor | None = None) -> list[Tensor]:
+        if keep is not None:
+            raise DataError("a fixed observation mask lies on one grid, and this model's variables are on "
+                            "several; use a random mask ratio instead")
+        return [aug.mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
+
+    def view(self, x: list[Tensor], generator: torch.Generator, masked: bool,
+             with_target: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        out = [aug.view(part, generator, masked, with_target) for aug, part in zip(self.parts, x)]
+        if not with_target:
+            return out
+        return [view for view, _ in out], [target for _, target in out]
+
+
+def build_augmenter(cfg: AugmentConfig, layout: list[Grid]) -> Augmenter | MultiGridAugmenter:
+    """The augmenter for data on ``layout`` (a store's grids)."""
+    if len(layout) == 1:
+        return Augmenter(cfg, layout[0].n_lat, layout[0].n_lon)
+    return MultiGridAugmenter(cfg, layout)

@@ -11,10 +11,10 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -40,7 +40,10 @@ class DataConfig(_Strict):
     variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
                                  description="WeatherBench2 variable names, '@level' for pressure levels")
     grid: str = Field("64x32", pattern=r"^\d+x\d+$", description="lon x lat, as WeatherBench2 names its grids")
-    regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to data.grid")
+    variable_grids: dict[str, Annotated[str, StringConstraints(pattern=r"^\d+x\d+$")]] = Field(
+        default_factory=dict, description="variables on a grid other than data.grid, e.g. "
+        "{2m_temperature: 128x64}; each is encoded and decoded on its own grid (late fusion only)")
+    regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to the configured grid(s)")
     synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
     synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
     seed: int = Field(0, description="seed of the synthetic generator")
@@ -52,7 +55,25 @@ class DataConfig(_Strict):
             raise ValueError(f"data.split must be three positive fractions summing to 1, got {self.split}")
         if not self.variables:
             raise ValueError("data.variables must list at least one variable")
+        unknown = sorted(set(self.variable_grids) - set(self.variables))
+        if unknown:
+            raise ValueError(f"data.variable_grids names {unknown}, which data.variables does not list "
+                             f"({self.variables})")
         return self
+
+    def grid_of(self, variable: str) -> str:
+        return self.variable_grids.get(variable, self.grid)
+
+    def grouped_variables(self) -> dict[str, list[str]]:
+        """Grid -> its variables, grids in the order their variables first appear (the store's channel order)."""
+        groups: dict[str, list[str]] = {}
+        for variable in self.variables:
+            groups.setdefault(self.grid_of(variable), []).append(variable)
+        return groups
+
+    @property
+    def mixed_grids(self) -> bool:
+        return len(self.grouped_variables()) > 1
 
     @property
     def n_lon(self) -> int:
@@ -136,7 +157,10 @@ class TrainConfig(_Strict):
     val_steps: int | None = Field(None, ge=1, description="cap on validation steps per epoch")
     plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
     plateau_patience: int = Field(10, ge=0)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast dtype; auto: bf16 on a CUDA GPU that supports it, else fp32")
+    channels_last: bool | None = Field(None, description="NHWC memory format for the convolutions; None: on for CUDA")
+    compile: bool | None = Field(None, description="torch.compile the encoder; None: on for CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)
     seed: int = 0
@@ -196,17 +220,24 @@ class Config(_Strict):
             raise ValueError(
                 f"train.batch_size={self.train.batch_size} must be a multiple of 3 with sampler.hard_negatives=true "
                 "(batches are anchor/soft/hard triplets), e.g. 126")
+        if self.data.mixed_grids and self.model.fusion == "early":
+            grids = ", ".join(f"{grid}: {', '.join(v)}" for grid, v in self.data.grouped_variables().items())
+            raise ValueError(
+                f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "
+                "stacks all variables as channels of one image: use late fusion (model.fusion=attention or gnn), "
+                "or drop data.variable_grids so every variable is regridded to data.grid (data.regrid=true)")
         return self
 
     def digest(self) -> str:
         """Short hash of the settings that define the trained model.
 
         Left out: run bookkeeping, where the data lives (stores are checked by content: variables,
-        grid, statistics) and the device settings, so a model can be evaluated elsewhere.
+        grid, statistics) and how training ran on the hardware (device, workers, precision, memory
+        format, compilation), so a model can be evaluated elsewhere.
         """
-        payload = self.model_dump(mode="json", exclude={"preset": True, "downstream": True,
-                                                        "data": {"source", "store"},
-                                                        "train": {"device", "num_workers"}})
+        payload = self.model_dump(mode="json", exclude={
+            "preset": True, "downstream": True, "data": {"source", "store"},
+            "train": {"device", "num_workers", "precision", "channels_last", "compile"}})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

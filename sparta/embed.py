@@ -7,7 +7,8 @@ fixed observation mask (e.g. station locations), and writes an xarray Dataset (`
     embedding            (time, feature)  float32
     norm_mean, norm_std  (channel,)       the z-score statistics the model used
     observation_mask     (lat, lon)       int8, only with a fixed mask (1 = observed)
-    lat, lon                              the store's grid, for ``decode``
+    lat, lon                              the store's grid, for ``decode`` (``lat_LONxLAT``,
+                                          ``lon_LONxLAT`` per grid when variables are on several)
     attrs                run, checkpoint, config/weights digests, method, fusion, preset, sparta
                          version, variables, grid, source, masking
 
@@ -30,9 +31,10 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from sparta import __version__
+from sparta import __version__, grids
 from sparta.checkpoint import CheckpointError
-from sparta.data.store import DataError, PreparedStore
+from sparta.data.store import DataError, PreparedStore, Store, open_store
+from sparta.grids import Grid
 from sparta.data.synthetic import grid_coords
 from sparta.evaluate import load_frozen
 from sparta.runs import Run
@@ -49,14 +51,14 @@ _PICKLE_CODEC = re.compile(r'"(id|name)"\s*:\s*"(numcodecs\.)?pickle"')
 class _Normalised:
     """Z-scored view of a store's fields, read slice by slice so the record is never in memory whole."""
 
-    def __init__(self, store: PreparedStore):
+    def __init__(self, store: Store):
         self.store = store
 
     def __len__(self) -> int:
-        return len(self.store.fields)
+        return len(self.store.times)
 
-    def __getitem__(self, index: slice) -> np.ndarray:
-        return self.store.normalise(np.asarray(self.store.fields[index]))
+    def __getitem__(self, index: slice) -> grids.Fields:
+        return self.store.normalise(self.store.read(index))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -175,7 +177,7 @@ def _mask_from_dataset(ds: xr.Dataset, path: Path, store: PreparedStore, expecte
 
 def embed(
     run_dir: str | Path,
-    store: PreparedStore | str | Path,
+    store: Store | str | Path,
     out: str | Path,
     *,
     mask: str | Path | None = None,
@@ -198,13 +200,16 @@ def embed(
     if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
         raise DataError(f"--mask-ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
     run, path = _checkpoint_path(run_dir, checkpoint)
-    if not isinstance(store, PreparedStore):
-        store = PreparedStore.open(store)
+    if isinstance(store, (str, Path)):
+        store = open_store(store)
     try:
         frozen = load_frozen(path, store, device)
     except DataError as err:
         raise DataError(f"{err}; prepare your data with the run's variables and grid "
                         f"(`sparta data prepare ... data.variables=... data.grid=...`)") from None
+    if mask is not None and len(store.parts) > 1:
+        raise DataError(f"--mask gives observed points on one grid, but the variables of '{store.path}' are on "
+                        f"several ({store.grid}); use --mask-ratio")
     keep = load_observation_mask(mask, store) if mask is not None else None
     log.info("encoding %d days of %s with %s", len(store.times), store.path, path)
     h = frozen.encode(_Normalised(store), mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
@@ -225,7 +230,9 @@ def embed(
     ds = xr.Dataset(
         data_vars,
         coords={"time": store.times.astype("datetime64[ns]"), "feature": np.arange(h.shape[1]),
-                "channel": list(store.channels), "lat": store.lat, "lon": store.lon},
+                "channel": list(store.channels),
+                **{dim: values for part in store.parts
+                   for dim, values in zip(_grid_dims(part.layout[0], store.layout), (part.lat, part.lon))}},
         attrs={
             "title": "SPARTA embeddings",
             "sparta_version": __version__,
@@ -272,8 +279,7 @@ def decode(
         attrs = dict(ds.attrs)
         h = torch.from_numpy(np.asarray(ds["embedding"].values, dtype=np.float32))
         times = ds["time"].values
-        lat = ds["lat"].values if "lat" in ds.coords else None
-        lon = ds["lon"].values if "lon" in ds.coords else None
+        coords = {name: ds[name].values for name in ds.coords if str(name).startswith(("lat", "lon"))}
     run, path = _checkpoint_path(run_dir, str(attrs.get("checkpoint", "best")))
     dev = resolve_device(device)
     model, cfg, state = load_trained(path, dev)
@@ -288,14 +294,20 @@ def decode(
         raise DataError(f"'{embeddings}' were made with other weights than {path} (another run of the same "
                         f"config, or the run was trained further since) {made_by}")
 
-    n_lon, n_lat = (int(n) for n in state["grid"].split("x"))
-    if lat is None or lon is None or (len(lat), len(lon)) != (n_lat, n_lon):
-        lat, lon = grid_coords(state["grid"])
-    fields = _decode_fields(model, h, state["mean"], state["std"], dev)
+    layout = model.layout
+    data_vars, out_coords = {}, {"time": times}
+    specs = dict(zip(state["channels"], state["variables"]))
+    for grid, fields in zip(layout, _decode_fields(model, h, state["mean"], state["std"], dev)):
+        lat_dim, lon_dim = _grid_dims(grid, layout)
+        lat, lon = coords.get(lat_dim), coords.get(lon_dim)
+        if lat is None or lon is None or (len(lat), len(lon)) != (grid.n_lat, grid.n_lon):
+            lat, lon = grid_coords(grid.name)
+        out_coords.update({lat_dim: lat, lon_dim: lon})
+        for c, name in enumerate(grid.channels):
+            data_vars[name] = (("time", lat_dim, lon_dim), fields[:, c].numpy(), {"long_name": specs[name]})
     result = xr.Dataset(
-        {name: (("time", "lat", "lon"), fields[:, c].numpy(), {"long_name": spec})
-         for c, (name, spec) in enumerate(zip(state["channels"], state["variables"]))},
-        coords={"time": times, "lat": lat, "lon": lon},
+        data_vars,
+        coords=out_coords,
         attrs={"title": "SPARTA decoded fields", "sparta_version": __version__, "run": str(run.path.resolve()),
                "checkpoint": attrs.get("checkpoint", "best"), "config_digest": cfg.digest(),
                "weights_digest": attrs["weights_digest"], "grid": state["grid"],
@@ -305,9 +317,22 @@ def decode(
     return result
 
 
+def _grid_dims(grid: Grid, layout: list[Grid]) -> tuple[str, str]:
+    """Names of a grid's coordinates in embeddings and decoded files: lat/lon, or lat_LONxLAT/lon_LONxLAT
+    when the variables are on several grids."""
+    if len(layout) == 1:
+        return "lat", "lon"
+    return f"lat_{grid.name}", f"lon_{grid.name}"
+
+
 @torch.no_grad()
-def _decode_fields(model: torch.nn.Module, h: Tensor, mean: Tensor, std: Tensor, device: torch.device) -> Tensor:
-    """Embeddings (N, D) -> physical fields (N, C, H, W) on CPU, batch by batch (as FrozenModel.decode)."""
-    out = [model.decode(chunk.to(device)).float().cpu() for chunk in h.split(BATCH_SIZE)]
-    x = torch.cat(out)
-    return x * x.new_tensor(std.numpy()[:, None, None]) + x.new_tensor(mean.numpy()[:, None, None])
+def _decode_fields(model: torch.nn.Module, h: Tensor, mean: Tensor, std: Tensor, device: torch.device) -> list[Tensor]:
+    """Embeddings (N, D) -> physical fields (N, C, H, W) on CPU, one per grid, batch by batch."""
+    out = [grids.each(lambda part: part.float().cpu(), model.decode(chunk.to(device))) for chunk in h.split(BATCH_SIZE)]
+    fields, first = [], 0
+    for x in grids.as_list(grids.cat(out)):
+        stop = first + x.shape[1]
+        scale, shift = std.numpy()[first:stop, None, None], mean.numpy()[first:stop, None, None]
+        fields.append(x * x.new_tensor(scale) + x.new_tensor(shift))
+        first = stop
+    return fields

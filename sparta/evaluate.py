@@ -26,10 +26,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sparta import metrics, plots
-from sparta.augment import Augmenter
+from sparta import grids, metrics, plots
+from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
 from sparta.config import Config
-from sparta.data.store import DataError, PreparedStore, split_bounds
+from sparta.data.store import DataError, PreparedStore, Store, split_bounds
+from sparta.grids import Fields
 from sparta.downstream.classify import evaluate_classifier, train_classifier
 from sparta.downstream.diffusion import generate, train_diffusion
 from sparta.downstream.forecast import make_windows, rollout, train_forecaster
@@ -50,15 +51,15 @@ class FrozenModel:
 
     model: torch.nn.Module
     cfg: Config
-    store: PreparedStore
-    augmenter: Augmenter
+    store: Store
+    augmenter: Augmenter | MultiGridAugmenter
     device: torch.device
     batch_size: int = 256
 
     @torch.no_grad()
-    def encode(self, fields: np.ndarray, mask: float | tuple[float, float] | None = None, seed: int = 0,
+    def encode(self, fields: Fields, mask: float | tuple[float, float] | None = None, seed: int = 0,
                keep: Tensor | None = None) -> Tensor:
-        """Normalised fields (N, C, H, W) -> embeddings h (N, D) on CPU.
+        """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
         ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
         fields); ``keep`` is a fixed observation mask that replaces the random one.
@@ -66,8 +67,9 @@ class FrozenModel:
         low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
         gen = generator(seed)
         out = []
-        for start in range(0, len(fields), self.batch_size):
-            x = torch.as_tensor(np.asarray(fields[start:start + self.batch_size]), device=self.device)
+        for start in range(0, grids.length(fields), self.batch_size):
+            x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
+                           grids.take(fields, slice(start, start + self.batch_size)))
             if mask is None and keep is None:
                 x = self.augmenter.encoder_input(x)
             else:
@@ -76,25 +78,30 @@ class FrozenModel:
         return torch.cat(out)
 
     @torch.no_grad()
-    def decode(self, h: Tensor) -> Tensor:
-        """Embeddings (N, D) -> fields (N, C, H, W) in physical units, on CPU."""
-        out = [self.model.decode(chunk.to(self.device)).float().cpu() for chunk in h.split(self.batch_size)]
-        return self.store.denormalise(torch.cat(out))
+    def decode(self, h: Tensor) -> Fields:
+        """Embeddings (N, D) -> fields (N, C, H, W) (one per grid) in physical units, on CPU."""
+        out = [grids.each(lambda part: part.float().cpu(), self.model.decode(chunk.to(self.device)))
+               for chunk in h.split(self.batch_size)]
+        return self.store.denormalise(grids.cat(out))
 
 
-def load_frozen(checkpoint: Path, store: PreparedStore, device: str = "auto",
+def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
                 expect_digest: str | None = None) -> FrozenModel:
     dev = resolve_device(device)
     model, cfg, state = load_trained(checkpoint, dev, expect_digest)
     store.check_matches(state["variables"], state["grid"])
     if not np.allclose(store.mean, state["mean"].numpy(), rtol=1e-5):
         log.warning("store %s has other normalisation statistics than the model; using the model's", store.path)
-        store.mean, store.std = state["mean"].numpy(), state["std"].numpy()
-    return FrozenModel(model, cfg, store, Augmenter(cfg.augment, len(store.lat), len(store.lon)), dev)
+        first = 0
+        for part in store.parts:
+            stop = first + len(part.channels)
+            part.mean, part.std = state["mean"].numpy()[first:stop], state["std"].numpy()[first:stop]
+            first = stop
+    return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev)
 
 
-def field_scores(pred: Tensor, true: Tensor) -> dict[str, float]:
-    """Physical-unit scores of (N, C, H, W) fields: pooled RRMSE, channel-averaged SSIM and PSNR."""
+def field_scores(pred: Fields, true: Fields) -> dict[str, float]:
+    """Physical-unit scores of (N, C, H, W) fields (or one per grid): pooled RRMSE, channel-averaged SSIM and PSNR."""
     return {"rrmse": float(metrics.rrmse(pred, true)), "ssim": float(metrics.ssim(pred, true)),
             "psnr": float(metrics.psnr(pred, true))}
 
@@ -102,14 +109,15 @@ def field_scores(pred: Tensor, true: Tensor) -> dict[str, float]:
 class Evaluation:
     """Runs the downstream tasks for one trained run and writes their results."""
 
-    def __init__(self, run: Run, store: PreparedStore, progress: bool = True, device: str = "auto"):
+    def __init__(self, run: Run, store: Store, progress: bool = True, device: str = "auto"):
         self.run, self.progress = run, progress
         self.frozen = load_frozen(run.require_best(), store, device, expect_digest=run.config.digest())
         self.cfg = self.frozen.cfg
         self.ds = self.cfg.downstream
         start, stop = store.split_range("test")
-        self.fields = store.normalise(np.asarray(store.fields[start:stop]))  # normalised test split
-        self.physical = torch.from_numpy(np.array(store.fields[start:stop]))
+        test = store.read(slice(start, stop))
+        self.fields = store.normalise(test)  # normalised test split
+        self.physical = grids.each(lambda part: torch.from_numpy(np.array(part)), test)
         self.seasons = torch.as_tensor(store.seasons[start:stop])
         self.times = store.times[start:stop]
         self.inner = split_bounds(stop - start, self.cfg.data.split)
@@ -183,17 +191,17 @@ class Evaluation:
         map_lead = min(50, pred.shape[1])
         for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
             fields = self.frozen.decode(pred[:, step])
-            truth = self.physical[first_target + step]
+            truth = grids.take(self.physical, first_target + step)
             for k, v in field_scores(fields, truth).items():
                 curve[k].append(v)
                 rows.append({"setting": label, "seed": seed, "lead": step + 1, "metric": k, "value": v})
             if step + 1 in self.ds.lead_times:
                 per_channel[step + 1] = metrics.rrmse(fields, truth, per_channel=True).tolist()
             if step + 1 == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
-                plots.plot_error_maps(fields[0].numpy(), truth[0].numpy(), self.frozen.store.channels,
-                                      self.frozen.store.lat, self.frozen.store.lon,
-                                      f"{self._label()} forecast {label}, T={map_lead}",
-                                      self.run.figures / f"forecast_error_{label}_T{map_lead}.png")
+                for part, pred_g, true_g in zip(self.frozen.store.parts, grids.as_list(fields), grids.as_list(truth)):
+                    plots.plot_error_maps(pred_g[0].numpy(), true_g[0].numpy(), part.channels, part.lat, part.lon,
+                                          f"{self._label()} forecast {label}, T={map_lead}",
+                                          self._figure(f"forecast_error_{label}_T{map_lead}", part))
         return {"curve": curve, "rrmse_per_channel": per_channel}
 
     def _map_setting(self) -> str:
@@ -214,27 +222,28 @@ class Evaluation:
             for t in leads}
         return summary
 
-    def _monthly_climatology(self) -> Tensor:
-        """Mean field per calendar month over the store's train split (physical units)."""
+    def _monthly_climatology(self) -> Fields:
+        """Mean field per calendar month over the store's train split (physical units; 0 for an absent month)."""
         store = self.frozen.store
         a, b = store.split_range("train")
         months = store.times[a:b].astype("datetime64[M]").astype(int) % 12
-        clim = torch.zeros(12, *store.fields.shape[1:], dtype=torch.float64)
+        per_month = []
         for m in range(12):
             days = np.flatnonzero(months == m) + a
-            if days.size:
-                clim[m] = torch.as_tensor(np.asarray(store.fields[days]), dtype=torch.float64).mean(0)
-        return clim.float()
+            per_month.append(grids.each(lambda x: torch.as_tensor(x, dtype=torch.float64).sum(0) / max(days.size, 1),
+                                        store.read(days)))
+        return grids.each(lambda x: x.float(), grids.stack(per_month))
 
     def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, list[float]]:
         """Per-lead RRMSE of persistence (the last look-back day, complete) and monthly climatology."""
         months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
         out: dict[str, list[float]] = {"persistence": [], "climatology": []}
-        last_seen = self.physical[first_target - 1]
+        last_seen = grids.take(self.physical, first_target - 1)
         for step in range(self.ds.rollout_steps):
-            truth = self.physical[first_target + step]
+            truth = grids.take(self.physical, first_target + step)
             out["persistence"].append(float(metrics.rrmse(last_seen, truth)))
-            out["climatology"].append(float(metrics.rrmse(climatology[months[first_target + step]], truth)))
+            month_mean = grids.take(climatology, months[first_target + step])
+            out["climatology"].append(float(metrics.rrmse(month_mean, truth)))
         return out
 
     def _write_curves(self, rows: list[dict]) -> None:
@@ -259,7 +268,7 @@ class Evaluation:
         gen = generate(model, schedule, standardizer, self.h_masked[idx], ds.diffusion_samples, generator(seed),
                        batch_size=max(ds.batch_size, 256), progress=self.progress).cpu()  # (N, S, D)
         mean_fields = self.frozen.decode(gen.mean(1))
-        truth = self.physical[idx]
+        truth = grids.take(self.physical, idx)
         ref = self._part("test", self.h_clean)
         flat = gen.reshape(-1, gen.shape[-1])
         std_ref = standardizer.to("cpu")
@@ -273,15 +282,17 @@ class Evaluation:
             "density_std": float(metrics.latent_density(std_ref(flat), std_ref(ref), ds.density_sigma)),
             "realism_std": float(metrics.realism_score(std_ref(flat), std_ref(ref), ds.realism_k)),
         }
-        observed = self.physical[idx[0]].clone()
-        hidden = self.frozen.augmenter.mask(torch.ones_like(observed[None]), generator(0),
+        first = grids.take(truth, slice(0, 1))
+        hidden = self.frozen.augmenter.mask(grids.each(torch.ones_like, first), generator(0),
                                             ds.condition_mask, ds.condition_mask)
-        if hidden.shape[-2:] == observed.shape[-2:]:
-            observed[hidden[0] == 0] = float("nan")
-        plots.plot_reconstructions(truth[0].numpy(), observed.numpy(), mean_fields[0].numpy(),
-                                   self.frozen.store.channels, self.frozen.store.lat, self.frozen.store.lon,
-                                   self.run.figures / "diffusion_reconstruction.png",
-                                   f"{self._label()}: conditional diffusion, mean of {ds.diffusion_samples}")
+        for part, true_g, hidden_g, gen_g in zip(self.frozen.store.parts, grids.as_list(first),
+                                                 grids.as_list(hidden), grids.as_list(mean_fields)):
+            observed = true_g[0].clone()
+            if hidden_g.shape[-2:] == observed.shape[-2:]:  # native-grid inputs: show which points were hidden
+                observed[hidden_g[0] == 0] = float("nan")
+            plots.plot_reconstructions(true_g[0].numpy(), observed.numpy(), gen_g[0].numpy(), part.channels,
+                                       part.lat, part.lon, self._figure("diffusion_reconstruction", part),
+                                       f"{self._label()}: conditional diffusion, mean of {ds.diffusion_samples}")
         self.results["diffusion"] = out
         return out
 
@@ -312,10 +323,12 @@ class Evaluation:
         starts = torch.arange(b - a - lookback)
         out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse": []}
         for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not self.progress):
-            h = self.frozen.encode(self.fields[a:b], ratio, seed=derive_seed(self.cfg.train.seed, "robust", str(ratio)))
+            h = self.frozen.encode(grids.take(self.fields, slice(a, b)), ratio,
+                                   seed=derive_seed(self.cfg.train.seed, "robust", str(ratio)))
             out["accuracy"].append(evaluate_classifier(self.classifier, h, self.seasons[a:b])["accuracy"])
             pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
-            out["rrmse"].append(float(metrics.rrmse(self.frozen.decode(pred), self.physical[a + starts + lookback])))
+            truth = grids.take(self.physical, a + starts + lookback)
+            out["rrmse"].append(float(metrics.rrmse(self.frozen.decode(pred), truth)))
         plots.plot_robustness({self._label(): {k: np.array(v) for k, v in out.items()}},
                               self.run.figures / "robustness.png")
         self.results["robustness"] = out
@@ -354,6 +367,11 @@ class Evaluation:
         return means.numpy(), self.h_masked[starts + lookback].numpy()
 
     # ---------------------------------------------------------------- driver
+    def _figure(self, stem: str, part: PreparedStore) -> Path:
+        """Figure path; maps of a store on several grids get one figure per grid."""
+        suffix = f"_{part.grid}" if len(self.frozen.store.parts) > 1 else ""
+        return self.run.figures / f"{stem}{suffix}.png"
+
     def _label(self) -> str:
         return "Autoencoder" if self.cfg.method == "autoencoder" else f"SPARTA ({self.cfg.model.fusion})"
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sparta import dist
+from sparta.grids import Fields
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -127,18 +128,22 @@ def per_channel_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).mean(dim=reduce_dims)
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def reconstruction_loss(pred: Fields, target: Fields) -> torch.Tensor:
     """Reconstruction loss (paper eq. 17): ``L_r = sum_{c=0}^{C-1} MSE(pred^c, target^c)``.
 
     The sum (not the mean) over channels, as in the paper and the authors' code: ``C`` times the
-    mean MSE when every channel has the same error.
+    mean MSE when every channel has the same error. Each channel's MSE is taken on its own grid,
+    so for variables on several grids the sum runs over every grid's channels.
 
     Args:
-        pred, target: ``(N, C, ...)`` fields, same shape (normalised units in training).
+        pred, target: ``(N, C, ...)`` fields, same shape (normalised units in training), or
+            lists of them with one entry per grid.
 
     Returns:
         Scalar loss.
     """
+    if isinstance(pred, list):
+        return sum(per_channel_mse(p, t).sum() for p, t in zip(pred, target, strict=True))
     return per_channel_mse(pred, target).sum()
 
 

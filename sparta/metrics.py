@@ -1,6 +1,8 @@
 """Evaluation metrics (paper sections 6.1.3 and 7.1.1, equations 18-19; SPEC "Metrics").
 
-Fields are ``(N, C, H, W)`` with latitude ascending along ``H``. No function here normalises or
+Fields are ``(N, C, H, W)`` with latitude ascending along ``H``; RRMSE, SSIM and PSNR also take
+lists of them, one per grid (variables on several grids, :mod:`sparta.grids`): every channel is
+scored on its own grid, in the lists' channel order. No function here normalises or
 denormalises: the caller passes the space it wants. The SPEC's reported numbers use physical
 (denormalised) fields for RRMSE, SSIM and PSNR, and both raw and standardised latents for latent
 density, realism and smoothness. Field metrics are computed in float64.
@@ -10,6 +12,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def _per_grid_channels(metric, pred: list, true: list, per_channel: bool, **kwargs) -> torch.Tensor:
+    """A channel-averaged ``metric`` of fields on several grids: each channel's value on its grid."""
+    values = torch.cat([metric(p, t, per_channel=True, **kwargs) for p, t in zip(pred, true, strict=True)])
+    return values if per_channel else values.mean()
 
 
 def _check_fields(pred: torch.Tensor, true: torch.Tensor) -> None:
@@ -72,9 +80,18 @@ def rrmse(
         weights: ``None`` for the unweighted paper metric; else ``(H,)`` latitude weights (e.g.
             :func:`lat_weights`) or ``(H, W)`` weights.
 
+    Lists of fields on several grids pool every point of every grid (unweighted only).
+
     Returns:
         Scalar, or ``(C,)`` with ``per_channel`` (float64).
     """
+    if isinstance(pred, list):
+        if weights is not None:
+            raise ValueError("rrmse weights are per grid; score fields on several grids without weights")
+        if per_channel:
+            return torch.cat([rrmse(p, t, per_channel=True) for p, t in zip(pred, true, strict=True)])
+        err2 = sum((p.double() - t.double()).pow(2).sum() for p, t in zip(pred, true, strict=True))
+        return (err2 / sum(t.double().pow(2).sum() for t in true)).sqrt() * 100.0
     _check_fields(pred, true)
     p, t = pred.double(), true.double()
     err2, ref2 = (p - t).pow(2), t.pow(2)
@@ -140,6 +157,8 @@ def ssim(
     """
     from torchmetrics.functional.image import structural_similarity_index_measure  # slow import, used here only
 
+    if isinstance(pred, list):
+        return _per_grid_channels(ssim, pred, true, per_channel, kernel_size=kernel_size)
     _check_fields(pred, true)
     sigma = ssim_sigma(kernel_size)
     # Dividing pred and true of channel c by data_range_c leaves SSIM_c unchanged (its constants
@@ -177,6 +196,8 @@ def psnr(pred: torch.Tensor, true: torch.Tensor, per_channel: bool = False) -> t
     """
     from torchmetrics.functional.image import peak_signal_noise_ratio  # slow import, used here only
 
+    if isinstance(pred, list):
+        return _per_grid_channels(psnr, pred, true, per_channel)
     _check_fields(pred, true)
     p, t = pred.double(), true.double()
     values = torch.stack(

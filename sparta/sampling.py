@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from sparta import grids
 from sparta.config import SamplerConfig
-from sparta.data.store import DataError, PreparedStore
+from sparta.data.store import DataError, Store
+from sparta.grids import Fields
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ class ContrastiveBatchSampler(Sampler[list[tuple[int, int]]]):
 class _SplitDataset(Dataset):
     """Reads normalised days of one split lazily from the store's memmap."""
 
-    def __init__(self, store: PreparedStore, split: str):
+    def __init__(self, store: Store, split: str):
         self.store = store
         self.start, stop = store.split_range(split)
         self.n_steps = stop - self.start
@@ -158,10 +160,10 @@ class _SplitDataset(Dataset):
         """Days in the split (the ``n_steps`` that :class:`ContrastiveBatchSampler` expects)."""
         return self.n_steps
 
-    def _read(self, days: int | np.ndarray) -> torch.Tensor:
-        """Split-relative day(s) -> float32 z-scored tensor; only those days leave the disk."""
-        raw = self.store.fields[self.start + days]
-        return torch.from_numpy(np.ascontiguousarray(self.store.normalise(raw), dtype=np.float32))
+    def _read(self, days: int | np.ndarray) -> Fields:
+        """Split-relative day(s) -> float32 z-scored tensor (one per grid for a mixed store)."""
+        normalised = self.store.normalise(self.store.read(self.start + days))
+        return grids.each(lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), normalised)
 
     def _check(self, first: int, last: int) -> None:
         if first < 0 or last >= self.n_steps:
@@ -174,7 +176,8 @@ class ContrastiveDataset(_SplitDataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor | int]:
         t, delta = item
         self._check(t - delta, t + delta)
-        minus, anchor, plus = self._read(np.array([t - delta, t, t + delta]))
+        days = self._read(np.array([t - delta, t, t + delta]))
+        minus, anchor, plus = (grids.take(days, i) for i in range(3))
         return {"minus": minus, "anchor": anchor, "plus": plus, "t": t, "delta": delta}
 
 
@@ -193,7 +196,7 @@ class WindowDataset(_SplitDataset):
     shapes ``(lookback | horizon, C, H, W)``; both come from one read of the memmap.
     """
 
-    def __init__(self, store: PreparedStore, split: str, lookback: int, stride: int, horizon: int):
+    def __init__(self, store: Store, split: str, lookback: int, stride: int, horizon: int):
         super().__init__(store, split)
         if min(lookback, stride, horizon) < 1:
             raise ValueError(f"lookback ({lookback}), stride ({stride}) and horizon ({horizon}) must be >= 1")
@@ -211,4 +214,5 @@ class WindowDataset(_SplitDataset):
             raise IndexError(f"window {i} is outside 0..{self.n_windows - 1}")
         start = i * self.stride
         block = self._read(np.arange(start, start + self.lookback + self.horizon))
-        return {"context": block[: self.lookback], "target": block[self.lookback :], "start": start}
+        return {"context": grids.take(block, slice(None, self.lookback)),
+                "target": grids.take(block, slice(self.lookback, None)), "start": start}

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sparta import dist
-from sparta.augment import Augmenter
+from sparta import dist, grids
+from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config, validate
-from sparta.data.store import PreparedStore
+from sparta.data.store import Store
+from sparta.grids import Grid
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import embedding_std
 from sparta.models import SpartaModel
@@ -113,11 +114,29 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def build_model(cfg: Config, channels: list[str], n_lat: int, n_lon: int) -> SpartaModel:
-    return SpartaModel(cfg.model, channels, n_lat, n_lon, with_projector=cfg.method == "sparta")
+def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel:
+    return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
 
 
-def checkpoint_meta(cfg: Config, store: PreparedStore) -> dict:
+def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[str, bool]:
+    """Apply the GPU fast path the config asks for (``None`` = on for CUDA); return (precision, channels_last).
+
+    channels_last converts the model in place (inputs follow in the trainer); compile compiles the
+    encoder front in place (``nn.Module.compile``), so checkpoints keep their parameter names.
+    """
+    t, cuda = cfg.train, device.type == "cuda"
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    channels_last = cuda if t.channels_last is None else t.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cuda if t.compile is None else t.compile:
+        model.fusion.compile()
+    return precision, channels_last
+
+
+def checkpoint_meta(cfg: Config, store: Store) -> dict:
     """What every checkpoint says about the model: enough to rebuild and check it without the run."""
     return {
         "config": cfg.model_dump(mode="json"),
@@ -125,6 +144,7 @@ def checkpoint_meta(cfg: Config, store: PreparedStore) -> dict:
         "variables": list(store.variables),
         "channels": list(store.channels),
         "grid": store.grid,
+        "layout": [[list(g.channels), g.n_lat, g.n_lon] for g in store.layout],
         "mean": torch.from_numpy(store.mean.copy()),
         "std": torch.from_numpy(store.std.copy()),
         "source": store.source,
@@ -132,18 +152,19 @@ def checkpoint_meta(cfg: Config, store: PreparedStore) -> dict:
 
 
 class Trainer:
-    def __init__(self, run: Run, store: PreparedStore, progress: bool = True):
+    def __init__(self, run: Run, store: Store, progress: bool = True):
         self.run = run
         self.cfg = cfg = run.config
         self.store = store
         self.progress = progress and dist.is_main()
         self.device = resolve_device(cfg.train.device)
         self.stages = plan_stages(cfg)
-        self.augmenter = Augmenter(cfg.augment, len(store.lat), len(store.lon))
+        self.augmenter = build_augmenter(cfg.augment, store.layout)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, store.channels, len(store.lat), len(store.lon)).to(self.device)
+        self.model = build_model(cfg, store.layout).to(self.device)
         if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
             dist.convert_batchnorm(self.model)
+        self.precision, self.channels_last = fast_path(cfg, self.device, self.model)
         self.encode_fn, self.decode_fn = self.model.encode, self.model.decode  # DDP-wrapped per stage
         self.meta = checkpoint_meta(cfg, store)
         if cfg.model.fusion == "gnn" and dist.is_main():  # show the variable graph the GNN fuses over
@@ -172,30 +193,33 @@ class Trainer:
 
     # ---------------------------------------------------------------- losses
     def _autocast(self):
-        precision = self.cfg.train.precision
-        if precision == "fp32":
+        if self.precision == "fp32":
             return nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
+
+    def _encoder_input(self, x: grids.Fields) -> grids.Fields:
+        if not self.channels_last:
+            return x
+        return grids.each(lambda part: part.contiguous(memory_format=torch.channels_last), x)
 
     def _terms(self, batch: dict[str, Tensor], stage: Stage, alpha: float, gen: torch.Generator) -> dict[str, Tensor]:
         """Loss terms of one batch; ``total`` is what is optimised."""
         cfg, aug, model = self.cfg, self.augmenter, self.model
-        anchor = batch["anchor"].to(self.device, non_blocking=True)
+        anchor = self._to_device(batch["anchor"])
         lo, hi = cfg.augment.mask_low, cfg.augment.mask_high
         terms: dict[str, Tensor] = {}
         with self._autocast():
             if not stage.contrastive:  # decoder-only stage or autoencoder: masked input -> full field
                 sparse = aug.mask(anchor, gen, lo, hi)
                 with nullcontext() if stage.train_encoder else torch.no_grad():
-                    h = self.encode_fn(sparse)
-                terms["recon"] = reconstruction_loss(self.decode_fn(h).float(), anchor)
+                    h = self.encode_fn(self._encoder_input(sparse))
+                terms["recon"] = reconstruction_loss(_float(self.decode_fn(h)), anchor)
                 terms["total"] = terms["recon"]
                 terms["embed_std"] = torch.tensor(embedding_std(h.detach().float()))
                 return terms
 
-            minus = batch["minus"].to(self.device, non_blocking=True)
-            plus = batch["plus"].to(self.device, non_blocking=True)
+            minus, plus = self._to_device(batch["minus"]), self._to_device(batch["plus"])
             aligned = stage.reconstruct_views and cfg.loss.recon_target == "aligned"
             view_t = aug.view(anchor, gen, masked=False)
             if aligned:
@@ -207,8 +231,8 @@ class Trainer:
             inputs = [view_t, view_m, view_p]
             if stage.reconstruct_masked:
                 inputs.append(aug.mask(anchor, gen, lo, hi))
-            h = self.encode_fn(torch.cat(inputs))  # one pass: norms see one batch, the encoder runs once
-            n = anchor.shape[0]
+            h = self.encode_fn(self._encoder_input(grids.cat(inputs)))  # one pass: norms see one batch, the encoder runs once
+            n = grids.length(anchor)
             h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
             z = model.project(h[: 3 * n]).float()
             terms["nt_xent"] = temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)
@@ -217,17 +241,20 @@ class Trainer:
                 terms["cycle"] = cycle_loss(h_m.float(), h_t.float(), h_p.float())
                 contrastive = contrastive + cfg.loss.cycle_weight * terms["cycle"]
             if stage.reconstruct_views:
-                recon = model.decode(torch.cat([h_m, h_p])).float()
-                terms["recon_views"] = (reconstruction_loss(recon[:n], target_m)
-                                        + reconstruction_loss(recon[n:], target_p))
+                recon = _float(model.decode(torch.cat([h_m, h_p])))
+                terms["recon_views"] = (reconstruction_loss(grids.take(recon, slice(None, n)), target_m)
+                                        + reconstruction_loss(grids.take(recon, slice(n, None)), target_p))
                 contrastive = contrastive + terms["recon_views"]
             if stage.reconstruct_masked:
-                terms["recon"] = reconstruction_loss(model.decode(h[3 * n:]).float(), anchor)
+                terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor)
                 terms["total"] = alpha * contrastive + (1 - alpha) * terms["recon"]
             else:
                 terms["total"] = contrastive
             terms["embed_std"] = torch.tensor(embedding_std(h_t.detach().float()))
         return terms
+
+    def _to_device(self, x: grids.Fields) -> grids.Fields:
+        return grids.each(lambda part: part.to(self.device, non_blocking=True), x)
 
     # ---------------------------------------------------------------- stage setup
     def _trainable(self, stage: Stage) -> list[nn.Parameter]:
@@ -393,7 +420,7 @@ class Trainer:
             optimizer = torch.optim.Adam(params, lr=stage.lr)
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, factor=self.cfg.train.plateau_factor, patience=self.cfg.train.plateau_patience)
-            scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.train.precision == "fp16")
+            scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
             first = 0
             if stage_idx == start_stage and states is not None:
                 optimizer.load_state_dict(states["optimizer"])
@@ -428,6 +455,10 @@ class Trainer:
         return self.run
 
 
+def _float(x: grids.Fields) -> grids.Fields:
+    return grids.each(lambda part: part.float(), x)
+
+
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
                  expect_digest: str | None = None) -> tuple[SpartaModel, Config, dict]:
     """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
@@ -436,8 +467,11 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
     """
     state = load_checkpoint(checkpoint, expect_digest=expect_digest)
     cfg = validate(state["config"])
-    n_lon, n_lat = (int(n) for n in state["grid"].split("x"))
-    model = build_model(cfg, state["channels"], n_lat, n_lon)
+    if "layout" in state:
+        layout = [Grid(tuple(channels), n_lat, n_lon) for channels, n_lat, n_lon in state["layout"]]
+    else:  # written before variables could have their own grids
+        layout = [Grid.named(state["grid"], state["channels"])]
+    model = build_model(cfg, layout)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

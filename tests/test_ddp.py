@@ -39,6 +39,7 @@ from torch import nn
 
 from sparta import dist
 from sparta.config import SamplerConfig, load_config
+from sparta.grids import Grid
 from sparta.losses import cycle_loss, nt_xent, temporal_contrastive_loss
 from sparta.models import SpartaModel
 from sparta.sampling import ContrastiveBatchSampler
@@ -87,7 +88,7 @@ def _micro_model(variant: str) -> SpartaModel:
     if variant == "no_bn":
         cfg = cfg.model_copy(update={"stem_norm": "group"})
     torch.manual_seed(0)
-    model = SpartaModel(cfg, CHANNELS, N_LAT, N_LON).double()
+    model = SpartaModel(cfg, [Grid(tuple(CHANNELS), N_LAT, N_LON)]).double()
     if variant == "no_bn":
         for i, layer in enumerate(model.projector):
             if isinstance(layer, nn.BatchNorm1d):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from sparta.config import ConfigError, ModelConfig
+from sparta.grids import Grid
 from sparta.models import (
     AttentionFusion,
     Decoder,
@@ -176,7 +177,7 @@ def test_config_graph_overrides_default() -> None:
 
 @pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
 def test_gradients_reach_every_parameter(fusion: str) -> None:
-    model = SpartaModel(TINY.model_copy(update={"fusion": fusion}), PAPER, n_lat=32, n_lon=64)
+    model = SpartaModel(TINY.model_copy(update={"fusion": fusion}), [Grid(tuple(PAPER), 32, 64)])
     x = _x(4, 5, 32, 64)  # native grid: the last stage is 1x2, so per-channel GroupNorm still passes gradient
     h = model(x)
     z, fields = model.project(h), model.decode(h)
@@ -188,7 +189,7 @@ def test_gradients_reach_every_parameter(fusion: str) -> None:
 
 
 def test_autoencoder_variant_and_encoder_parameters() -> None:
-    model = SpartaModel(TINY, PAPER, n_lat=32, n_lon=64, with_projector=False)
+    model = SpartaModel(TINY, [Grid(tuple(PAPER), 32, 64)], with_projector=False)
     assert model.projector is None
     with pytest.raises(RuntimeError, match="projector"):
         model.project(torch.zeros(2, 16))

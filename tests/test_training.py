@@ -117,3 +117,16 @@ def test_any_variables_levels_and_grid(tmp_path):
     assert model.decode(h).shape == (2, 7, 64, 128)
     adjacency = model.fusion.adjacency
     assert adjacency[1, 2] and adjacency[2, 3] and adjacency[4, 5] and not adjacency[6, :6].any()
+
+
+def test_channels_last_trains_the_same_model(tmp_path, micro_store):
+    """The GPU fast path's memory format, checked on CPU: same losses as the default layout."""
+    histories = []
+    for flag in ("false", "true"):
+        run = Run.create(_config(micro_store, f"train.channels_last={flag}", "train.precision=auto"),
+                         tmp_path / flag)
+        trainer = Trainer(run, micro_store, progress=False)
+        assert trainer.precision == "fp32" and trainer.channels_last == (flag == "true")  # auto: fp32 on CPU
+        trainer.fit()
+        histories.append([row["train_total"] for row in trainer.history])
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)

@@ -6,51 +6,72 @@ import logging
 from pathlib import Path
 
 from sparta.config import DataConfig
-from sparta.data.store import DataError, PreparedStore
+from sparta.data.store import DataError, PreparedStore, Store, open_store, write_mixed_meta
 from sparta.data.variables import parse_variables
+from sparta.grids import Grid, layout_label
 
 log = logging.getLogger(__name__)
 
 
 def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True,
-                        overwrite: bool = False) -> PreparedStore:
+                        overwrite: bool = False) -> Store:
     """Prepare ``data.source`` ('synthetic' or a WeatherBench2-schema path/URL) into a store at ``out``.
 
-    An existing store is never replaced silently: runs may have been trained on it.
+    Variables on several grids (``data.variable_grids``) make a mixed store: the source is read
+    once per grid, each time for that grid's variables. An existing store is never replaced
+    silently: runs may have been trained on it.
     """
-    from sparta.data.weatherbench import prepare
-
-    if (Path(out) / "meta.json").exists() and not overwrite:
+    out = Path(out)
+    if (out / "meta.json").exists() and not overwrite:
         raise DataError(f"'{out}' already holds a prepared store; pass --overwrite to replace it, "
                         "or choose another --out")
+    groups = data.grouped_variables()
+    if len(groups) == 1:
+        return _prepare_grid(data, out, data.variables, data.grid, progress)
+    (out / "meta.json").unlink(missing_ok=True)  # the store is complete again only once every grid is written
+    parts = [_prepare_grid(data, out / f"grid-{grid}", variables, grid, progress)
+             for grid, variables in groups.items()]
+    return write_mixed_meta(out, parts, parts[0].source)
+
+
+def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, progress: bool) -> PreparedStore:
+    from sparta.data.weatherbench import prepare
 
     if data.source == "synthetic":
         from sparta.data.synthetic import synthetic_era5
 
         n_days = round(data.synthetic_years * 365.25)
-        source = synthetic_era5(data.variables, data.grid, data.synthetic_start, n_days, data.seed)
+        source = synthetic_era5(variables, grid, data.synthetic_start, n_days, data.seed)
         source.attrs["source"] = synthetic_label(data)
     else:
         source = data.source
-    return prepare(source, out, data.variables, data.grid, data.split, progress=progress, regrid=data.regrid)
+    return prepare(source, out, variables, grid, data.split, progress=progress, regrid=data.regrid)
+
+
+def expected_layout(data: DataConfig) -> tuple[list[str], str]:
+    """The variable specs and grid label (see ``layout_label``) a store prepared from ``data`` has."""
+    groups = data.grouped_variables()
+    layout = [Grid.named(grid, [v.short for v in parse_variables(variables)]) for grid, variables in groups.items()]
+    specs = [v.spec for variables in groups.values() for v in parse_variables(variables)]
+    return specs, layout_label(layout)
 
 
 def synthetic_label(data: DataConfig) -> str:
     return f"synthetic(start={data.synthetic_start}, years={data.synthetic_years}, seed={data.seed})"
 
 
-def open_or_prepare(data: DataConfig, progress: bool = True) -> PreparedStore:
+def open_or_prepare(data: DataConfig, progress: bool = True) -> Store:
     """Open the configured store, preparing it from ``data.source`` first if it does not exist yet."""
     path = Path(data.store)
     if not (path / "meta.json").exists():
         log.info("prepared store %s not found: preparing it from %s", path, data.source)
         store = prepare_from_config(data, path, progress)
     else:
-        store = PreparedStore.open(path)
-    wanted = [v.spec for v in parse_variables(data.variables)]
-    if store.variables != wanted or store.grid != data.grid:
+        store = open_store(path)
+    wanted, grid = expected_layout(data)
+    if store.variables != wanted or store.grid != grid:
         raise DataError(f"store '{path}' holds {store.variables} on {store.grid}, the config asks for {wanted} on "
-                        f"{data.grid}; point data.store at another directory or prepare it again")
+                        f"{grid}; point data.store at another directory or prepare it again")
     if data.source == "synthetic" and store.source != synthetic_label(data):
         raise DataError(f"store '{path}' holds {store.source}, the config asks for {synthetic_label(data)}; "
                         "point data.store at another directory")

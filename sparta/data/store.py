@@ -9,6 +9,11 @@ Layout of a store directory::
 
 ``fields.npy`` is opened with ``mmap_mode='r'``, so memory does not grow with the
 number of years. Normalisation is applied per batch by the consumer.
+
+Variables on several grids (``data.variable_grids``) make a *mixed* store: one such store per
+grid in a subdirectory ``grid-LONxLAT/``, all with the same days, and a ``meta.json`` that lists
+them (``MIXED_FORMAT``). :func:`open_store` opens either kind; both read days with ``read``,
+which returns one array, or a list with one per grid (see :mod:`sparta.grids`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from sparta.data.variables import Variable, parse_variables
+from sparta.grids import Grid, layout_label
 
 STORE_FORMAT = 1
+MIXED_FORMAT = "mixed-1"
 SPLITS = ("train", "val", "test")
 
 
@@ -183,8 +190,10 @@ class PreparedStore:
             if not path.exists():
                 raise DataError(f"prepared store '{path}' does not exist; {hint}")
             raise DataError(f"'{path}' is not a complete prepared store (no meta.json); {hint}")
+        meta = _read_meta(meta_file)
+        if meta.get("format") == MIXED_FORMAT:
+            raise DataError(f"'{path}' is a store of variables on several grids; open it with open_store")
         try:
-            meta = json.loads(meta_file.read_text())
             fields = np.load(path / "fields.npy", mmap_mode="r")
             seasons = np.load(path / "seasons.npy")
         except (OSError, ValueError) as err:
@@ -214,6 +223,19 @@ class PreparedStore:
     def grid(self) -> str:
         return f"{len(self.lon)}x{len(self.lat)}"
 
+    @property
+    def layout(self) -> list[Grid]:
+        return [Grid(tuple(self.channels), len(self.lat), len(self.lon))]
+
+    @property
+    def parts(self) -> list[PreparedStore]:
+        """The single-grid stores this store is made of: itself (see :class:`MixedStore`)."""
+        return [self]
+
+    def read(self, days) -> np.ndarray:
+        """Physical fields of ``days`` (an index, slice or index array); only those days leave the disk."""
+        return np.asarray(self.fields[days])
+
     def split_range(self, name: str) -> tuple[int, int]:
         if name not in self.splits:
             raise KeyError(f"unknown split '{name}', expected one of {SPLITS}")
@@ -232,8 +254,116 @@ class PreparedStore:
         return x * std + mean
 
     def check_matches(self, variables: list[str], grid: str) -> None:
-        """Clear error when a model trained on other variables or another grid meets this store."""
-        if list(variables) != list(self.variables):
-            raise DataError(f"store '{self.path}' has variables {self.variables}, the model expects {variables}")
-        if grid != self.grid:
-            raise DataError(f"store '{self.path}' is on grid {self.grid}, the model expects {grid}")
+        check_matches(self, variables, grid)
+
+
+@dataclass
+class MixedStore:
+    """Variables on several grids: one :class:`PreparedStore` per grid, over the same days.
+
+    Channels, variables and statistics are the parts' in order; fields are lists with one array
+    per grid, and ``grid`` names every grid with its channels (``128x64[t2m]+64x32[z850,...]``).
+    """
+
+    path: Path
+    parts: list[PreparedStore]
+    source: str
+
+    @classmethod
+    def open(cls, path: str | Path) -> MixedStore:
+        path = Path(path)
+        meta = _read_meta(path / "meta.json")
+        parts = [PreparedStore.open(path / sub) for sub in meta["grids"]]
+        first = parts[0]
+        for part in parts[1:]:
+            if not np.array_equal(part.times, first.times) or part.splits != first.splits:
+                raise DataError(f"mixed store '{path}': {part.path.name} covers other days or splits than "
+                                f"{first.path.name}; prepare the store again")
+        return cls(path, parts, meta["source"])
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.parts[0].times
+
+    @property
+    def seasons(self) -> np.ndarray:
+        return self.parts[0].seasons
+
+    @property
+    def splits(self) -> dict[str, tuple[int, int]]:
+        return self.parts[0].splits
+
+    @property
+    def variables(self) -> list[str]:
+        return [v for part in self.parts for v in part.variables]
+
+    @property
+    def channels(self) -> list[str]:
+        return [c for part in self.parts for c in part.channels]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.concatenate([part.mean for part in self.parts])
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.concatenate([part.std for part in self.parts])
+
+    @property
+    def layout(self) -> list[Grid]:
+        return [grid for part in self.parts for grid in part.layout]
+
+    @property
+    def grid(self) -> str:
+        return layout_label(self.layout)
+
+    def split_range(self, name: str) -> tuple[int, int]:
+        return self.parts[0].split_range(name)
+
+    def read(self, days) -> list[np.ndarray]:
+        return [part.read(days) for part in self.parts]
+
+    def normalise(self, x: list[np.ndarray]) -> list[np.ndarray]:
+        return [part.normalise(p) for part, p in zip(self.parts, x)]
+
+    def denormalise(self, x: list) -> list:
+        return [part.denormalise(p) for part, p in zip(self.parts, x)]
+
+    def check_matches(self, variables: list[str], grid: str) -> None:
+        check_matches(self, variables, grid)
+
+
+Store = PreparedStore | MixedStore
+
+
+def check_matches(store: Store, variables: list[str], grid: str) -> None:
+    """Clear error when a model trained on other variables or another grid meets ``store``."""
+    if list(variables) != list(store.variables):
+        raise DataError(f"store '{store.path}' has variables {store.variables}, the model expects {variables}")
+    if grid != store.grid:
+        raise DataError(f"store '{store.path}' is on grid {store.grid}, the model expects {grid}")
+
+
+def write_mixed_meta(path: str | Path, parts: list[PreparedStore], source: str) -> MixedStore:
+    """Mark ``path`` as a mixed store over the per-grid stores ``parts`` (its subdirectories)."""
+    path = Path(path)
+    meta = {"format": MIXED_FORMAT, "source": source, "grids": [part.path.name for part in parts]}
+    tmp = path / "meta.json.partial"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, path / "meta.json")
+    return MixedStore.open(path)
+
+
+def open_store(path: str | Path) -> Store:
+    """Open a prepared store, single-grid or mixed."""
+    meta_file = Path(path) / "meta.json"
+    if meta_file.exists() and _read_meta(meta_file).get("format") == MIXED_FORMAT:
+        return MixedStore.open(path)
+    return PreparedStore.open(path)
+
+
+def _read_meta(meta_file: Path) -> dict:
+    try:
+        return json.loads(meta_file.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"prepared store '{meta_file.parent}' is unreadable or corrupt: {err}") from None

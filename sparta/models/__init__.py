@@ -1,6 +1,6 @@
 """Networks: ResNet-18 encoder, fusion fronts, projector, decoder and the assembled SPARTA model."""
 
-from sparta.models.decoder import Decoder
+from sparta.models.decoder import Decoder, MultiGridDecoder
 from sparta.models.fusion import (
     AttentionFusion,
     EarlyFusion,
@@ -22,6 +22,7 @@ __all__ = [
     "EarlyFusion",
     "GraphFusion",
     "LateFusion",
+    "MultiGridDecoder",
     "ResNet18Encoder",
     "SpartaModel",
     "adjacency_from_edges",

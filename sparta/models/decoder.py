@@ -10,9 +10,12 @@ grid, so we map h to the seed with a Linear layer. Where 32x the seed overshoots
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from sparta.grids import Grid
 
 N_BLOCKS = 5
 MIN_CHANNELS = 4
@@ -59,3 +62,29 @@ class Decoder(nn.Module):
         top = (x.shape[-2] - self.n_lat) // 2
         left = (x.shape[-1] - self.n_lon) // 2
         return x[..., top:top + self.n_lat, left:left + self.n_lon]
+
+
+class MultiGridDecoder(nn.Module):
+    """h -> a list with one field tensor per grid (variables on several grids).
+
+    Each grid has its own :class:`Decoder`, whose output layer has one channel per variable on
+    that grid: every variable is decoded straight back to its own grid.
+    """
+
+    def __init__(self, embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.decoders = nn.ModuleList(Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon,
+                                              base_channels, dropout) for grid in layout)
+
+    def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
+        return [decoder(h) for decoder in self.decoders]
+
+
+def build_decoder(embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
+                  dropout: float = 0.1) -> nn.Module:
+    """A :class:`Decoder` for one grid, a :class:`MultiGridDecoder` for several."""
+    if len(layout) == 1:
+        grid = layout[0]
+        return Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon, base_channels, dropout)
+    return MultiGridDecoder(embed_dim, layout, base_channels, dropout)

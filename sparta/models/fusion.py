@@ -19,7 +19,9 @@ import torch
 from torch import nn
 from torch_geometric.nn import DenseGATConv
 
+from sparta import grids
 from sparta.config import ConfigError, ModelConfig
+from sparta.grids import Fields
 from sparta.models.resnet import ResNet18Encoder, StemNorm
 
 # Surface channels that have a pressure-level counterpart: short name -> physical base.
@@ -122,6 +124,9 @@ class EarlyFusion(nn.Module):
         self.encoder = ResNet18Encoder(len(channels), embed_dim, width, stem_norm, gn_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, list):
+            raise ValueError("early fusion stacks the variables as channels of one grid; variables on several "
+                             "grids need late fusion (attention or gnn)")
         return self.encoder(x)
 
 
@@ -135,11 +140,15 @@ class LateFusion(nn.Module):
         self.channels = list(channels)
         self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, width, stem_norm, gn_groups) for _ in channels)
 
-    def variable_embeddings(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, embed_dim), one embedding per variable."""
-        if x.shape[1] != len(self.encoders):
-            raise ValueError(f"input has {x.shape[1]} channels, the model was built for {len(self.encoders)}")
-        return torch.stack([enc(x[:, i:i + 1]) for i, enc in enumerate(self.encoders)], dim=1)
+    def variable_embeddings(self, x: Fields) -> torch.Tensor:
+        """(B, C, H, W), or one such tensor per grid, -> (B, C, embed_dim): one embedding per variable.
+
+        Each variable's encoder sees it on its own grid (the ResNet accepts any size >= 16).
+        """
+        channels = grids.split_channels(x)
+        if len(channels) != len(self.encoders):
+            raise ValueError(f"input has {len(channels)} channels, the model was built for {len(self.encoders)}")
+        return torch.stack([enc(c) for c, enc in zip(channels, self.encoders)], dim=1)
 
 
 class AttentionFusion(LateFusion):
@@ -163,15 +172,15 @@ class AttentionFusion(LateFusion):
         self.norm_ffn = nn.LayerNorm(embed_dim)
         self.ffn = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
 
-    def token_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C + 1, embed_dim): the block's outputs, CLS first."""
+    def token_outputs(self, x: Fields) -> torch.Tensor:
+        """(B, C, H, W) (or one tensor per grid) -> (B, C + 1, embed_dim): the block's outputs, CLS first."""
         tokens = self.variable_embeddings(x)
         t = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1) + self.modality.weight
         q = self.norm_attn(t)
         t = t + self.attn(q, q, q, need_weights=False)[0]
         return t + self.ffn(self.norm_ffn(t))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Fields) -> torch.Tensor:
         return self.token_outputs(x)[:, 0]
 
 
@@ -190,11 +199,11 @@ class GraphFusion(LateFusion):
         self.register_buffer("adjacency", adj)
         self.gat = DenseGATConv(embed_dim, embed_dim, heads=1)
 
-    def node_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, embed_dim): each node's output after the graph layer."""
+    def node_outputs(self, x: Fields) -> torch.Tensor:
+        """(B, C, H, W) (or one tensor per grid) -> (B, C, embed_dim): each node's output after the graph layer."""
         return self.gat(self.variable_embeddings(x), self.adjacency, add_loop=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Fields) -> torch.Tensor:
         return self.node_outputs(x).mean(dim=1)
 
 

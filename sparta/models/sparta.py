@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from sparta.config import ModelConfig
-from sparta.models.decoder import Decoder
+from sparta.grids import Fields, Grid
+from sparta.models.decoder import build_decoder
 from sparta.models.fusion import build_fusion
 from sparta.models.heads import projector
 
@@ -23,17 +24,16 @@ class SpartaModel(nn.Module):
     Stage 3 freezes ``fusion`` and ``projector`` and trains ``decoder`` alone; downstream tasks use h.
     """
 
-    def __init__(self, cfg: ModelConfig, channels: Sequence[str], n_lat: int, n_lon: int,
-                 with_projector: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, layout: Sequence[Grid], with_projector: bool = True) -> None:
         super().__init__()
-        self.channels = list(channels)
+        self.layout = list(layout)
+        self.channels = [c for grid in self.layout for c in grid.channels]
         self.fusion = build_fusion(cfg, self.channels)
         self.projector = projector(cfg.embed_dim, cfg.proj_dim) if with_projector else None
-        self.decoder = Decoder(cfg.embed_dim, len(self.channels), n_lat, n_lon,
-                               cfg.decoder_channels, cfg.decoder_dropout)
+        self.decoder = build_decoder(cfg.embed_dim, self.layout, cfg.decoder_channels, cfg.decoder_dropout)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) at any H, W >= 16 -> h (B, embed_dim)."""
+    def encode(self, x: Fields) -> torch.Tensor:
+        """(B, C, H, W) at any H, W >= 16 (or one such tensor per grid, late fusion) -> h (B, embed_dim)."""
         return self.fusion(x)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -42,11 +42,11 @@ class SpartaModel(nn.Module):
             raise RuntimeError("this model was built without a projector (with_projector=False)")
         return self.projector(h)
 
-    def decode(self, h: torch.Tensor) -> torch.Tensor:
-        """h -> (B, C, n_lat, n_lon) z-scored fields on the native grid."""
+    def decode(self, h: torch.Tensor) -> Fields:
+        """h -> (B, C, n_lat, n_lon) z-scored fields on the native grid (a list, one per grid, for several)."""
         return self.decoder(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Fields) -> torch.Tensor:
         return self.encode(x)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
