@@ -173,7 +173,8 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
     med = {k: _median(v) for k, v in times.items()}
     return {"size": size, "mode": mode, "grid": f"{n_lon}x{n_lat}", "channels": len(channels), "batch": batch,
             "input_hw": list(aug.input_hw), "precision": precision, "channels_last": channels_last,
-            "compiled": device.type == "cuda" if cfg.train.compile is None else cfg.train.compile, "source": "store" if store_path else "random", "steps": steps,
+            "compiled": device.type == "cuda" if cfg.train.compile is None else cfg.train.compile,
+            "source": "store" if store_path else "random", "steps": steps,
             "warmup": warmup, "median_s": med, "samples_per_s": batch / med["total"],
             "data_aug_fraction": (med["data"] + med["augment"]) / med["total"], "raw_s": times,
             "base_rss_mib": round(base_rss, 1), **_memory(device)}

@@ -43,7 +43,8 @@ class DataConfig(_Strict):
     variable_grids: dict[str, Annotated[str, StringConstraints(pattern=r"^\d+x\d+$")]] = Field(
         default_factory=dict, description="variables on a grid other than data.grid, e.g. "
         "{2m_temperature: 128x64}; each is encoded and decoded on its own grid (late fusion only)")
-    regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to the configured grid(s)")
+    regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to the "
+                         "configured grid(s)")
     synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
     synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
     seed: int = Field(0, description="seed of the synthetic generator")

@@ -231,7 +231,8 @@ class Trainer:
             inputs = [view_t, view_m, view_p]
             if stage.reconstruct_masked:
                 inputs.append(aug.mask(anchor, gen, lo, hi))
-            h = self.encode_fn(self._encoder_input(grids.cat(inputs)))  # one pass: norms see one batch, the encoder runs once
+            # one pass: norms see one batch, the encoder runs once
+            h = self.encode_fn(self._encoder_input(grids.cat(inputs)))
             n = grids.length(anchor)
             h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
             z = model.project(h[: 3 * n]).float()
