@@ -160,7 +160,8 @@ class TrainConfig(_Strict):
     plateau_patience: int = Field(10, ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="autocast dtype; auto: bf16 on a CUDA GPU that supports it, else fp32")
-    channels_last: bool | None = Field(None, description="NHWC memory format for the convolutions; None: on for CUDA")
+    channels_last: bool | None = Field(None, description="NHWC memory format for the convolutions, CUDA only; "
+                                       "None: on for CUDA")
     compile: bool | None = Field(None, description="torch.compile the encoder; None: on for CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)

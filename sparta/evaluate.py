@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sparta import grids, metrics, plots
-from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
+from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter, random_keep_mask
 from sparta.config import Config
 from sparta.data.store import DataError, PreparedStore, Store, split_bounds
 from sparta.grids import Fields
@@ -282,14 +282,11 @@ class Evaluation:
             "density_std": float(metrics.latent_density(std_ref(flat), std_ref(ref), ds.density_sigma)),
             "realism_std": float(metrics.realism_score(std_ref(flat), std_ref(ref), ds.realism_k)),
         }
-        first = grids.take(truth, slice(0, 1))
-        hidden = self.frozen.augmenter.mask(grids.each(torch.ones_like, first), generator(0),
-                                            ds.condition_mask, ds.condition_mask)
-        for part, true_g, hidden_g, gen_g in zip(self.frozen.store.parts, grids.as_list(first),
-                                                 grids.as_list(hidden), grids.as_list(mean_fields)):
+        gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
+        for part, true_g, gen_g in zip(self.frozen.store.parts, grids.as_list(truth), grids.as_list(mean_fields)):
             observed = true_g[0].clone()
-            if hidden_g.shape[-2:] == observed.shape[-2:]:  # native-grid inputs: show which points were hidden
-                observed[hidden_g[0] == 0] = float("nan")
+            keep = random_keep_mask(1, len(part.lat), len(part.lon), ds.condition_mask, ds.condition_mask, gen_mask)
+            observed[:, ~keep[0, 0]] = float("nan")
             plots.plot_reconstructions(true_g[0].numpy(), observed.numpy(), gen_g[0].numpy(), part.channels,
                                        part.lat, part.lon, self._figure("diffusion_reconstruction", part),
                                        f"{self._label()}: conditional diffusion, mean of {ds.diffusion_samples}")

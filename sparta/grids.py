@@ -14,11 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
-import torch
-
-A = TypeVar("A", torch.Tensor, np.ndarray)
-Fields = Any  # an array (N, C, H, W), or a list of them (one per grid)
+A = TypeVar("A")
+Fields = Any  # a numpy array or torch tensor (N, C, H, W), or a list of them (one per grid)
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,9 @@ def take(x: Fields, index) -> Fields:
 
 
 def cat(batches: Sequence[Fields]) -> Fields:
-    """Concatenate batches along the sample axis, grid by grid."""
+    """Concatenate tensor batches along the sample axis, grid by grid."""
+    import torch  # on use: the data layer imports this module and runs without torch
+
     if isinstance(batches[0], list):
         return [torch.cat(parts) for parts in zip(*batches)]
     return torch.cat(list(batches))
@@ -69,14 +68,16 @@ def length(x: Fields) -> int:
     return len(x[0]) if isinstance(x, list) else len(x)
 
 
-def split_channels(x: Fields) -> list[torch.Tensor]:
+def split_channels(x: Fields) -> list:
     """Every channel as its own ``(N, 1, H, W)`` tensor, in channel order (the late-fusion inputs)."""
     parts = x if isinstance(x, list) else [x]
     return [part[:, c:c + 1] for part in parts for c in range(part.shape[1])]
 
 
 def stack(samples: Sequence[Fields]) -> Fields:
-    """Stack samples along a new first axis, grid by grid."""
+    """Stack tensor samples along a new first axis, grid by grid."""
+    import torch  # on use, as in `cat`
+
     if isinstance(samples[0], list):
         return [torch.stack(parts) for parts in zip(*samples)]
     return torch.stack(list(samples))

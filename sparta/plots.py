@@ -48,18 +48,29 @@ def plot_training_curves(history: list[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
-# Fixed colours so one model looks the same in every figure; other names get a stable hashed colour.
-MODEL_COLORS = {"autoencoder": "tab:orange", "sparta": "tab:blue", "sparta-early": "tab:blue",
-                "sparta-attention": "tab:green", "sparta-gnn": "tab:purple"}
+# Fixed colours so one model looks the same in every figure, under its report label (sparta.report.VARIANTS)
+# and its evaluation label; other names get a stable hashed colour.
+MODEL_COLORS = {"autoencoder": "tab:orange",
+                "sparta - early-fusion hn + cycle": "tab:blue", "sparta (early)": "tab:blue",
+                "sparta - early-fusion": "tab:cyan", "sparta - early-fusion cycle": "tab:olive",
+                "sparta - early-fusion hn": "tab:brown",
+                "sparta - late-fusion, self-attention": "tab:green", "sparta (attention)": "tab:green",
+                "sparta - late-fusion, gnn": "tab:purple", "sparta (gnn)": "tab:purple"}
 BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
                    "climatology": {"color": "0.65", "linestyle": "--"}}
-_PALETTE = ("tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+_PALETTE = ("tab:red", "tab:pink", "tab:gray")
 METRIC_LABELS = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
 
 
 def model_color(name: str) -> str:
     """Colour of a model label, identical across figures and runs."""
     return MODEL_COLORS.get(name.lower()) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+
+
+def _legend_below(fig, ax) -> None:
+    """One legend under all panels, so it never hides a curve however many models there are."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
 
 
 def _panels(n: int, width: float = 4.0, height: float = 3.4):
@@ -178,7 +189,7 @@ def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, t
         ax.set_xlabel("lead time (days)")
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.set_title(METRIC_LABELS[metric].split(" ")[0])
-    axes[0].legend()
+    _legend_below(fig, axes[0])
     fig.suptitle(title)
     return save(fig, path)
 
@@ -212,7 +223,7 @@ def plot_robustness(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Pat
         ax.set_xlabel("mask ratio (%)")
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel.split(" (")[0])
-    axes[0].legend()
+    _legend_below(fig, axes[0])
     fig.suptitle("Robustness to sparsity")
     return save(fig, path)
 

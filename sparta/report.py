@@ -157,7 +157,7 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
         blocks += _run_figure(out, name, "loss_autoencoder.png", "training loss")
         blocks += _run_figure(out, name, "forecast_error_*.png", "forecast errors")
         blocks += _run_figure(out, name, "trajectories.png", "t-SNE trajectories of look-back windows")
-        blocks += _run_figure(out, name, "diffusion_reconstruction.png", "diffusion reconstruction")
+        blocks += _run_figure(out, name, "diffusion_reconstruction*.png", "diffusion reconstruction")
     return blocks
 
 

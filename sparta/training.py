@@ -129,6 +129,10 @@ def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[st
     if precision == "auto":
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     channels_last = cuda if t.channels_last is None else t.channels_last
+    if channels_last and not cuda:
+        raise TrainingError("train.channels_last=true needs a CUDA device: on CPU, oneDNN computed wrong weight "
+                            "gradients for strided 1x1 convolutions in channels_last (torch 2.13, measured); "
+                            "leave train.channels_last unset")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if cuda if t.compile is None else t.compile:
