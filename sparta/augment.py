@@ -360,7 +360,6 @@ class MultiGridAugmenter:
     """
 
     def __init__(self, cfg: AugmentConfig, layout: list[Grid]):
-        self.cfg = cfg
         self.parts = [Augmenter(cfg, grid.n_lat, grid.n_lon) for grid in layout]
 
     def encoder_input(self, x: list[Tensor]) -> list[Tensor]:

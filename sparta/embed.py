@@ -329,10 +329,6 @@ def _grid_dims(grid: Grid, layout: list[Grid]) -> tuple[str, str]:
 def _decode_fields(model: torch.nn.Module, h: Tensor, mean: Tensor, std: Tensor, device: torch.device) -> list[Tensor]:
     """Embeddings (N, D) -> physical fields (N, C, H, W) on CPU, one per grid, batch by batch."""
     out = [grids.each(lambda part: part.float().cpu(), model.decode(chunk.to(device))) for chunk in h.split(BATCH_SIZE)]
-    fields, first = [], 0
-    for x in grids.as_list(grids.cat(out)):
-        stop = first + x.shape[1]
-        scale, shift = std.numpy()[first:stop, None, None], mean.numpy()[first:stop, None, None]
-        fields.append(x * x.new_tensor(scale) + x.new_tensor(shift))
-        first = stop
-    return fields
+    pieces = zip(grids.per_grid(std.numpy(), model.layout), grids.per_grid(mean.numpy(), model.layout))
+    return [x * x.new_tensor(scale[:, None, None]) + x.new_tensor(shift[:, None, None])
+            for x, (scale, shift) in zip(grids.as_list(grids.cat(out)), pieces)]

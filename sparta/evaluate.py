@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from sparta import grids, metrics, plots
 from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter, random_keep_mask
 from sparta.config import Config
-from sparta.data.store import DataError, PreparedStore, Store, split_bounds
+from sparta.data.store import DataError, PreparedStore, Store, check_matches, split_bounds
 from sparta.grids import Fields
 from sparta.downstream.classify import evaluate_classifier, train_classifier
 from sparta.downstream.diffusion import generate, train_diffusion
@@ -89,14 +89,12 @@ def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
                 expect_digest: str | None = None) -> FrozenModel:
     dev = resolve_device(device)
     model, cfg, state = load_trained(checkpoint, dev, expect_digest)
-    store.check_matches(state["variables"], state["grid"])
+    check_matches(store, state["variables"], state["grid"])
     if not np.allclose(store.mean, state["mean"].numpy(), rtol=1e-5):
         log.warning("store %s has other normalisation statistics than the model; using the model's", store.path)
-        first = 0
-        for part in store.parts:
-            stop = first + len(part.channels)
-            part.mean, part.std = state["mean"].numpy()[first:stop], state["std"].numpy()[first:stop]
-            first = stop
+        means, stds = (grids.per_grid(state[k].numpy(), store.layout) for k in ("mean", "std"))
+        for part, mean, std in zip(store.parts, means, stds):
+            part.mean, part.std = mean, std
     return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev)
 
 

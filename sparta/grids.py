@@ -70,8 +70,7 @@ def length(x: Fields) -> int:
 
 def split_channels(x: Fields) -> list:
     """Every channel as its own ``(N, 1, H, W)`` tensor, in channel order (the late-fusion inputs)."""
-    parts = x if isinstance(x, list) else [x]
-    return [part[:, c:c + 1] for part in parts for c in range(part.shape[1])]
+    return [part[:, c:c + 1] for part in as_list(x) for c in range(part.shape[1])]
 
 
 def stack(samples: Sequence[Fields]) -> Fields:
@@ -81,6 +80,15 @@ def stack(samples: Sequence[Fields]) -> Fields:
     if isinstance(samples[0], list):
         return [torch.stack(parts) for parts in zip(*samples)]
     return torch.stack(list(samples))
+
+
+def per_grid(values: Sequence, layout: Sequence[Grid]) -> list:
+    """A per-channel sequence (e.g. normalisation statistics) cut into one piece per grid of ``layout``."""
+    pieces, first = [], 0
+    for grid in layout:
+        pieces.append(values[first:first + len(grid.channels)])
+        first += len(grid.channels)
+    return pieces
 
 
 def as_list(x: Fields) -> list:

@@ -253,9 +253,6 @@ class PreparedStore:
             mean, std = x.new_tensor(mean), x.new_tensor(std)
         return x * std + mean
 
-    def check_matches(self, variables: list[str], grid: str) -> None:
-        check_matches(self, variables, grid)
-
 
 @dataclass
 class MixedStore:
@@ -328,9 +325,6 @@ class MixedStore:
 
     def denormalise(self, x: list) -> list:
         return [part.denormalise(p) for part, p in zip(self.parts, x)]
-
-    def check_matches(self, variables: list[str], grid: str) -> None:
-        check_matches(self, variables, grid)
 
 
 Store = PreparedStore | MixedStore
