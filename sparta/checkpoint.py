@@ -9,6 +9,8 @@ channel normalisation, so a model can be used (and checked) without its run dire
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,17 @@ def load_checkpoint(path: str | Path, expect_digest: str | None = None) -> dict[
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle safely means "not usable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err)
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in text:
+            # The safe loader met a Python object other than tensors and primitives (a class or function to
+            # call while loading): such a file can run code when loaded, so it is refused and never loaded.
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what = f" ({found[1]})" if found else ""
+            raise CheckpointError(f"'{path}' is unsafe: besides tensors and numbers it holds pickled Python "
+                                  f"objects{what}, which could run code when loaded, so SPARTA refuses to load it; "
+                                  "SPARTA checkpoints never contain any: use a checkpoint written by "
+                                  "`sparta train`, or train again") from None
+        first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(err).__name__
         raise CheckpointError(f"'{path}' is truncated, corrupt or not a SPARTA checkpoint ({first[:160]})") from None
     if not isinstance(data, dict) or data.get("magic") != _MAGIC:
         raise CheckpointError(f"'{path}' is not a SPARTA checkpoint")

@@ -50,6 +50,13 @@ def _user_errors(fn):
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except OSError as err:  # an output (or input) path that cannot be written or read: say which, and the fix
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            from sparta.outputs import os_error_message
+
+            console.print(f"[bold red]error:[/] {escape(os_error_message(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -109,12 +116,15 @@ def train(
         if dist.is_main():  # rank 0 creates the run and prepares the data; the others wait, then open them
             run = Run.open(resume) if resume else Run.create(cfg, out, overwrite=overwrite)
             console.print(f"run directory: [bold]{run.path}[/]")
+            if resume and not run.has_checkpoints:
+                console.print(f"run {run.path} has no checkpoint yet (it stopped before its first epoch "
+                              "finished): training it from the start with its saved config")
             store = open_or_prepare(run.config.data, progress)
         dist.barrier()
         if not dist.is_main():
             run = Run.open(resume or out)
             store = open_or_prepare(run.config.data, progress=False)
-        Trainer(run, store, progress=progress).fit(resume=resume is not None)
+        Trainer(run, store, progress=progress).fit(resume=resume is not None and run.has_checkpoints)
         main_process = dist.is_main()
     finally:
         dist.shutdown()
@@ -153,8 +163,11 @@ def evaluate(
     from sparta.runs import Run
     from sparta.tables import paper_tables
 
+    from sparta.outputs import check_output_dir
+
     run = Run.open(run_dir)
-    store = open_or_prepare(run.config.data, progress)
+    check_output_dir(run.path, "run directory")  # metrics and figures go there
+    store = open_or_prepare(run.config.data, progress, prepare=False)
     results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
     label = "Autoencoder" if results["method"] == "autoencoder" else f"SPARTA ({results['fusion']})"
     tables = "\n".join(t.markdown() for t in paper_tables({label: results}, ("rrmse", "ssim", "psnr")))
@@ -178,8 +191,10 @@ def reproduce(
     Variants: autoencoder, sparta, sparta-none, sparta-cycle, sparta-hn, sparta-attention, sparta-gnn.
     Re-running continues where an interrupted run stopped.
     """
+    from sparta.outputs import check_report_outputs
     from sparta.reproduce import reproduce as run_grid
 
+    check_report_outputs(out)  # before hours of training: the report must be writable there
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     md, page = run_grid(preset, out, names, overrides, progress)
     console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
@@ -189,8 +204,12 @@ def reproduce(
 @_user_errors
 def report(out: Annotated[Path, typer.Argument(help="a `sparta reproduce` output directory")]) -> None:
     """Rebuild report.md and report.html from saved metrics and figures, without retraining."""
+    from sparta.outputs import check_report_outputs
     from sparta.report import build_report
 
+    if not out.is_dir():
+        raise DataError(f"'{out}' is not a directory of `sparta reproduce` results; pass the --out of reproduce")
+    check_report_outputs(out)
     md, page = build_report(out)
     console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
 

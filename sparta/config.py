@@ -45,6 +45,10 @@ class DataConfig(_Strict):
         "{2m_temperature: 128x64}; each is encoded and decoded on its own grid (late fusion only)")
     regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to the "
                          "configured grid(s)")
+    assume_units: bool = Field(False, description="accept variables whose CF units are missing or unknown as "
+                               "already in SPARTA's units (K, m**2 s**-2, kg kg**-1, m s**-1, ...)")
+    member: int | Literal["mean"] | None = Field(None, description="ensemble sources (a 'number' dimension): the "
+                                                 "member to use, or 'mean' for the ensemble mean")
     synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
     synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
     seed: int = Field(0, description="seed of the synthetic generator")
@@ -205,6 +209,28 @@ class DownstreamConfig(_Strict):
         return self
 
 
+#: The smallest encoder input per axis, by model.stem (sparta.models.resnet: 16 with the paper's stem, 4 with cifar).
+MIN_ENCODER_INPUT = {"imagenet": 16, "cifar": 4}
+
+
+def _too_small_grids(data: DataConfig, augment: AugmentConfig, stem: str) -> str | None:
+    """Why a grid of ``data`` is too small for the encoder (its input: the grid x crop_factor in paper mode)."""
+    least = MIN_ENCODER_INPUT.get(stem, 16)
+    scale = augment.crop_factor if augment.mode == "paper" else 1.0
+    for grid in dict.fromkeys([data.grid, *data.variable_grids.values()]):
+        n_lon, n_lat = (int(n) for n in grid.split("x"))
+        size = (round(n_lon * scale), round(n_lat * scale))
+        if min(size) >= least:
+            continue
+        need = next(n for n in range(1, least + 1) if round(n * scale) >= least)
+        where = (f"with augment.mode=paper its input is the grid x crop_factor {scale:g} = {size[0]}x{size[1]}"
+                 if augment.mode == "paper" else f"with augment.mode={augment.mode} its input is the grid itself")
+        return (f"data grid {grid} is too small for the encoder: the ResNet (model.stem={stem}) needs at least "
+                f"{least} points per axis at its input, and {where}; use a grid of at least {need} points per "
+                f"axis (e.g. data.grid={max(need, n_lon)}x{max(need, n_lat)} with data.regrid=true)")
+    return None
+
+
 class Config(_Strict):
     method: Literal["sparta", "autoencoder"] = "sparta"
     preset: str = "paper"
@@ -222,6 +248,10 @@ class Config(_Strict):
             raise ValueError(
                 f"train.batch_size={self.train.batch_size} must be a multiple of 3 with sampler.hard_negatives=true "
                 "(batches are anchor/soft/hard triplets), e.g. 126")
+        small = None if self.method == "pca" else _too_small_grids(self.data, self.augment,
+                                                                    getattr(self.model, "stem", "imagenet"))
+        if small:  # the EOF baseline has no encoder
+            raise ValueError(small)
         if self.data.mixed_grids and self.model.fusion == "early":
             grids = ", ".join(f"{grid}: {', '.join(v)}" for grid, v in self.data.grouped_variables().items())
             raise ValueError(
@@ -290,6 +320,8 @@ def _format_error(err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "config"
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown config key '{key}'")
+        elif e["type"] == "value_error" and not e["loc"]:  # a whole-config check: its message says it all
+            lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
         else:
             lines.append(f"invalid value for '{key}': {e['msg']}")
     return "; ".join(lines)

@@ -20,6 +20,7 @@ units. Models load only through the safe checkpoint loader; files are read with 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -36,13 +37,16 @@ from sparta.checkpoint import CheckpointError
 from sparta.data.store import DataError, PreparedStore, Store, open_store
 from sparta.grids import Grid
 from sparta.data.synthetic import grid_coords
+from sparta.data.units import UNITS
 from sparta.evaluate import load_frozen
+from sparta.outputs import check_output_file, foreign_entries, listing
 from sparta.runs import Run
 from sparta.training import load_trained, resolve_device
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".zarr", ".nc")
+TITLES = ("SPARTA embeddings", "SPARTA decoded fields")
 CHECKPOINTS = ("best", "last")
 BATCH_SIZE = 256
 _PICKLE_CODEC = re.compile(r'"(id|name)"\s*:\s*"(numcodecs\.)?pickle"')
@@ -78,20 +82,65 @@ def _checkpoint_path(run_dir: str | Path, checkpoint: str) -> tuple[Run, Path]:
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output that cannot be written, or one that exists (without ``overwrite``, or when SPARTA did
+    not write it: --overwrite replaces only SPARTA's own embeddings and decoded files)."""
     if out.suffix not in SUFFIXES:
         raise DataError(f"output '{out}' must end in .zarr or .nc (got '{out.suffix or 'no suffix'}')")
-    if out.exists() and not overwrite:
+    check_output_file(out)
+    if not out.exists():
+        return
+    if not overwrite:
         raise DataError(f"output '{out}' already exists; choose another --out or pass --overwrite to replace it")
+    foreign = _not_written_by_sparta(out)
+    if foreign:
+        raise DataError(f"output '{out}' was not written by SPARTA ({foreign}); --overwrite replaces only SPARTA's "
+                        "embeddings and decoded files, never other files: choose another --out")
+
+
+def _not_written_by_sparta(out: Path) -> str | None:
+    """Why ``out`` is not an embeddings or decoded-fields file SPARTA wrote (None when it is one)."""
+    if out.suffix == ".zarr":
+        if not out.is_dir():
+            return "a file, not a zarr directory"
+        try:
+            title = json.loads((out / ".zattrs").read_text()).get("title")
+        except (OSError, ValueError, AttributeError):
+            return "no zarr attributes with a SPARTA title"
+        if title not in TITLES:
+            return f"its title is {title!r}"
+
+        def owned(entry: Path) -> bool:
+            if entry.parent == out:
+                return entry.name in (".zattrs", ".zgroup", ".zmetadata") or (entry / ".zarray").is_file()
+            return entry.name in (".zarray", ".zattrs") or bool(re.fullmatch(r"[0-9.]+", entry.name))
+
+        foreign = foreign_entries(out, owned)
+        return f"it also holds {listing(foreign)}" if foreign else None
+    if out.is_dir():
+        return "a directory"
+    try:
+        with xr.open_dataset(out, engine="netcdf4") as ds:
+            title = ds.attrs.get("title")
+    except Exception:  # noqa: BLE001 - unreadable as netCDF: certainly not ours
+        return "not a netCDF file"
+    return None if title in TITLES else f"its title is {title!r}"
 
 
 def _write(ds: xr.Dataset, out: Path) -> None:
     """Write ``ds`` to a temporary sibling, then move it into place (no half-written outputs)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    if out.suffix == ".zarr":
-        ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)  # v2: readable by every zarr
-    else:
-        ds.to_netcdf(tmp, engine="netcdf4")
+    try:
+        if out.suffix == ".zarr":
+            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)  # v2: readable by every zarr
+        else:
+            ds.to_netcdf(tmp, engine="netcdf4")
+    except BaseException:  # a full disk, Ctrl-C: nothing half-written stays behind
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
     if out.is_dir():
         shutil.rmtree(out)
     elif out.exists():
@@ -231,6 +280,8 @@ def embed(
         data_vars,
         coords={"time": store.times.astype("datetime64[ns]"), "feature": np.arange(h.shape[1]),
                 "channel": list(store.channels),
+                "channel_units": ("channel", _channel_units(store.variables, store.channels, store.units),
+                                  {"long_name": "CF units of each channel's physical values"}),
                 **{dim: values for part in store.parts
                    for dim, values in zip(_grid_dims(part.layout[0], store.layout), (part.lat, part.lon))}},
         attrs={
@@ -248,11 +299,15 @@ def embed(
             "grid": store.grid,
             "data_store": str(Path(store.path).resolve()),
             "data_source": store.source,
+            "time_aggregation": store.time_aggregation,
             "normalisation": "z = (x - norm_mean) / norm_std per channel; masked points are 0",
             **masking,
         },
     )
-    ds["embedding"].attrs["long_name"] = "SPARTA embedding h"
+    ds["embedding"].attrs.update(long_name="SPARTA embedding h", units="1")
+    for name in ("norm_mean", "norm_std"):
+        ds[name].attrs.update(long_name=f"{name[5:]} of each channel used for the z-score",
+                              units="per channel: see channel_units")
     _write(ds, out)
     return ds
 
@@ -280,6 +335,9 @@ def decode(
         h = torch.from_numpy(np.asarray(ds["embedding"].values, dtype=np.float32))
         times = ds["time"].values
         coords = {name: ds[name].values for name in ds.coords if str(name).startswith(("lat", "lon"))}
+        file_units = (dict(zip(map(str, ds["channel"].values), map(str, ds["channel_units"].values)))
+                      if "channel_units" in ds.coords else {})
+        aggregation = ds.attrs.get("time_aggregation")
     run, path = _checkpoint_path(run_dir, str(attrs.get("checkpoint", "best")))
     dev = resolve_device(device)
     model, cfg, state = load_trained(path, dev)
@@ -297,6 +355,7 @@ def decode(
     layout = model.layout
     data_vars, out_coords = {}, {"time": times}
     specs = dict(zip(state["channels"], state["variables"]))
+    units = dict(zip(state["channels"], _channel_units(state["variables"], state["channels"], file_units or None)))
     for grid, fields in zip(layout, _decode_fields(model, h, state["mean"], state["std"], dev)):
         lat_dim, lon_dim = _grid_dims(grid, layout)
         lat, lon = coords.get(lat_dim), coords.get(lon_dim)
@@ -304,17 +363,31 @@ def decode(
             lat, lon = grid_coords(grid.name)
         out_coords.update({lat_dim: lat, lon_dim: lon})
         for c, name in enumerate(grid.channels):
-            data_vars[name] = (("time", lat_dim, lon_dim), fields[:, c].numpy(), {"long_name": specs[name]})
+            var_attrs = {"long_name": specs[name], "units": units[name]}
+            if aggregation and aggregation.startswith(("daily mean", "instantaneous")):
+                var_attrs["cell_methods"] = "time: mean" if aggregation.startswith("daily mean") else "time: point"
+            data_vars[name] = (("time", lat_dim, lon_dim), fields[:, c].numpy(), var_attrs)
     result = xr.Dataset(
         data_vars,
         coords=out_coords,
         attrs={"title": "SPARTA decoded fields", "sparta_version": __version__, "run": str(run.path.resolve()),
                "checkpoint": attrs.get("checkpoint", "best"), "config_digest": cfg.digest(),
                "weights_digest": attrs["weights_digest"], "grid": state["grid"],
-               "embeddings": str(embeddings.resolve()), "masking": attrs.get("masking", "none")},
+               "embeddings": str(embeddings.resolve()), "masking": attrs.get("masking", "none"),
+               **({"time_aggregation": aggregation} if aggregation else {})},
     )
     _write(result, out)
     return result
+
+
+def _channel_units(variables: list[str], channels: list[str], known: dict[str, str] | None) -> list[str]:
+    """Each channel's CF units: as recorded (store or embeddings file), else SPARTA's unit of the variable
+    (every store holds SPARTA's units, see sparta.data.units), else 'unknown'."""
+    out = []
+    for spec, channel in zip(variables, channels):
+        name = spec.partition("@")[0]
+        out.append((known or {}).get(channel) or UNITS.get(name, ("unknown",))[0])
+    return out
 
 
 def _grid_dims(grid: Grid, layout: list[Grid]) -> tuple[str, str]:

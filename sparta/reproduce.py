@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def _train(path: Path, cfg, store, progress: bool) -> Run:
     if (path / "config.yaml").exists():
         run = Run.open(path)
-        if run.config != cfg:
+        if not run.same_config(cfg):  # data paths compared as places: a run keeps them relative to itself
             raise RunError(f"'{path}' was trained with another config; use another --out or delete it")
         if not run.is_complete:
             Trainer(run, store, progress=progress).fit(resume=run.last.exists())

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import csv
+import glob
 import io
-import shutil
+import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +24,60 @@ from pathlib import Path
 import yaml
 
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
-from sparta.config import Config, load_config_file
+from sparta.config import Config, ConfigError, load_config_file
+from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
+
+log = logging.getLogger(__name__)
+
+#: What a run writes: these top-level files, and these directories with files of these suffixes.
+RUN_FILES = ("config.yaml", "metrics.csv", "COMPLETE")
+RUN_DIRS = {"checkpoints": (".pt",), "figures": (".png", ".pdf", ".svg"),
+            "evaluation": (".json", ".csv", ".md", ".npy", ".npz", ".png")}
+_REMOTE = ("gs://", "gcs://", "s3://", "http://", "https://")
 
 
 class RunError(ValueError):
     """A run directory cannot be created or resumed as asked."""
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp-" in name  # atomic_write_bytes's temporary files
+
+
+def _owned_by_run(root: Path):
+    def owned(entry: Path) -> bool:
+        parts = entry.relative_to(root).parts
+        if len(parts) == 1:
+            if entry.is_dir() and not entry.is_symlink():
+                return entry.name in RUN_DIRS
+            return entry.name in RUN_FILES or _is_temporary(entry.name)
+        if entry.is_dir() or len(parts) != 2:
+            return False
+        return entry.suffix in RUN_DIRS[parts[0]] or entry.name == "COMPLETE" or _is_temporary(entry.name)
+    return owned
+
+
+def is_run_directory(path: Path) -> bool:
+    """Whether ``path`` is a SPARTA run: its config.yaml is a valid SPARTA config."""
+    try:
+        raw = yaml.safe_load((path / "config.yaml").read_text())
+        if not isinstance(raw, dict) or not {"method", "data", "model", "train"} <= raw.keys():
+            return False
+        load_config_file(path / "config.yaml")
+    except (OSError, ConfigError, ValueError, yaml.YAMLError):
+        return False
+    return True
+
+
+def _local_path(value: str) -> bool:
+    return value != "synthetic" and not value.startswith(_REMOTE)
+
+
+def _relative_to_run(value: str, run: Path) -> str:
+    """A relative path given from the current directory, rewritten relative to the run directory."""
+    if not _local_path(value) or Path(value).is_absolute():
+        return value
+    return os.path.relpath(Path(value).absolute(), run.absolute())
 
 
 @dataclass
@@ -60,34 +111,85 @@ class Run:
 
     @staticmethod
     def default_path(cfg: Config, root: str | Path = "runs") -> Path:
-        label = cfg.method if cfg.method == "autoencoder" else f"sparta-{cfg.model.fusion}"
+        label = cfg.method if cfg.method != "sparta" else f"sparta-{cfg.model.fusion}"
         return Path(root) / f"{label}-{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
 
     @classmethod
     def create(cls, cfg: Config, path: str | Path | None = None, overwrite: bool = False) -> Run:
-        path = Path(path) if path else cls.default_path(cfg)
+        """A new run directory at ``path``. An existing one is replaced only with ``overwrite``, only when it is
+        a SPARTA run, and then only the files a run writes; anything else there makes this refuse.
+
+        Relative ``data.store`` / ``data.source`` paths are written into config.yaml relative to the run
+        directory, so the run finds its data from any working directory (:meth:`open`).
+        """
+        path = check_output_dir(Path(path) if path else cls.default_path(cfg))
         if path.exists() and any(path.iterdir()):
+            owned = _owned_by_run(path)
+            foreign = foreign_entries(path, owned)
+            if not is_run_directory(path):
+                raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(foreign)}); "
+                               "SPARTA never deletes or overwrites files it did not write: choose a new or "
+                               "empty directory for --out")
             if not overwrite:
                 raise RunError(f"run directory '{path}' already exists; continue it with --resume {path}, "
                                "choose another --out, or pass --overwrite to replace it")
-            shutil.rmtree(path)
+            if foreign:
+                raise RunError(f"run directory '{path}' also holds files SPARTA did not write "
+                               f"({listing(foreign)}); --overwrite replaces only a run's own files: move "
+                               "those out, or choose another --out")
+            remove_owned(path, owned)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, cfg)
-        atomic_write_bytes(path / "config.yaml", lambda fh: fh.write(cfg.to_yaml().encode()))
+        data = {"store": _relative_to_run(cfg.data.store, path), "source": _relative_to_run(cfg.data.source, path)}
+        saved = cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
+        atomic_write_bytes(path / "config.yaml", lambda fh: fh.write(saved.to_yaml().encode()))
         return run
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
+        """Open a run; relative data paths in its config are taken relative to the run directory.
+
+        Runs written before that rule kept them relative to the directory they were started from:
+        such a path is used from the current directory when only there it names an existing store.
+        """
         path = Path(path)
         if not (path / "config.yaml").is_file():
-            raise RunError(f"'{path}' is not a SPARTA run directory (no config.yaml)")
-        return cls(path, load_config_file(path / "config.yaml"))
+            hint = ("it is a file" if path.is_file() else "no config.yaml") if path.exists() else "it does not exist"
+            raise RunError(f"'{path}' is not a SPARTA run directory ({hint}); pass the directory that holds "
+                           "the run's config.yaml")
+        cfg = load_config_file(path / "config.yaml")
+        store, source = cfg.data.store, cfg.data.source
+        if not Path(store).is_absolute():
+            in_run, here = path.absolute() / store, Path(store).absolute()
+            if not (in_run / "meta.json").exists() and (here / "meta.json").exists():
+                log.info("data.store '%s' of run %s is used from the current directory (%s)", store, path, here)
+                in_run = here
+            store = os.path.normpath(in_run)
+        if _local_path(source) and not Path(source).is_absolute() and glob.glob(str(path.absolute() / source)):
+            source = os.path.normpath(path.absolute() / source)
+        return cls(path, cfg.model_copy(update={"data": cfg.data.model_copy(update={"store": store,
+                                                                                     "source": source})}))
+
+    def same_config(self, cfg: Config) -> bool:
+        """Whether ``cfg`` is this run's config, its data paths compared as the places they name."""
+        def places(c: Config) -> dict:
+            dump = c.model_dump(mode="json")
+            for key in ("store", "source"):
+                if _local_path(dump["data"][key]):
+                    dump["data"][key] = os.path.normpath(Path(dump["data"][key]).absolute())
+            return dump
+        return places(self.config) == places(cfg)
 
     def require_last(self) -> Path:
         if not self.last.is_file():
-            raise CheckpointError(f"run '{self.path}' has no checkpoint to resume from ({self.last} is missing); "
-                                  "start it again without --resume")
+            raise CheckpointError(f"run '{self.path}' has no checkpoint yet ({self.last} is missing: it stopped "
+                                  f"before its first epoch finished); `sparta train --resume {self.path}` trains "
+                                  "it from the start with its saved config")
         return self.last
+
+    @property
+    def has_checkpoints(self) -> bool:
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt"))
 
     def require_best(self) -> Path:
         if not self.best.is_file():

@@ -378,8 +378,8 @@ class Trainer:
             state = (f"{self.run.last} holds stage {done['stage']} epoch {done['epoch']}; "
                      f"resume with `sparta train --resume {self.run.path}`")
         else:
-            state = (f"no epoch was complete, so there is no checkpoint; start again with "
-                     f"`sparta train ... --out {self.run.path} --overwrite`")
+            state = (f"no epoch was complete, so there is no checkpoint yet; `sparta train --resume {self.run.path}` "
+                     "trains it from the start with its saved config")
         return TrainingInterrupted(f"{name}: interrupted {where}; {state}", signum)
 
     # ---------------------------------------------------------------- checkpoints

@@ -12,6 +12,7 @@ import xarray as xr
 from sparta.data.cds import normalise, regrid_conservative
 from sparta.data.store import DataError, PreparedStore
 from sparta.data.synthetic import grid_coords
+from sparta.data.units import UNITS
 from sparta.data.weatherbench import open_source, prepare, select_fields
 
 VARIABLES = ["2m_temperature", "geopotential@850", "u_component_of_wind@850",
@@ -49,7 +50,10 @@ def cds_old(lat: np.ndarray = LAT[::-1], lon: np.ndarray = LON - 180, step_hours
             data[name] = (("time", "level", "latitude", "longitude"), stacked)
     coords = {"time": times, "level": np.array(LEVELS, dtype=np.int32), "latitude": lat.astype(np.float32),
               "longitude": lon.astype(np.float32)}
-    return xr.Dataset(data, coords=coords)
+    ds = xr.Dataset(data, coords=coords)
+    for name in names:  # CDS files carry CF units
+        ds[name].attrs["units"] = UNITS[LONG[SHORT.index(name)]][0]
+    return ds
 
 
 def cds_new(ds: xr.Dataset) -> xr.Dataset:
@@ -142,7 +146,7 @@ def test_fill_values_become_nan_and_are_reported(tmp_path: Path) -> None:
     ds = cds_old()
     t2m = ds["t2m"].values.copy()
     t2m[30, :2, 5] = np.nan  # 2000-01-02 06 UTC, two points: written as _FillValue -32767
-    path = write_packed(ds.assign(t2m=(ds["t2m"].dims, t2m)), tmp_path / "holes.nc")
+    path = write_packed(ds.assign(t2m=ds["t2m"].copy(data=t2m)), tmp_path / "holes.nc")
     assert (xr.open_dataset(path, mask_and_scale=False)["t2m"].values == -32767).sum() == 2
     with pytest.raises(DataError, match=r"non-finite values .*t2m: 2 values on 1 day\(s\) from 2000-01-02"):
         prepare(str(path), tmp_path / "out", VARIABLES, "64x32", progress=False)
@@ -311,9 +315,20 @@ def test_missing_variable_and_level(tmp_path: Path) -> None:
 
 def test_ensembles_and_mixed_formats_are_refused(tmp_path: Path) -> None:
     ds = cds_old(step_hours=6, names=("t2m",))
-    members = xr.concat([ds, ds], dim=xr.DataArray([0, 1], dims="number", name="number"))
-    with pytest.raises(DataError, match="2 ensemble members .*select one member"):
+    shifted = ds.copy(deep=True)
+    shifted["t2m"] += 2.0  # member 1 is member 0 + 2 K (in place: the units attribute stays)
+    members = xr.concat([ds, shifted], dim=xr.DataArray([0, 1], dims="number", name="number"))
+    with pytest.raises(DataError, match=r"2 ensemble members \(dimension 'number': 0, 1\); choose one with "
+                                        r"data.member=N or average them with data.member=mean"):
         select_fields(members, ["2m_temperature"], "64x32")
+    first = select_fields(members, ["2m_temperature"], "64x32", member=0).values
+    np.testing.assert_allclose(select_fields(members, ["2m_temperature"], "64x32", member=1).values, first + 2.0)
+    np.testing.assert_allclose(select_fields(members, ["2m_temperature"], "64x32", member="mean").values,
+                               first + 1.0, rtol=1e-6)
+    with pytest.raises(DataError, match="data.member=5 is not in the source; its members are 0, 1"):
+        select_fields(members, ["2m_temperature"], "64x32", member=5)
+    with pytest.raises(DataError, match="data.member=0 is set, but the source has no ensemble dimension"):
+        select_fields(ds, ["2m_temperature"], "64x32", member=0)
     nc, grib = tmp_path / "a.nc", tmp_path / "b.grib"
     ds.to_netcdf(nc)
     grib.write_bytes(b"")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from sparta.checkpoint import load_checkpoint
 from sparta.cli import app
 from sparta.config import Config, load_config
+from sparta.data import open_or_prepare
 from sparta.data.store import PreparedStore
 from sparta.data.synthetic import synthetic_era5
 from sparta.runs import Run
@@ -87,8 +88,8 @@ def test_signal_mid_epoch_keeps_the_last_complete_epoch(tmp_path, micro_store, m
 def test_signal_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, micro_store, monkeypatch):
     run = Run.create(_config(micro_store), tmp_path / "run")
     _signal_at_call(monkeypatch, 1)
-    with pytest.raises(TrainingInterrupted, match=r"no epoch was complete, so there is no checkpoint; start again "
-                                                  r"with `sparta train \.\.\. --out .* --overwrite`"):
+    with pytest.raises(TrainingInterrupted, match=r"no epoch was complete, so there is no checkpoint yet; "
+                                                  r"`sparta train --resume .*` trains it from the start"):
         Trainer(run, micro_store, progress=False).fit()
     assert not run.last.exists()
 
@@ -279,6 +280,7 @@ def test_too_few_days_for_the_sampler(tmp_path, short_source):
 
 def test_too_few_days_for_the_forecast_windows(tmp_path, short_source, reference):
     cfg = load_config("micro", [f"data.source={short_source}", f"data.store={tmp_path / 'store'}", *EPOCHS])
+    open_or_prepare(cfg.data, progress=False)  # evaluate never prepares a run's store itself
     run = Run.create(cfg, tmp_path / "run")
     run.checkpoints.mkdir()
     shutil.copy(reference.best, run.best)  # the same model, variables and grid: only the record is short
@@ -326,8 +328,6 @@ def test_evaluate_refuses_a_checkpoint_of_another_config(tmp_path, micro_store, 
 
 def test_resume_with_a_foreign_or_broken_checkpoint(tmp_path, micro_store, reference):
     run = Run.create(_config(micro_store, "model.width=8"), tmp_path / "run")
-    _fails(["train", "--resume", run.path], f"run '{run.path}' has no checkpoint to resume from",
-           "start it again without --resume")
     run.checkpoints.mkdir()
     shutil.copy(reference.last, run.last)
     _fails(["train", "--resume", run.path, "--no-progress"], "was made with another model/config (digest")

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from sparta.data.store import DataError, PreparedStore
+from sparta.data.units import UNITS
 from sparta.data.weatherbench import open_source, prepare, select_fields, to_daily
 
 VARIABLES = ["2m_temperature", "geopotential@850", "u_component_of_wind@850",
@@ -41,7 +42,10 @@ def wb2_dataset(days: int = 40, start: str = "2000-01-01T00", n_lon: int = 64, n
         stacked = np.stack([_value(k, lev, hours, lon, lat) for lev in levels], axis=1)
         data[name] = (("time", "level", "longitude", "latitude"), stacked)
     coords = {"time": times, "level": np.array(levels, dtype=np.int64), "longitude": lon, "latitude": lat}
-    return xr.Dataset(data, coords=coords)
+    ds = xr.Dataset(data, coords=coords)
+    for name in WB2_NAMES:  # WeatherBench2 stores carry CF units
+        ds[name].attrs["units"] = UNITS[name][0]
+    return ds
 
 
 def expected_daily(ds: xr.DataArray | xr.Dataset, per_day: int = 4) -> np.ndarray:
@@ -149,7 +153,9 @@ def test_daily_means_equal_hand_computed(base: xr.Dataset) -> None:
 def test_daily_input_is_unchanged() -> None:
     ds = wb2_dataset(days=10, n_lon=8, n_lat=4, step_hours=24)
     da = select_fields(ds, VARIABLES, "8x4")
-    assert to_daily(da) is da
+    daily = to_daily(da)
+    xr.testing.assert_equal(daily, da)  # the same values and coordinates, only labelled
+    assert daily.attrs["time_aggregation"].startswith("daily values as given")
 
 
 def test_incomplete_days_at_the_ends_are_dropped() -> None:
@@ -241,7 +247,7 @@ def test_nans_are_reported_with_count_channel_and_date(tmp_path: Path) -> None:
     q = ds["specific_humidity"].values.copy()
     q[4 * 5 + 1, 1, :3, 0] = np.nan  # one 6-hourly sample on 2000-01-06 at 850 hPa, 3 grid points
     q[4 * 5 + 1, 0, :, :] = np.nan  # 500 hPa is not selected: ignored
-    ds["specific_humidity"] = (ds["specific_humidity"].dims, q)
+    ds["specific_humidity"] = ds["specific_humidity"].copy(data=q)
     source = write_zarr(ds, tmp_path / "nan.zarr")
     with pytest.raises(DataError, match=r"non-finite values .*q850: 3 values on 1 day\(s\) from 2000-01-06"):
         prepare(source, tmp_path / "out", VARIABLES, "8x4", progress=False)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from sparta.config import DataConfig
-from sparta.data.store import DataError, PreparedStore, Store, open_store, write_mixed_meta
+from sparta.data.store import DataError, PreparedStore, Store, claim_store_directory, open_store, write_mixed_meta
 from sparta.data.variables import parse_variables
 from sparta.grids import Grid, layout_label
 
@@ -21,20 +21,20 @@ def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True
     once per grid, each time for that grid's variables. An existing store is never replaced
     silently: runs may have been trained on it.
     """
-    out = Path(out)
-    if (out / "meta.json").exists() and not overwrite:
-        raise DataError(f"'{out}' already holds a prepared store; pass --overwrite to replace it, "
-                        "or choose another --out")
+    # Refuses a directory that is not a SPARTA store, even with overwrite; written to only once the source reads.
+    out = claim_store_directory(out, overwrite, create=False)
     groups = data.grouped_variables()
     if len(groups) == 1:
-        return _prepare_grid(data, out, data.variables, data.grid, progress)
+        return _prepare_grid(data, out, data.variables, data.grid, progress, overwrite=True)
+    claim_store_directory(out, overwrite)
     (out / "meta.json").unlink(missing_ok=True)  # the store is complete again only once every grid is written
-    parts = [_prepare_grid(data, out / f"grid-{grid}", variables, grid, progress)
+    parts = [_prepare_grid(data, out / f"grid-{grid}", variables, grid, progress, overwrite=True)
              for grid, variables in groups.items()]
     return write_mixed_meta(out, parts, parts[0].source)
 
 
-def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, progress: bool) -> PreparedStore:
+def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, progress: bool,
+                  overwrite: bool = False) -> PreparedStore:
     from sparta.data.weatherbench import prepare
 
     if data.source == "synthetic":
@@ -45,7 +45,8 @@ def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, 
         source.attrs["source"] = synthetic_label(data)
     else:
         source = data.source
-    return prepare(source, out, variables, grid, data.split, progress=progress, regrid=data.regrid)
+    return prepare(source, out, variables, grid, data.split, progress=progress, regrid=data.regrid,
+                   assume_units=data.assume_units, member=data.member, overwrite=overwrite)
 
 
 def expected_layout(data: DataConfig) -> tuple[list[str], str]:
@@ -60,9 +61,18 @@ def synthetic_label(data: DataConfig) -> str:
     return f"synthetic(start={data.synthetic_start}, years={data.synthetic_years}, seed={data.seed})"
 
 
-def open_or_prepare(data: DataConfig, progress: bool = True) -> Store:
-    """Open the configured store, preparing it from ``data.source`` first if it does not exist yet."""
+def open_or_prepare(data: DataConfig, progress: bool = True, prepare: bool = True) -> Store:
+    """Open the configured store, preparing it from ``data.source`` first if it does not exist yet.
+
+    With ``prepare=False`` (a trained run's store: evaluating must not quietly rebuild a record
+    elsewhere) a missing store is refused, naming it.
+    """
     path = Path(data.store)
+    if not (path / "meta.json").exists() and not prepare:
+        raise DataError(f"the run's prepared store '{path}' does not exist (data.store in the run's config.yaml, "
+                        "relative paths are taken from the run directory); prepare it again with the run's data "
+                        f"settings (`sparta data prepare --source {data.source} --out {path}` and the run's data.* "
+                        "values), or set data.store in config.yaml to where the store is")
     if not (path / "meta.json").exists():
         log.info("prepared store %s not found: preparing it from %s", path, data.source)
         store = prepare_from_config(data, path, progress)

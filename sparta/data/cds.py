@@ -42,7 +42,7 @@ def normalise(ds: xr.Dataset) -> xr.Dataset:
     """Rename a CDS netCDF (old or 2024+ convention) or cfgrib dataset to the WeatherBench2 schema.
 
     Dims become ``time`` and ``level`` (hPa), short names become long ones, a single ensemble
-    member is squeezed, ERA5/ERA5T halves along ``expver`` are combined (the non-NaN one
+    member is squeezed (several stay, for ``data.member``), ERA5/ERA5T halves along ``expver`` are combined (the non-NaN one
     wins), and auxiliary coordinates (``expver``, ``number``, ``step``, cfgrib's level markers)
     are dropped. Latitude order and longitude range are left to ``select_fields``.
     """
@@ -56,11 +56,8 @@ def normalise(ds: xr.Dataset) -> xr.Dataset:
         if name in ds.variables:
             # cfgrib gives a single level as a scalar coordinate; make it a dimension of length 1.
             ds = (ds.expand_dims(name) if ds[name].ndim == 0 else ds).rename({name: "level"})
-    if "number" in ds.dims:
-        if ds.sizes["number"] > 1:
-            raise DataError(f"the source holds {ds.sizes['number']} ensemble members (dimension 'number'); "
-                            "download the reanalysis (product_type 'reanalysis') or select one member")
-        ds = ds.isel(number=0)
+    if "number" in ds.dims and ds.sizes["number"] == 1:
+        ds = ds.isel(number=0)  # several members stay: select_fields takes data.member
     if "expver" in ds.dims:
         ds = reduce(lambda a, b: a.fillna(b), [ds.isel(expver=i, drop=True) for i in range(ds.sizes["expver"])])
     return ds.reset_coords(drop=True)

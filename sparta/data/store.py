@@ -2,10 +2,13 @@
 
 Layout of a store directory::
 
-    fields.npy   float32 (time, channel, lat, lon), physical units, latitude ascending
-    meta.json    times, channel names, lat/lon, per-channel mean/std (train split),
-                 split boundaries, source, format version
-    seasons.npy  int64 (time,), DJF=0, MAM=1, JJA=2, SON=3
+    fields.npy     float32 (time, channel, lat, lon), physical units, latitude ascending
+    meta.json      times, channel names, lat/lon, per-channel mean/std (train split),
+                   split boundaries, source, format version, units per channel (CF
+                   spelling), the time aggregation (daily means, or one sample per day)
+    seasons.npy    int64 (time,), DJF=0, MAM=1, JJA=2, SON=3
+    .sparta-store  marker: the directory is SPARTA's (written first, so an interrupted
+                   prepare is recognised and may be redone)
 
 ``fields.npy`` is opened with ``mmap_mode='r'``, so memory does not grow with the
 number of years. Normalisation is applied per batch by the consumer.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +32,64 @@ import numpy as np
 
 from sparta.data.variables import Variable, parse_variables
 from sparta.grids import Grid, layout_label
+from sparta.outputs import check_free_space, check_output_dir, foreign_entries, listing
 
 STORE_FORMAT = 1
 MIXED_FORMAT = "mixed-1"
 SPLITS = ("train", "val", "test")
+STORE_MARKER = ".sparta-store"
+_STORE_FILES = ("meta.json", "fields.npy", "seasons.npy", STORE_MARKER)
 
 
 class DataError(ValueError):
     """The data cannot be used as given; the message says what is wrong and how to fix it."""
+
+
+def _owned_by_store(root: Path):
+    def owned(entry: Path) -> bool:
+        if entry.is_dir() and not entry.is_symlink():  # the per-grid stores of a mixed store
+            return len(entry.relative_to(root).parts) == 1 and bool(re.fullmatch(r"grid-\d+x\d+", entry.name))
+        return entry.name in _STORE_FILES or entry.name.endswith(".partial")
+    return owned
+
+
+def is_store_directory(path: Path) -> bool:
+    """Whether SPARTA made ``path``: it has the store marker, or a store's meta.json (stores made before the marker)."""
+    if (path / STORE_MARKER).is_file():
+        return True
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") in (STORE_FORMAT, MIXED_FORMAT) and "source" in meta
+
+
+def claim_store_directory(path: str | Path, overwrite: bool = False, create: bool = True) -> Path:
+    """Make ``path`` ready to receive a store, or refuse without touching anything.
+
+    A complete store is replaced only with ``overwrite``; a directory that is not a SPARTA store, or a
+    store that also holds files SPARTA did not write, is refused even then (those files are named).
+    The old store's files stay until the new ones replace them (each by an atomic rename). ``create``
+    makes the directory and marks it as SPARTA's; without it nothing is written.
+    """
+    path = check_output_dir(path)
+    if path.exists() and any(path.iterdir()):
+        foreign = foreign_entries(path, _owned_by_store(path))
+        if not is_store_directory(path):
+            raise DataError(f"'{path}' is not empty and is not a SPARTA store (it holds {listing(foreign)}); "
+                            "SPARTA never overwrites files it did not write: choose a new or empty directory "
+                            "for --out")
+        if (path / "meta.json").exists() and not overwrite:
+            raise DataError(f"'{path}' already holds a prepared store; pass --overwrite to replace it, "
+                            "or choose another --out")
+        if foreign:
+            raise DataError(f"store '{path}' also holds files SPARTA did not write ({listing(foreign)}); "
+                            "--overwrite replaces only a store's own files: move those out, or choose another "
+                            "--out")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / STORE_MARKER).touch()
+    return path
 
 
 def season_labels(times: np.ndarray) -> np.ndarray:
@@ -89,11 +143,19 @@ def write_store(
     source: str,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     progress=None,
+    *,
+    units: list[str] | None = None,
+    time_aggregation: str = "daily values as given",
+    extra: dict | None = None,
+    overwrite: bool = False,
 ) -> PreparedStore:
     """Stream ``chunks`` (each ``(t, channel, lat, lon)``, in time order) into a prepared store.
 
     Statistics are accumulated on the train split in float64 while writing, so the
     whole record is never held in memory. ``progress(n_days)`` is called per chunk.
+    ``units`` (one CF string per variable) and ``time_aggregation`` describe the values;
+    ``extra`` adds entries to meta.json. An existing store at ``path`` is replaced only with
+    ``overwrite`` (see :func:`claim_store_directory`).
     """
     path = Path(path)
     times = np.asarray(times).astype("datetime64[D]")
@@ -107,7 +169,10 @@ def write_store(
     if min(b - a for a, b in bounds.values()) < 1:
         raise DataError(f"{n_t} days are too few for a train/val/test split of {split}")
 
-    path.mkdir(parents=True, exist_ok=True)
+    if units is not None and len(units) != n_c:
+        raise DataError(f"{len(units)} units given for {n_c} variables")
+    claim_store_directory(path, overwrite)
+    check_free_space(path, int(np.prod(shape)) * 4 + (1 << 20))
     tmp = path / "fields.npy.partial"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     total = np.zeros(n_c)
@@ -115,29 +180,33 @@ def write_store(
     count = 0
     nan_lines: list[str] = []
     start = 0
-    for chunk in chunks:
-        chunk = np.asarray(chunk, dtype=np.float32)
-        if chunk.shape[1:] != shape[1:]:
-            raise DataError(f"chunk of shape {chunk.shape[1:]} does not match (channel, lat, lon) = {shape[1:]}")
-        stop = start + chunk.shape[0]
-        nan_lines += _nan_report(chunk, start, times, channels)
-        out[start:stop] = chunk
-        train_part = chunk[: max(0, min(stop, train_end) - start)].astype(np.float64)
-        if train_part.size:
-            total += train_part.sum(axis=(0, 2, 3))
-            total_sq += (train_part**2).sum(axis=(0, 2, 3))
-            count += train_part.shape[0] * shape[2] * shape[3]
-        start = stop
-        if progress is not None:
-            progress(chunk.shape[0])
-    if start != n_t:
-        raise DataError(f"received {start} days of data for {n_t} time stamps")
-    if nan_lines:
+    try:
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.float32)
+            if chunk.shape[1:] != shape[1:]:
+                raise DataError(f"chunk of shape {chunk.shape[1:]} does not match (channel, lat, lon) = {shape[1:]}")
+            stop = start + chunk.shape[0]
+            nan_lines += _nan_report(chunk, start, times, channels)
+            out[start:stop] = chunk
+            train_part = chunk[: max(0, min(stop, train_end) - start)].astype(np.float64)
+            if train_part.size:
+                total += train_part.sum(axis=(0, 2, 3))
+                total_sq += (train_part**2).sum(axis=(0, 2, 3))
+                count += train_part.shape[0] * shape[2] * shape[3]
+            start = stop
+            if progress is not None:
+                progress(chunk.shape[0])
+        if start != n_t:
+            raise DataError(f"received {start} days of data for {n_t} time stamps")
+        if nan_lines:
+            raise DataError("non-finite values in the data (" + "; ".join(nan_lines) + "); "
+                            "fill or drop those days before preparing")
+        out.flush()
+    except BaseException:  # a bad chunk, a full disk, Ctrl-C: no half-written fields stay behind
         out._mmap.close()
-        tmp.unlink()
-        raise DataError("non-finite values in the data (" + "; ".join(nan_lines) + "); "
-                        "fill or drop those days before preparing")
-    out.flush()
+        del out
+        tmp.unlink(missing_ok=True)
+        raise
     del out
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
@@ -157,6 +226,9 @@ def write_store(
         "std": std.tolist(),
         "split_fractions": list(split),
         "splits": {k: list(v) for k, v in bounds.items()},
+        "time_aggregation": time_aggregation,
+        **({"units": dict(zip(channels, units))} if units is not None else {}),
+        **(extra or {}),
     }
     np.save(path / "seasons.npy", season_labels(times))
     os.replace(tmp, path / "fields.npy")
@@ -180,6 +252,8 @@ class PreparedStore:
     std: np.ndarray
     splits: dict[str, tuple[int, int]]
     source: str
+    units: dict[str, str] | None = None  # channel -> CF units; None for stores made before units were kept
+    time_aggregation: str = "daily values as given"
 
     @classmethod
     def open(cls, path: str | Path) -> PreparedStore:
@@ -217,6 +291,8 @@ class PreparedStore:
             std=np.array(meta["std"], dtype=np.float32),
             splits={k: tuple(v) for k, v in meta["splits"].items()},
             source=meta["source"],
+            units=meta.get("units"),
+            time_aggregation=meta.get("time_aggregation", "daily values as given"),
         )
 
     @property
@@ -309,6 +385,16 @@ class MixedStore:
     @property
     def layout(self) -> list[Grid]:
         return [grid for part in self.parts for grid in part.layout]
+
+    @property
+    def units(self) -> dict[str, str] | None:
+        if any(part.units is None for part in self.parts):
+            return None
+        return {c: u for part in self.parts for c, u in part.units.items()}
+
+    @property
+    def time_aggregation(self) -> str:
+        return self.parts[0].time_aggregation
 
     @property
     def grid(self) -> str:

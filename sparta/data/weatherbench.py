@@ -9,6 +9,7 @@ and regridded conservatively when asked (``regrid=True``). Everything stays lazy
 from __future__ import annotations
 
 import glob
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from tqdm.auto import tqdm
 from sparta.data import cds
 from sparta.data.store import DataError, PreparedStore, write_store
 from sparta.data.synthetic import grid_coords
+from sparta.data.units import conversion, level_scale
 from sparta.data.variables import Variable, parse_variables
+
+log = logging.getLogger(__name__)
 
 #: WeatherBench2 ERA5, 6-hourly, 1959-2023, conservatively regridded to 64 lon x 32 lat (the paper's data).
 #: Public bucket; reading it needs ``gcsfs`` and network access.
@@ -70,8 +74,58 @@ def _open_netcdf(files: list[str], label: str) -> xr.Dataset:
                                      data_vars="minimal", coords="minimal", compat="override", join="exact")
         except Exception as err:  # noqa: BLE001 - each engine fails in its own way; report them all
             tried.append(f"{engine}: {_first_line(err)}")
+            if len(files) > 1:
+                reason = _misalignment(files, engine)
+                if reason:
+                    raise DataError(f"the files of '{label}' do not line up: {reason}") from None
     raise DataError(f"cannot read '{label}' as netCDF (tried {'; '.join(tried)}); "
                     "check that it is a netCDF file, or pass a zarr directory")
+
+
+def _dates(times: np.ndarray) -> str:
+    if times.size == 0:
+        return "no dates"
+    unit = "D" if np.all(times.astype("datetime64[D]") == times) else "h"
+    first, last = (str(np.datetime64(t, unit)) for t in (times[0], times[-1]))
+    return first if times.size == 1 else f"{first}..{last}"
+
+
+def _misalignment(files: list[str], engine: str) -> str | None:
+    """Why files that each open on their own do not combine: other grids, dates or variables. None if they
+    do not all open (then they are not readable as netCDF with ``engine``) or nothing is found."""
+    infos = []
+    for path in files:
+        try:
+            with xr.open_dataset(path, engine=engine, chunks={}) as ds:
+                ds = cds.normalise(ds) if cds.is_cds(ds) else ds
+                times = np.sort(ds["time"].values) if "time" in ds.variables else np.array([], "datetime64[ns]")
+                lat = next((ds.sizes[d] for d in ("lat", "latitude") if d in ds.dims), 0)
+                lon = next((ds.sizes[d] for d in ("lon", "longitude") if d in ds.dims), 0)
+                infos.append((Path(path).name, tuple(sorted(map(str, ds.data_vars))), times, f"{lon}x{lat}"))
+        except Exception:  # noqa: BLE001 - this file is not readable with this engine: no diagnosis here
+            return None
+    grids = {info[3] for info in infos}
+    if len(grids) > 1:
+        return ("they are on different grids (" + ", ".join(f"{n}: {g}" for n, _, _, g in infos) + "); "
+                "regrid them to one grid first")
+    groups: dict[tuple[str, ...], list] = {}
+    for info in infos:
+        groups.setdefault(info[1], []).append(info)
+    if len(groups) > 1:  # files split by variable: every variable must cover the same dates
+        spans = {names: np.unique(np.concatenate([i[2] for i in members])) for names, members in groups.items()}
+        reference = next(iter(spans.values()))
+        if any(not np.array_equal(times, reference) for times in spans.values()):
+            parts = [f"{', '.join(names)} ({', '.join(i[0] for i in groups[names])}) covers {_dates(times)}"
+                     for names, times in spans.items()]
+            return "; ".join(parts) + "; every variable must cover the same dates"
+    for names, members in groups.items():  # files split by time: their dates must not overlap
+        members = sorted(members, key=lambda i: i[2][0] if i[2].size else np.datetime64("NaT"))
+        for a, b in zip(members, members[1:]):
+            shared = np.intersect1d(a[2], b[2])
+            if shared.size:
+                return (f"{a[0]} ({_dates(a[2])}) and {b[0]} ({_dates(b[2])}) both hold {shared.size} date(s) "
+                        f"from {_dates(shared[:1])} of {', '.join(names)}; each date must come from one file")
+    return None
 
 
 def open_source(source: str | Path | Sequence[str | Path]) -> xr.Dataset:
@@ -118,8 +172,9 @@ def _check_grid(lat: np.ndarray, lon: np.ndarray, grid: str) -> None:
                             "by passing data.regrid=true")
 
 
-def _select_one(ds: xr.Dataset, var: Variable) -> xr.DataArray:
-    """``(time, lat, lon)`` field of one variable spec, with a fix-it message for each misuse."""
+def _select_one(ds: xr.Dataset, var: Variable, assume_units: bool = False) -> tuple[xr.DataArray, str]:
+    """``(time, lat, lon)`` field of one variable spec in SPARTA's units, and those units; a fix-it message
+    for each misuse."""
     if var.name not in ds.data_vars:
         have = ", ".join(sorted(map(str, ds.data_vars)))
         raise DataError(f"variable '{var.name}' is not in the store; it has: {have}; fix data.variables")
@@ -139,10 +194,58 @@ def _select_one(ds: xr.Dataset, var: Variable) -> xr.DataArray:
     if set(field.dims) != {"time", "lat", "lon"}:
         raise DataError(f"'{var.spec}' has dims {field.dims}, expected time, lat, lon (and level); "
                         "select or average the extra dimensions first")
-    return field.transpose("time", "lat", "lon").reset_coords(drop=True)
+    units, conv = conversion(var.name, var.spec, field.attrs.get("units"), assume_units)
+    field = field.transpose("time", "lat", "lon").reset_coords(drop=True)
+    if (conv.scale != 1.0 or conv.offset != 0.0) and not np.issubdtype(field.dtype, np.floating):
+        field = field.astype(np.float32)
+    if conv.scale != 1.0:
+        field = field * field.dtype.type(conv.scale)
+    if conv.offset != 0.0:
+        field = field + field.dtype.type(conv.offset)
+    return field, units
 
 
-def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool = False) -> xr.DataArray:
+def _select_member(ds: xr.Dataset, member: int | str | None) -> xr.Dataset:
+    """One member (``data.member=N``) or the mean (``mean``) of an ensemble source (dimension ``number``)."""
+    if "number" not in ds.dims:
+        if member is not None:
+            raise DataError(f"data.member={member} is set, but the source has no ensemble dimension 'number'; "
+                            "drop data.member")
+        return ds
+    numbers = [int(n) for n in ds["number"].values]
+    if member is None:
+        raise DataError(f"the source holds {len(numbers)} ensemble members (dimension 'number': "
+                        f"{', '.join(map(str, numbers[:10]))}{' ...' if len(numbers) > 10 else ''}); choose one with "
+                        "data.member=N or average them with data.member=mean")
+    if member == "mean":
+        log.info("averaging the %d ensemble members (data.member=mean)", len(numbers))
+        return ds.mean("number", keep_attrs=True)
+    if member not in numbers:
+        raise DataError(f"data.member={member} is not in the source; its members are "
+                        f"{', '.join(map(str, numbers))} (or data.member=mean)")
+    return ds.sel(number=member, drop=True)
+
+
+def _check_global(lat: np.ndarray, lon: np.ndarray) -> None:
+    """Refuse a regional box in one line (longitudes as in the source, before wrapping to 0..360)."""
+    if lat.size < 2 or lon.size < 2:
+        raise DataError(f"the source has {lat.size} latitude(s) and {lon.size} longitude(s); a grid needs at "
+                        "least 2 of each")
+    d_lat = float(np.median(np.abs(np.diff(np.sort(lat)))))
+    d_lon = float(np.median(np.abs(np.diff(np.sort(lon % 360)))))
+    lat_span = float(lat.max() - lat.min())
+    global_lat = lat_span + d_lat >= 180.0 - 1e-3 or lat_span >= 180.0 - 1e-3
+    global_lon = lon.size * d_lon >= 360.0 - 1e-3
+    if not (global_lat and global_lon):
+        raise DataError(
+            f"the source covers a regional box (latitude {lat.min():g}..{lat.max():g}, longitude "
+            f"{lon[0]:g}..{lon[-1]:g}, {lon.size}x{lat.size} points at {d_lon:g}x{d_lat:g} degrees), but SPARTA "
+            "prepares global equiangular grids only (data.grid=LONxLAT over the whole sphere), so regional "
+            "domains are not supported: use a global source (any resolution; data.regrid=true regrids it)")
+
+
+def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool = False, *,
+                  assume_units: bool = False, member: int | str | None = None) -> xr.DataArray:
     """Lazy ``(time, channel, lat, lon)`` array of ``variables`` (``name`` or ``name@level``).
 
     Dims are matched by name (stores differ in order), CDS conventions are mapped, latitude
@@ -150,6 +253,10 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
     ``grid``. With ``regrid``, the record is averaged to daily means (``to_daily``) and, when
     on another global regular grid, conservatively regridded onto ``grid`` (both steps are
     linear, so their order does not matter, and regridding days is up to 24x cheaper than hours).
+
+    Values come out in SPARTA's units (``sparta.data.units``; ``assume_units`` accepts missing or
+    unknown ones), pressure levels in hPa, and one ensemble ``member`` (or the mean) of an ensemble.
+    The result's attrs hold ``units`` (one per channel) and, after averaging, ``time_aggregation``.
     """
     try:
         specs = parse_variables(variables)
@@ -166,15 +273,26 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
                         "use a standard (Gregorian) calendar")
     if "lat" not in ds.dims or "lon" not in ds.dims:
         raise DataError(f"the store needs latitude and longitude dimensions, it has {', '.join(map(str, ds.dims))}")
+    _check_global(ds["lat"].values, ds["lon"].values)
+    ds = _select_member(ds, member)
+    if "level" in ds.variables:
+        scale = level_scale(ds["level"].attrs.get("units"))
+        if scale != 1.0:
+            log.info("pressure levels are in %s: converting them to hPa", ds["level"].attrs.get("units"))
+            ds = ds.assign_coords(level=ds["level"] * scale)
 
-    fields = [_select_one(ds, var) for var in specs]
-    da = xr.concat(fields, dim=pd.Index([v.short for v in specs], name="channel"), join="exact")
+    selected = [_select_one(ds, var, assume_units) for var in specs]
+    da = xr.concat([f for f, _ in selected], dim=pd.Index([v.short for v in specs], name="channel"), join="exact")
     da = da.transpose("time", "channel", "lat", "lon").rename("fields")
     # Some sources use -180..180; the convention (and the grid check) is 0..360, latitude ascending.
     da = da.assign_coords(lon=da["lon"] % 360).sortby("lon").sortby("lat")
+    attrs = {}
     if regrid:
-        da = cds.regrid_conservative(to_daily(da), grid)
+        daily = to_daily(da)
+        attrs = dict(daily.attrs)
+        da = cds.regrid_conservative(daily, grid)
     _check_grid(da["lat"].values, da["lon"].values, grid)
+    da.attrs.update(attrs, units=[u for _, u in selected])
     return da
 
 
@@ -187,7 +305,7 @@ def to_daily(da: xr.DataArray) -> xr.DataArray:
     so that ``write_store`` reports them instead of averaging them away.
     """
     times = da["time"].values
-    if times.size < 2:
+    if times.size < 2 or "time_aggregation" in da.attrs:  # one day, or already daily
         return da
     steps = np.diff(times)
     if np.any(steps <= np.timedelta64(0)):
@@ -196,7 +314,7 @@ def to_daily(da: xr.DataArray) -> xr.DataArray:
                         "sort the data by time and drop duplicates")
     step, day = steps[0], np.timedelta64(1, "D")
     if step >= day:
-        return da
+        return da.assign_attrs(time_aggregation=_daily_label(times))
     if np.any(steps != step):
         i = int(np.argmax(steps != step))
         raise DataError(f"irregular time step: {times[i]} -> {times[i + 1]} after a step of {step}; "
@@ -217,7 +335,23 @@ def to_daily(da: xr.DataArray) -> xr.DataArray:
     # coarsen over whole days is blockwise (resample would make one task per day); np.mean,
     # unlike .mean(), keeps NaNs.
     daily = da.coarsen(time=per_day).reduce(np.mean)
-    return daily.assign_coords(time=days[lo:hi + 1].astype(times.dtype))
+    hours = step / np.timedelta64(1, "h")
+    return daily.assign_coords(time=days[lo:hi + 1].astype(times.dtype)).assign_attrs(
+        da.attrs, time_aggregation=f"daily mean of {per_day} samples per day (every {hours:g} h)")
+
+
+def _daily_label(times: np.ndarray) -> str:
+    """How daily (or coarser) input was aggregated in time, as far as its time stamps tell; warns when the
+    values are single instantaneous samples of the day rather than daily means."""
+    of_day = (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
+    if not np.any(of_day):
+        return "daily values as given (time stamps at 00 UTC, taken as daily means)"
+    clock = sorted({f"{m // 60:02d}:{m % 60:02d}" for m in np.unique(of_day)})
+    label = f"instantaneous: one sample per day at {', '.join(clock)} UTC, not a daily mean"
+    log.warning("the source has one time per day at %s UTC: these are instantaneous samples, not daily means; "
+                "the store records them as such (time_aggregation). For daily means give sub-daily data (e.g. "
+                "6-hourly), which SPARTA averages", ", ".join(clock))
+    return label
 
 
 def _chunks(da: xr.DataArray, chunk_days: int) -> Iterator[np.ndarray]:
@@ -234,13 +368,19 @@ def prepare(
     progress: bool = True,
     chunk_days: int = 365,
     regrid: bool = False,
+    *,
+    assume_units: bool = False,
+    member: int | str | None = None,
+    overwrite: bool = False,
 ) -> PreparedStore:
     """Write the prepared store ``out`` from a WeatherBench2-schema or CDS source, ``chunk_days`` at a time.
 
     ``regrid`` conservatively regrids a source on another global regular grid onto ``grid``
     (see ``select_fields``); without it such a source is refused. Non-finite values make
     ``write_store`` raise a ``DataError`` naming the channel, count and first date; it is
-    passed on unchanged.
+    passed on unchanged. ``assume_units`` and ``member`` are passed to ``select_fields``; the store
+    records the units, the time aggregation and the member. An existing store at ``out`` is replaced
+    only with ``overwrite``, and a directory that is not a SPARTA store never.
     """
     if chunk_days < 1:
         raise DataError(f"chunk_days must be at least 1, got {chunk_days}")
@@ -249,10 +389,14 @@ def prepare(
     else:
         ds, label = open_source(source), _label(source)
     try:
-        daily = to_daily(select_fields(ds, variables, grid, regrid=regrid))
+        daily = to_daily(select_fields(ds, variables, grid, regrid=regrid, assume_units=assume_units,
+                                       member=member))
+        extra = {} if member is None else {"member": member}
         with tqdm(total=daily.sizes["time"], unit="day", desc="preparing", disable=not progress) as bar:
             return write_store(out, _chunks(daily, chunk_days), daily["time"].values, variables,
-                               daily["lat"].values, daily["lon"].values, label, split, progress=bar.update)
+                               daily["lat"].values, daily["lon"].values, label, split, progress=bar.update,
+                               units=list(daily.attrs["units"]), time_aggregation=daily.attrs.get("time_aggregation", "daily values as given"),
+                               extra=extra, overwrite=overwrite)
     finally:
         if ds is not source:
             ds.close()
