@@ -127,7 +127,8 @@ class Run:
             owned = _owned_by_run(path)
             foreign = foreign_entries(path, owned)
             if not is_run_directory(path):
-                raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(foreign)}); "
+                everything = sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir())
+                raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(everything)}); "
                                "SPARTA never deletes or overwrites files it did not write: choose a new or "
                                "empty directory for --out")
             if not overwrite:

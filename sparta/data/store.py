@@ -76,7 +76,8 @@ def claim_store_directory(path: str | Path, overwrite: bool = False, create: boo
     if path.exists() and any(path.iterdir()):
         foreign = foreign_entries(path, _owned_by_store(path))
         if not is_store_directory(path):
-            raise DataError(f"'{path}' is not empty and is not a SPARTA store (it holds {listing(foreign)}); "
+            everything = sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir())
+            raise DataError(f"'{path}' is not empty and is not a SPARTA store (it holds {listing(everything)}); "
                             "SPARTA never overwrites files it did not write: choose a new or empty directory "
                             "for --out")
         if (path / "meta.json").exists() and not overwrite:
@@ -174,13 +175,14 @@ def write_store(
     claim_store_directory(path, overwrite)
     check_free_space(path, int(np.prod(shape)) * 4 + (1 << 20))
     tmp = path / "fields.npy.partial"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     total = np.zeros(n_c)
     total_sq = np.zeros(n_c)
     count = 0
     nan_lines: list[str] = []
     start = 0
+    out = None
     try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         for chunk in chunks:
             chunk = np.asarray(chunk, dtype=np.float32)
             if chunk.shape[1:] != shape[1:]:
@@ -203,8 +205,9 @@ def write_store(
                             "fill or drop those days before preparing")
         out.flush()
     except BaseException:  # a bad chunk, a full disk, Ctrl-C: no half-written fields stay behind
-        out._mmap.close()
-        del out
+        if out is not None:
+            out._mmap.close()
+            del out
         tmp.unlink(missing_ok=True)
         raise
     del out
