@@ -157,6 +157,23 @@ def test_sigkill_mid_run_then_resume_matches_the_uninterrupted_run(tmp_path, mic
     assert _same_weights(reference.best, run / "checkpoints" / "best.pt")
 
 
+def test_sigkill_before_the_first_checkpoint_then_resume_trains_from_the_start(tmp_path, reference):
+    """The store is prepared after config.yaml is written, so a kill then comes before any checkpoint."""
+    run, store = tmp_path / "run", tmp_path / "store"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([*CLI, "train", "--preset", "micro", "--out", str(run), f"data.store={store}",
+                                 *EPOCHS, "--no-progress"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=fh)
+    deadline = time.monotonic() + 180
+    while not (run / "config.yaml").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL and not (run / "checkpoints").exists()
+    _resume(run)  # the one command: no hint loop, no --overwrite
+    assert _same_weights(reference.best, run / "checkpoints" / "best.pt")
+
+
 def test_sigterm_exits_with_the_resume_hint_and_a_resumable_checkpoint(tmp_path, micro_store, reference):
     run = tmp_path / "run"
     proc, log = _start_training(run, micro_store)
