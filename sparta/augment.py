@@ -274,18 +274,28 @@ class Augmenter:
         return _apply_pair(x, m["input_rows"], m["input_cols"])
 
     def _random_mask(self, x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:
-        b, c, n_lat, n_lon = x.shape
-        channels = c if self.cfg.mask_per_channel else 1
-        keep = random_keep_mask(b, n_lat, n_lon, low, high, generator, channels, x.device)
-        return x.masked_fill(~keep, 0.0)
+        return x.masked_fill(~self.keep_mask(x, generator, low, high), 0.0)
 
     def _fixed_mask(self, x: Tensor, keep: Tensor) -> Tensor:
-        if keep.dtype != torch.bool or tuple(keep.shape[-2:]) != self.native_hw or keep.dim() not in (2, 3, 4):
-            raise DataError(f"observation mask must be bool of shape (n_lat, n_lon) = {self.native_hw} "
-                            f"or (batch, [channel,] n_lat, n_lon); got {keep.dtype} {tuple(keep.shape)}")
-        if keep.dim() == 3:
-            keep = keep[:, None]
-        return x.masked_fill(~keep.to(x.device), 0.0)
+        return x.masked_fill(~self.keep_mask(x, None, 0.0, 0.0, keep=keep), 0.0)
+
+    def keep_mask(self, x: Tensor, generator: torch.Generator | None, low: float, high: float,
+                  keep: Tensor | None = None) -> Tensor:
+        """The observation mask (True = observed) that :meth:`mask` applies to ``x`` on its grid.
+
+        Random: ``(batch, 1 or channels, n_lat, n_lon)``, the very draws ``mask`` makes. Fixed
+        ``keep``: checked, as ``(1 or batch, 1 or channels, n_lat, n_lon)``. Models that take the
+        mask themselves (the EOF baseline fits only the observed values) get it from here.
+        """
+        if keep is not None:
+            if keep.dtype != torch.bool or tuple(keep.shape[-2:]) != self.native_hw or keep.dim() not in (2, 3, 4):
+                raise DataError(f"observation mask must be bool of shape (n_lat, n_lon) = {self.native_hw} "
+                                f"or (batch, [channel,] n_lat, n_lon); got {keep.dtype} {tuple(keep.shape)}")
+            keep = keep[None, None] if keep.dim() == 2 else keep[:, None] if keep.dim() == 3 else keep
+            return keep.to(x.device)
+        b, c, n_lat, n_lon = x.shape
+        channels = c if self.cfg.mask_per_channel else 1
+        return random_keep_mask(b, n_lat, n_lon, low, high, generator, channels, x.device)
 
     def mask(self, x: Tensor, generator: torch.Generator, low: float, high: float,
              keep: Tensor | None = None) -> Tensor:
@@ -371,6 +381,14 @@ class MultiGridAugmenter:
             raise DataError("a fixed observation mask lies on one grid, and this model's variables are on "
                             "several; use a random mask ratio instead")
         return [aug.mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
+
+    def keep_mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
+                  keep: Tensor | None = None) -> list[Tensor]:
+        """One random observation mask per grid, the draws :meth:`mask` makes."""
+        if keep is not None:
+            raise DataError("a fixed observation mask lies on one grid, and this model's variables are on "
+                            "several; use a random mask ratio instead")
+        return [aug.keep_mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
 
     def view(self, x: list[Tensor], generator: torch.Generator, masked: bool,
              with_target: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
