@@ -88,7 +88,7 @@ def data_prepare(
 @app.command()
 @_user_errors
 def train(
-    model: Annotated[str, typer.Option("--model", help="sparta or autoencoder")] = "sparta",
+    model: Annotated[str, typer.Option("--model", help="sparta, autoencoder or pca (EOF baseline)")] = "sparta",
     preset: Preset = "quick",
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<model>-<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint")] = None,
@@ -96,7 +96,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
     overrides: Overrides = None,
 ) -> None:
-    """Train SPARTA (three stages) or the autoencoder baseline; resumable.
+    """Train SPARTA (three stages) or the autoencoder baseline, or fit the EOF/PCA baseline; resumable.
 
     Several processes: `torchrun --nproc-per-node N -m sparta.cli train --out RUN ...` (gloo on CPU,
     nccl on GPU); train.batch_size is per process and NT-Xent negatives are gathered over all of them.
@@ -104,7 +104,7 @@ def train(
     from sparta import dist
     from sparta.data import open_or_prepare
     from sparta.runs import Run
-    from sparta.training import Trainer
+    from sparta.training import train_run
 
     if resume and overrides:
         raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
@@ -124,7 +124,7 @@ def train(
         if not dist.is_main():
             run = Run.open(resume or out)
             store = open_or_prepare(run.config.data, progress=False)
-        Trainer(run, store, progress=progress).fit(resume=resume is not None and run.has_checkpoints)
+        train_run(run, store, progress=progress, resume=resume is not None and run.has_checkpoints)
         main_process = dist.is_main()
     finally:
         dist.shutdown()
@@ -169,7 +169,8 @@ def evaluate(
     check_output_dir(run.path, "run directory")  # metrics and figures go there
     store = open_or_prepare(run.config.data, progress, prepare=False)
     results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
-    label = "Autoencoder" if results["method"] == "autoencoder" else f"SPARTA ({results['fusion']})"
+    label = {"autoencoder": "Autoencoder", "pca": "EOF/PCA (linear)"}.get(results["method"],
+                                                                         f"SPARTA ({results['fusion']})")
     tables = "\n".join(t.markdown() for t in paper_tables({label: results}, ("rrmse", "ssim", "psnr")))
     (run.evaluation / "tables.md").write_text(tables)
     sys.stdout.write(tables)
@@ -188,7 +189,7 @@ def reproduce(
 ) -> None:
     """Train and evaluate the paper's grid (autoencoder, ablations, late fusion) and write the report.
 
-    Variants: autoencoder, sparta, sparta-none, sparta-cycle, sparta-hn, sparta-attention, sparta-gnn.
+    Variants: autoencoder, pca, sparta, sparta-none, sparta-cycle, sparta-hn, sparta-attention, sparta-gnn.
     Re-running continues where an interrupted run stopped.
     """
     from sparta.outputs import check_report_outputs

@@ -133,12 +133,30 @@ class ModelConfig(_Strict):
     embed_dim: int = Field(1000, ge=8, description="size of the embedding h")
     proj_dim: int = Field(128, ge=4, description="size of the projection z")
     stem_norm: Literal["batch", "group"] = Field("batch", description="norm after the first conv (paper: batch)")
+    norm: Literal["group", "batch"] = Field(
+        "group", description="norm of the residual blocks: group (paper; per-sample statistics, which discard "
+        "anomaly amplitudes) or batch (keeps them)")
     gn_groups: int = Field(0, ge=0, description="GroupNorm groups; 0 = one group per channel (reference)")
+    stem: Literal["imagenet", "cifar"] = Field(
+        "imagenet", description="imagenet: 7x7 stride-2 conv + max-pool, 32x downsampling (paper); "
+        "cifar: 3x3 stride-1 conv, no pool, 8x downsampling (keeps resolution on coarse grids)")
+    pool: str = Field("1x1", pattern=r"^\d+x\d+$", description="LONxLAT grid the encoder's last map is "
+                      "average-pooled to before the fc layer; 1x1 = global pooling (paper), larger grids keep "
+                      "where features are")
     decoder_channels: int = Field(500, ge=5, description="channels at the decoder's coarsest level")
+    decoder_blocks: int = Field(5, ge=1, description="x2 upsampling blocks from the decoder's seed map (paper: 5)")
+    linear_path: bool = Field(False, description="linear maps beside the networks, field -> h in the encoder and "
+                              "h -> field in the decoder (a global, EOF-like path; not in the paper)")
     decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention_heads: int = Field(8, ge=1)
     graph: list[tuple[str, str]] | None = Field(
         None, description="undirected edges between variable short names for gnn fusion; None = default relations")
+
+    @property
+    def pool_hw(self) -> tuple[int, int]:
+        """``pool`` as (lat, lon) cells."""
+        n_lon, n_lat = (int(v) for v in self.pool.split("x"))
+        return n_lat, n_lon
 
 
 class LossConfig(_Strict):
@@ -183,7 +201,8 @@ class DownstreamConfig(_Strict):
         default_factory=lambda: [(30, 1), (5, 5), (5, 10)], description="(look-back, stride) pairs")
     forecast_seeds: list[int] = Field(default_factory=lambda: [0, 42, 123], description="seeds for stride > 1")
     rollout_steps: int = Field(100, ge=1)
-    lead_times: list[int] = Field(default_factory=lambda: [25, 50, 75, 100])
+    lead_times: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 75, 100],
+                                  description="leads reported in tables (paper: 25-100; 1-10 show short-range skill)")
     lstm_hidden: int = Field(128, ge=1)
     forecast_horizon: int = Field(1, ge=1, description="training target length in steps (paper: 1, next step only; "
                                   "longer targets teach the LSTM its own rollout)")
@@ -232,7 +251,8 @@ def _too_small_grids(data: DataConfig, augment: AugmentConfig, stem: str) -> str
 
 
 class Config(_Strict):
-    method: Literal["sparta", "autoencoder"] = "sparta"
+    method: Literal["sparta", "autoencoder", "pca"] = Field(
+        "sparta", description="sparta, the autoencoder baseline, or pca: the EOF/PCA baseline (closed-form fit)")
     preset: str = "paper"
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -252,7 +272,7 @@ class Config(_Strict):
                                                                     getattr(self.model, "stem", "imagenet"))
         if small:  # the EOF baseline has no encoder
             raise ValueError(small)
-        if self.data.mixed_grids and self.model.fusion == "early":
+        if self.data.mixed_grids and self.model.fusion == "early" and self.method != "pca":  # EOFs: any grids
             grids = ", ".join(f"{grid}: {', '.join(v)}" for grid, v in self.data.grouped_variables().items())
             raise ValueError(
                 f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "

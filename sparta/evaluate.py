@@ -62,7 +62,9 @@ class FrozenModel:
         """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
         ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
-        fields); ``keep`` is a fixed observation mask that replaces the random one.
+        fields); ``keep`` is a fixed observation mask that replaces the random one. A model that
+        takes the mask itself (``accepts_keep``: the EOF baseline) gets the native fields and the
+        mask, with the same draws, instead of an input with the hidden points zeroed.
         """
         low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
         gen = generator(seed)
@@ -70,6 +72,10 @@ class FrozenModel:
         for start in range(0, grids.length(fields), self.batch_size):
             x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
                            grids.take(fields, slice(start, start + self.batch_size)))
+            if getattr(self.model, "accepts_keep", False):
+                seen = None if mask is None and keep is None else self.augmenter.keep_mask(x, gen, low, high, keep)
+                out.append(self.model.encode(x, keep=seen).float().cpu())
+                continue
             if mask is None and keep is None:
                 x = self.augmenter.encoder_input(x)
             else:
@@ -233,15 +239,24 @@ class Evaluation:
         return grids.each(lambda x: x.float(), grids.stack(per_month))
 
     def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, list[float]]:
-        """Per-lead RRMSE of persistence (the last look-back day, complete) and monthly climatology."""
+        """Per-lead RRMSE of persistence (the last look-back day, complete), monthly climatology and the
+        model's reconstruction ceiling: its decoder on the true (complete-input) latents of the target
+        days, the best any latent forecast can score through this decoder."""
         months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
-        out: dict[str, list[float]] = {"persistence": [], "climatology": []}
+        out: dict[str, list[float]] = {"persistence": [], "climatology": [], "reconstruction ceiling": []}
         last_seen = grids.take(self.physical, first_target - 1)
+        # squared error and squared truth per test day, decoded once; pooled RRMSE sums them per lead
+        recon = self.frozen.decode(self.h_clean)
+        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in
+                   zip(grids.as_list(recon), grids.as_list(self.physical)))
+        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in grids.as_list(self.physical))
         for step in range(self.ds.rollout_steps):
-            truth = grids.take(self.physical, first_target + step)
+            targets = first_target + step
+            truth = grids.take(self.physical, targets)
             out["persistence"].append(float(metrics.rrmse(last_seen, truth)))
-            month_mean = grids.take(climatology, months[first_target + step])
+            month_mean = grids.take(climatology, months[targets])
             out["climatology"].append(float(metrics.rrmse(month_mean, truth)))
+            out["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt() * 100.0))
         return out
 
     def _write_curves(self, rows: list[dict]) -> None:
@@ -368,6 +383,8 @@ class Evaluation:
         return self.run.figures / f"{stem}{suffix}.png"
 
     def _label(self) -> str:
+        if self.cfg.method == "pca":
+            return "EOF/PCA"
         return "Autoencoder" if self.cfg.method == "autoencoder" else f"SPARTA ({self.cfg.model.fusion})"
 
     def run_tasks(self, tasks: list[str]) -> dict:

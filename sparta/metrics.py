@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sparta.grids import Fields
+
 
 def _per_grid_channels(metric, pred: list, true: list, per_channel: bool, **kwargs) -> torch.Tensor:
     """A channel-averaged ``metric`` of fields on several grids: each channel's value on its grid."""
@@ -295,6 +297,21 @@ def cycle_distances(h: torch.Tensor, normalise: bool = False) -> torch.Tensor:
     """
     d = (h[:-2] - 2.0 * h[1:-1] + h[2:]).pow(2).sum(dim=1)
     return d / h.pow(2).sum(dim=1).mean() if normalise else d
+
+
+def eddy_correlation(pred: Fields, true: Fields) -> torch.Tensor:
+    """(C,) pattern correlation of the zonal anomalies (each row minus its zonal mean), per sample, then
+    averaged over samples: does a reconstruction put the weather where it is, beyond the zonal-mean
+    band a climatology or a position-blind decoder paints? 0 for any zonally uniform prediction."""
+    if isinstance(pred, list):
+        return torch.cat([eddy_correlation(p, t) for p, t in zip(pred, true, strict=True)])
+    _check_fields(pred, true)
+    p, t = pred.double(), true.double()
+    p = p - p.mean(dim=-1, keepdim=True)
+    t = t - t.mean(dim=-1, keepdim=True)
+    cov = (p * t).sum(dim=(-2, -1))
+    norm = (p.pow(2).sum(dim=(-2, -1)) * t.pow(2).sum(dim=(-2, -1))).sqrt()
+    return torch.where(norm > 0, cov / norm.clamp_min(torch.finfo(torch.float64).tiny), 0.0).mean(dim=0)
 
 
 def mean_std(x: torch.Tensor) -> tuple[float, float]:

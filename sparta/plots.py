@@ -55,10 +55,12 @@ MODEL_COLORS = {"autoencoder": "tab:orange",
                 "sparta - early-fusion": "tab:cyan", "sparta - early-fusion cycle": "tab:olive",
                 "sparta - early-fusion hn": "tab:brown",
                 "sparta - late-fusion, self-attention": "tab:green", "sparta (attention)": "tab:green",
-                "sparta - late-fusion, gnn": "tab:purple", "sparta (gnn)": "tab:purple"}
+                "sparta - late-fusion, gnn": "tab:purple", "sparta (gnn)": "tab:purple",
+                "eof/pca (linear)": "tab:red", "eof/pca": "tab:red"}
 BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
-                   "climatology": {"color": "0.65", "linestyle": "--"}}
-_PALETTE = ("tab:red", "tab:pink", "tab:gray")
+                   "climatology": {"color": "0.65", "linestyle": "--"},
+                   "reconstruction ceiling": {"color": "0.2", "linestyle": ":"}}
+_PALETTE = ("tab:pink", "tab:gray", "black")
 METRIC_LABELS = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
 
 
@@ -176,7 +178,8 @@ def plot_reconstructions(true: np.ndarray, observed: np.ndarray, generated: np.n
 
 def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str,
                          step_days: float = 1.0) -> Path:
-    """One panel per metric (rrmse/ssim/psnr) vs lead time; baselines (persistence, climatology) dashed grey."""
+    """One panel per metric (rrmse/ssim/psnr) vs lead time; baselines (persistence, climatology) dashed grey,
+    the model's reconstruction ceiling dotted."""
     metrics = [m for m in METRIC_LABELS if any(m in per_label for per_label in curves.values())]
     fig, axes = _panels(len(metrics))
     for ax, metric in zip(axes, metrics):
@@ -258,4 +261,15 @@ def plot_adjacency(adjacency: np.ndarray, channels: list[str], path: Path) -> Pa
     ax_graph.set_aspect("equal")
     ax_graph.axis("off")
     ax_graph.set_title("variable graph (self-loops omitted)")
+    return save(fig, path)
+
+
+def plot_eof_spectrum(ratio: np.ndarray, path: Path) -> Path:
+    """Explained variance fraction per EOF and cumulated (the EOF/PCA baseline's fit)."""
+    fig, axes = _panels(2)
+    k = np.arange(1, len(ratio) + 1)
+    axes[0].semilogy(k, np.clip(ratio, 1e-12, None), ".-", color=model_color("EOF/PCA"))
+    axes[0].set(xlabel="EOF", ylabel="explained variance fraction", title="per EOF")
+    axes[1].plot(k, np.cumsum(ratio), ".-", color=model_color("EOF/PCA"))
+    axes[1].set(xlabel="number of EOFs", ylabel="explained variance fraction", ylim=(0, 1.02), title="cumulative")
     return save(fig, path)

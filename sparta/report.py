@@ -24,6 +24,7 @@ from sparta.tables import Table, forecast_settings, paper_tables
 # Variant name -> (row label in the paper's tables, method, config overrides).
 VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "autoencoder": ("Autoencoder", "autoencoder", []),
+    "pca": ("EOF/PCA (linear)", "pca", []),
     "sparta": ("SPARTA - Early-Fusion HN + Cycle", "sparta", []),
     "sparta-none": ("SPARTA - Early-Fusion", "sparta", ["sampler.hard_negatives=false", "loss.cycle=false"]),
     "sparta-cycle": ("SPARTA - Early-Fusion Cycle", "sparta", ["sampler.hard_negatives=false"]),
@@ -33,7 +34,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
 }
 # The paper's three comparisons (section 7), each a list of variants in row order.
 SECTIONS = [
-    ("Early fusion vs autoencoder (paper tables 1-5)", ["sparta", "autoencoder"]),
+    ("Early fusion vs autoencoder and EOF/PCA (paper tables 1-5, plus the linear baseline)",
+     ["sparta", "autoencoder", "pca"]),
     ("Ablation: hard negatives and cycle loss (paper tables 6-10)", ["sparta-none", "sparta-cycle", "sparta-hn",
                                                                      "sparta"]),
     ("Late fusion (paper tables 11-15)", ["sparta", "sparta-attention", "sparta-gnn"]),
@@ -139,11 +141,14 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
         rows = {VARIANTS[n][0]: results[n] for n in names if n in results}
         if len(rows) < 2:
             continue
-        tag = names[-1] if names[0] == "sparta" else names[0]
+        tag = "autoencoder" if "autoencoder" in names else names[-1] if names[0] == "sparta" else names[0]
         blocks.append(Block("h2", title))
         blocks += [Block("table", t) for t in paper_tables(rows)]
-        if names == ["sparta", "autoencoder"]:
-            blocks += [Block("p", line) for line in relative_improvements(results["sparta"], results["autoencoder"])]
+        if names[0] == "sparta" and "autoencoder" in names:  # the paper's conclusion, and the same against EOFs
+            for base in ("autoencoder", "pca"):
+                if {"sparta", base} <= results.keys():
+                    blocks += [Block("p", f"SPARTA vs {VARIANTS[base][0]}: {line}")
+                               for line in relative_improvements(results["sparta"], results[base])]
         blocks += _comparison_figures(out, results, [n for n in names if n in results], tag)
     robust = {VARIANTS[n][0]: {k: np.array(v) for k, v in r["robustness"].items()}
               for n, r in results.items() if "robustness" in r}
@@ -155,6 +160,7 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
     for name in results:
         blocks += _run_figure(out, name, "loss_blend.png", "training losses, stage 2")
         blocks += _run_figure(out, name, "loss_autoencoder.png", "training loss")
+        blocks += _run_figure(out, name, "eof_spectrum.png", "explained variance of the EOFs")
         blocks += _run_figure(out, name, "forecast_error_*.png", "forecast errors")
         blocks += _run_figure(out, name, "trajectories.png", "t-SNE trajectories of look-back windows")
         blocks += _run_figure(out, name, "diffusion_reconstruction*.png", "diffusion reconstruction")

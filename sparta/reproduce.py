@@ -17,7 +17,7 @@ from sparta.data import open_or_prepare
 from sparta.evaluate import TASKS, Evaluation
 from sparta.report import VARIANTS, build_report
 from sparta.runs import Run, RunError
-from sparta.training import Trainer
+from sparta.training import train_run
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ def _train(path: Path, cfg, store, progress: bool) -> Run:
         if not run.same_config(cfg):  # data paths compared as places: a run keeps them relative to itself
             raise RunError(f"'{path}' was trained with another config; use another --out or delete it")
         if not run.is_complete:
-            Trainer(run, store, progress=progress).fit(resume=run.last.exists())
+            train_run(run, store, progress=progress, resume=run.last.exists())
         return run
     run = Run.create(cfg, path)
-    Trainer(run, store, progress=progress).fit()
+    train_run(run, store, progress=progress)
     return run
 
 

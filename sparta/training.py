@@ -21,6 +21,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -33,9 +34,10 @@ from sparta.config import Config, validate
 from sparta.data.store import Store
 from sparta.grids import Grid
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
-from sparta.metrics import embedding_std
+from sparta.metrics import eddy_correlation, embedding_std, rrmse
 from sparta.models import SpartaModel
-from sparta.plots import plot_adjacency, plot_training_curves
+from sparta.models.eof import EOFModel, fit_eof, split_rrmse
+from sparta.plots import plot_adjacency, plot_eof_spectrum, plot_training_curves
 from sparta.runs import Run
 from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
 from sparta.seeding import derive_seed, generator
@@ -97,6 +99,9 @@ class Stage:
 
 def plan_stages(cfg: Config) -> list[Stage]:
     t = cfg.train
+    if cfg.method == "pca":
+        raise TrainingError("method=pca has no training stages: its EOFs are fitted in closed form by "
+                            "sparta.training.train_run")
     if cfg.method == "autoencoder":
         return [Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, False, False, True, True, False)]
     return [
@@ -114,7 +119,9 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel:
+def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel | EOFModel:
+    if cfg.method == "pca":  # empty buffers: fit_eof or a checkpoint fills them
+        return EOFModel(cfg.model.embed_dim, layout)
     return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
 
 
@@ -155,6 +162,21 @@ def checkpoint_meta(cfg: Config, store: Store) -> dict:
     }
 
 
+def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, grids.Fields]:
+    """Up to ``max_days`` evenly spaced validation days and their monthly climatology of the train split
+    (both physical, float32): the yardstick of :meth:`Trainer._skill`."""
+    va, vb = store.split_range("val")
+    days = np.unique(np.linspace(va, vb - 1, min(max_days, vb - va)).round().astype(int))
+    ta, tb = store.split_range("train")
+    month = store.times.astype("datetime64[M]").astype(int) % 12
+    def as_tensor(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+    clim = [grids.each(lambda x: as_tensor(x.astype(np.float64).mean(0)),
+                       store.read(np.flatnonzero(month[ta:tb] == m) + ta)) for m in month[days]]
+    return grids.each(as_tensor, store.read(days)), grids.stack(clim)
+
+
 class Trainer:
     def __init__(self, run: Run, store: Store, progress: bool = True):
         self.run = run
@@ -173,6 +195,7 @@ class Trainer:
         self.meta = checkpoint_meta(cfg, store)
         if cfg.model.fusion == "gnn" and dist.is_main():  # show the variable graph the GNN fuses over
             plot_adjacency(self.model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
+        self.skill_days, self.skill_climatology = skill_reference(store)
         self.history: list[dict] = []
         self.best_val = math.inf
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
@@ -351,6 +374,29 @@ class Trainer:
             steps += 1
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
+    @torch.no_grad()
+    def _skill(self) -> dict[str, float]:
+        """Does the decoder know the weather? Complete validation days through encode -> decode, in
+        physical units: pooled RRMSE as a fraction of the monthly climatology's, and the zonal-anomaly
+        (eddy) pattern correlation per channel (0 for a decoder that paints zonal-mean bands)."""
+        self.model.eval()
+        store, truth = self.store, self.skill_days
+        x = self._to_device(grids.each(torch.from_numpy, store.normalise(grids.each(torch.Tensor.numpy, truth))))
+        with self._autocast():
+            fields = _float(self.model.decode(self.model.encode(self._encoder_input(self.augmenter.encoder_input(x)))))
+        pred = store.denormalise(grids.each(lambda part: part.cpu(), fields))
+        eddy = eddy_correlation(pred, truth)
+        return {"skill_rrmse_vs_climatology": float(rrmse(pred, truth) / rrmse(self.skill_climatology, truth)),
+                "skill_eddy_r_mean": float(eddy.mean()), "skill_eddy_r_min": float(eddy.min())}
+
+    def _warn_if_unskilled(self) -> None:
+        last = next((row for row in reversed(self.history) if "skill_rrmse_vs_climatology" in row), None)
+        if last is not None and last["skill_rrmse_vs_climatology"] >= 1.0:
+            log.warning("the decoder of %s is no better than climatology on validation days (RRMSE %.2fx "
+                        "climatology's, eddy correlation %.2f): downstream scores will measure a mean-field "
+                        "decoder; train longer or see docs/decisions.md (quick preset)", self.run.path,
+                        last["skill_rrmse_vs_climatology"], last["skill_eddy_r_mean"])
+
     def _finite(self, terms: dict[str, Tensor], stage: Stage, epoch: int) -> bool:
         bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
         if not dist.any_true(bool(bad)):  # all processes skip or stop together, or DDP would deadlock
@@ -438,6 +484,7 @@ class Trainer:
                 row = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                        "alpha": blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else None,
                        **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()},
+                       **(self._skill() if stage.reconstruct_masked else {}),
                        "seconds": round(time.perf_counter() - tic, 2)}
                 self.history.append(row)
                 improved = stage_idx == final and val["total"] < self.best_val
@@ -456,8 +503,46 @@ class Trainer:
                 raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "
                                       "the final stage needs at least one epoch")
             plot_training_curves(self.history, self.run.figures)
+            self._warn_if_unskilled()
             self.run.mark_complete()
         return self.run
+
+
+def train_run(run: Run, store: Store, progress: bool = True, resume: bool = False) -> Run:
+    """Train ``run``'s model: the networks with :class:`Trainer`; the EOF baseline (``method=pca``) in closed
+    form with :func:`fit_eof_run`, on the main process (``resume`` fits it again, deterministically)."""
+    if run.config.method == "pca":
+        return fit_eof_run(run, store) if dist.is_main() else run
+    return Trainer(run, store, progress=progress).fit(resume=resume)
+
+
+def fit_eof_run(run: Run, store: Store) -> Run:
+    """The EOF/PCA baseline as a run: the leading ``model.embed_dim`` EOFs of the train split.
+
+    Written like a finished training run: best.pt and last.pt (the same model, the usual meta),
+    metrics.csv with one row (explained variance: the fraction of the train split's area-weighted
+    variance the EOFs capture, all of them and EOF 1; train/val reconstruction RRMSE in %, physical
+    units, complete days), figures/eof_spectrum.png, and COMPLETE.
+    """
+    cfg, tic = run.config, time.perf_counter()
+    start, stop = store.split_range("train")
+    log.info("fitting %d EOFs to the %d train days of %s", cfg.model.embed_dim, stop - start, store.path)
+    model = fit_eof(store.normalise(store.read(slice(start, stop))), store.layout, cfg.model.embed_dim,
+                    lats=[part.lat for part in store.parts])
+    ratio = model.explained_variance / model.total_variance.clamp(min=torch.finfo(torch.float32).tiny)
+    row = {"stage": "eof", "epoch": 1, "explained_variance": float(ratio.sum()),
+           "explained_variance_eof1": float(ratio[0]), "train_rrmse": split_rrmse(model, store, "train"),
+           "val_rrmse": split_rrmse(model, store, "val"), "seconds": round(time.perf_counter() - tic, 2)}
+    common = {**checkpoint_meta(cfg, store), "model": dict(model.state_dict()), "stage_index": 0, "stage": "eof",
+              "epoch": 0}
+    save_checkpoint(run.best, common)
+    save_checkpoint(run.last, {**common, "history": [row], "best_val": row["val_rrmse"]})
+    run.write_metrics([row])
+    plot_eof_spectrum(ratio.numpy(), run.figures / "eof_spectrum.png")
+    run.mark_complete()
+    log.info("EOFs explain %.1f%% of the train variance; reconstruction RRMSE train %.3f%%, val %.3f%%",
+             100 * row["explained_variance"], row["train_rrmse"], row["val_rrmse"])
+    return run
 
 
 def _float(x: grids.Fields) -> grids.Fields:
@@ -465,7 +550,7 @@ def _float(x: grids.Fields) -> grids.Fields:
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
-                 expect_digest: str | None = None) -> tuple[SpartaModel, Config, dict]:
+                 expect_digest: str | None = None) -> tuple[SpartaModel | EOFModel, Config, dict]:
     """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
 
     ``expect_digest`` (a run's ``Config.digest()``) refuses a checkpoint of another model/config.

@@ -32,7 +32,7 @@ def test_every_task_writes_finite_results(trained, evaluated):
     s5 = evaluated["forecast"]["LB3_S5"]
     assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == 1
     assert len(s5["curve"]["rrmse"]) == ds.rollout_steps and list(s5["at"]["rrmse"]) == ["5", "10"]
-    assert set(s5["baselines"]) == {"persistence", "climatology"}
+    assert set(s5["baselines"]) == {"persistence", "climatology", "reconstruction ceiling"}
     assert set(s5["rrmse_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
     d = evaluated["diffusion"]
     assert d["conditions"] == ds.max_conditions and d["samples"] == ds.diffusion_samples
@@ -66,3 +66,18 @@ def test_evaluate_command_prints_the_paper_tables(trained, evaluated):
     assert "Conditional latent diffusion and latent classification" in result.output
     assert "Smoothness metrics" in result.output
     assert "Autoregressive RRMSE (%) - 10 steps, look-back 5" in (trained.evaluation / "tables.md").read_text()
+
+
+def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micro_store):
+    """The ceiling at lead T pools the decoded complete-input latents of every window's T-th target day."""
+    import torch
+
+    from sparta.metrics import rrmse
+
+    ev = Evaluation(trained, micro_store, progress=False)
+    first_target = torch.arange(ev.inner["test"][0] + 3, ev.inner["test"][0] + 9)
+    ceiling = ev._baselines(first_target, ev._monthly_climatology())["reconstruction ceiling"]
+    decoded = ev.frozen.decode(ev.h_clean)
+    for lead in (1, 4):
+        days = first_target + lead - 1
+        assert ceiling[lead - 1] == pytest.approx(float(rrmse(decoded[days], ev.physical[days])), rel=1e-9)

@@ -10,6 +10,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sparta.metrics import (
+    eddy_correlation,
     cycle_distances,
     embedding_std,
     lat_weights,
@@ -215,3 +216,17 @@ def test_embedding_std_healthy_and_collapsed() -> None:
     assert embedding_std(5 * healthy) == pytest.approx(embedding_std(healthy))
     collapsed = torch.randn(1, d, generator=g) + 1e-4 * torch.randn(4000, d, generator=g)
     assert embedding_std(collapsed) < 1e-3
+
+
+def test_eddy_correlation_known_values():
+    lon = torch.linspace(0, 2 * math.pi, 65)[:-1]
+    wave = torch.sin(3 * lon).expand(1, 1, 4, 64).clone()
+    band = torch.arange(4.0)[:, None].expand(1, 1, 4, 64).clone()  # zonal-mean band only
+    truth = wave + band
+    assert eddy_correlation(truth, truth).item() == pytest.approx(1.0)
+    assert eddy_correlation(-wave + 5 * band, truth).item() == pytest.approx(-1.0)
+    assert eddy_correlation(band, truth).item() == 0.0  # no eddies predicted: 0, not NaN
+    shifted = torch.sin(3 * lon + math.pi / 2).expand(1, 1, 4, 64)  # a quarter wavelength off
+    assert eddy_correlation(shifted, truth).item() == pytest.approx(0.0, abs=1e-6)
+    two = torch.cat([truth, truth], dim=1)
+    assert eddy_correlation([two[:, :1], two[:, 1:]], [truth, truth]).tolist() == pytest.approx([1, 1])

@@ -177,6 +177,9 @@ def test_config_graph_overrides_default() -> None:
 
 @pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
 def test_gradients_reach_every_parameter(fusion: str) -> None:
+    # Seeded: the tiny decoder's 4-channel levels start with every ReLU dead for some initialisations
+    # (1 of 20 seeds for attention and for gnn, measured), which left this test depending on test order.
+    torch.manual_seed(0)
     model = SpartaModel(TINY.model_copy(update={"fusion": fusion}), [Grid(tuple(PAPER), 32, 64)])
     x = _x(4, 5, 32, 64)  # native grid: the last stage is 1x2, so per-channel GroupNorm still passes gradient
     h = model(x)
@@ -196,3 +199,39 @@ def test_autoencoder_variant_and_encoder_parameters() -> None:
     frozen = {id(p) for p in model.encoder_parameters()}
     assert frozen == {id(p) for p in model.fusion.parameters()}
     assert frozen.isdisjoint(id(p) for p in model.decoder.parameters())
+
+
+@pytest.mark.parametrize("hw", [(32, 64), (72, 144), (8, 8)])
+def test_cifar_stem_and_positional_pool(hw: tuple[int, int]) -> None:
+    enc = ResNet18Encoder(5, embed_dim=16, width=4, stem="cifar", pool=(4, 8))
+    assert enc.fc.in_features == 8 * 4 * 4 * 8  # last-stage channels x the pooled 4x8 grid
+    assert enc(_x(2, 5, *hw)).shape == (2, 16)
+    with pytest.raises(ConfigError, match="model.stem"):
+        ResNet18Encoder(5, stem="vit")
+
+
+def test_batch_norm_option_and_linear_path() -> None:
+    enc = ResNet18Encoder(5, embed_dim=16, width=4, norm="batch", linear_grid=(32, 64))
+    assert not any(isinstance(m, nn.GroupNorm) for m in enc.modules())
+    assert enc.linear[-1].in_features == 5 * 32 * 64
+    enc.eval()
+    # the linear path is linear in the input: with the network's part removed, h(a x) - h(0) = a (h(x) - h(0))
+    x = _x(2, 5, 32, 64)
+    with torch.no_grad():
+        lin = [enc.linear(v) for v in (torch.zeros_like(x), x, 3 * x)]
+    torch.testing.assert_close(lin[2] - lin[0], 3 * (lin[1] - lin[0]), rtol=1e-4, atol=1e-5)
+    cfg = TINY.model_copy(update={"linear_path": True, "norm": "batch", "decoder_blocks": 3, "stem": "cifar",
+                                  "pool": "8x4"})
+    model = SpartaModel(cfg, [Grid(tuple(PAPER), 32, 64)])
+    assert model.decoder.linear.out_features == 5 * 32 * 64
+    assert model.decoder.seed_shape == (10, 4, 8)  # 3 upsampling blocks from a 4x8 seed
+    h = model(x)
+    assert h.shape == (2, 16) and model.decode(h).shape == (2, 5, 32, 64)
+
+
+def test_linear_path_per_variable_grid_in_late_fusion() -> None:
+    cfg = TINY.model_copy(update={"fusion": "attention", "linear_path": True})
+    model = SpartaModel(cfg, [Grid(("t2m",), 64, 128), Grid(("z850", "u850"), 32, 64)])
+    assert [enc.linear[-1].in_features for enc in model.fusion.encoders] == [64 * 128, 32 * 64, 32 * 64]
+    fields = model.decode(model([_x(2, 1, 64, 128), _x(2, 2, 32, 64)]))
+    assert [tuple(f.shape) for f in fields] == [(2, 1, 64, 128), (2, 2, 32, 64)]

@@ -69,6 +69,7 @@ def test_report_from_saved_metrics(tmp_path):
         assert f"## {title}" in text
     assert text.count("Autoregressive RRMSE") == 3 and text.count("Smoothness metrics") == 3
     assert "| SPARTA - Late-Fusion, GNN |" in text and "Forecast RRMSE reduction" in text
+    assert "| EOF/PCA (linear) |" in text and "SPARTA vs EOF/PCA (linear): Forecast RRMSE reduction" in text
     html = page.read_text()
     assert html.count("<table>") == 9 and "data:image/png;base64," in html and "src='report_figures" not in html
 

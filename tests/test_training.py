@@ -125,3 +125,30 @@ def test_fast_path_is_off_on_cpu_and_refuses_channels_last_there(tmp_path, micro
     cfg = _config(micro_store, "train.channels_last=true")
     with pytest.raises(TrainingError, match="channels_last=true needs a CUDA device"):
         fast_path(cfg, torch.device("cpu"), build_model(cfg, micro_store.layout))
+
+
+def test_skill_is_logged_and_an_unskilled_decoder_is_flagged(tmp_path, micro_store, caplog):
+    """One micro epoch cannot learn the weather: metrics.csv says so and the run ends with a warning."""
+    run = Run.create(_config(micro_store, method="autoencoder"), tmp_path / "run")
+    with caplog.at_level("WARNING", logger="sparta.training"):
+        Trainer(run, micro_store, progress=False).fit()
+    header, row = (line.split(",") for line in (run.path / "metrics.csv").read_text().splitlines()[:2])
+    values = dict(zip(header, row))
+    assert float(values["skill_rrmse_vs_climatology"]) > 1.0
+    assert -1.0 <= float(values["skill_eddy_r_min"]) <= float(values["skill_eddy_r_mean"]) <= 1.0
+    assert any("no better than climatology" in r.getMessage() for r in caplog.records)
+
+
+def test_skill_reference_is_the_monthly_climatology_of_the_train_split(tiny_store):
+    from sparta.training import skill_reference
+
+    days, climatology = skill_reference(tiny_store, max_days=4)
+    va, vb = tiny_store.split_range("val")
+    assert days.shape == (4, *tiny_store.read(slice(0, 1)).shape[1:])
+    torch.testing.assert_close(days[0], torch.from_numpy(np.asarray(tiny_store.read(slice(va, va + 1))[0])))
+    # the tiny store's value is day index + a fixed wave: a month's climatology is its mean day index
+    month = tiny_store.times.astype("datetime64[M]").astype(int) % 12
+    ta, tb = tiny_store.split_range("train")
+    same = np.flatnonzero(month[ta:tb] == month[va]) + ta
+    expected = np.asarray(tiny_store.read(same), dtype=np.float64).mean(0)
+    torch.testing.assert_close(climatology[0], torch.from_numpy(expected).float())

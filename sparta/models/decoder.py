@@ -1,9 +1,9 @@
 """Decoder: embedding h -> the full field (B, C, n_lat, n_lon) on the native grid.
 
-Five x2 upsampling blocks grow a (ceil(n_lat/32), ceil(n_lon/32)) seed to 32 times its size; the
-authors reshape their 1000-d h straight to (500, 2, 1), which only fits that one embedding size and
-grid, so we map h to the seed with a Linear layer. Where 32x the seed overshoots the grid (121x240 ->
-128x256) the output is centre-cropped: cropping keeps every output cell a direct convolution output
+``n_blocks`` x2 upsampling blocks (paper: 5) grow a (ceil(n_lat / 2^n), ceil(n_lon / 2^n)) seed to
+2^n times its size; the authors reshape their 1000-d h straight to (500, 2, 1), which only fits that
+one embedding size and grid, so we map h to the seed with a Linear layer. Where the grown seed
+overshoots the grid (121x240 -> 128x256) the output is centre-cropped: cropping keeps every output cell a direct convolution output
 (no resampling blur), and the network learns where the grid lies inside its canvas.
 """
 
@@ -17,7 +17,6 @@ from torch import nn
 
 from sparta.grids import Grid
 
-N_BLOCKS = 5
 MIN_CHANNELS = 4
 
 
@@ -38,19 +37,22 @@ class ResidualBlock(nn.Module):
 class Decoder(nn.Module):
     """h (B, embed_dim) -> (B, out_channels, n_lat, n_lon), no output activation (z-scored fields).
 
-    Channels halve at each of the 5 blocks (floor ``MIN_CHANNELS``): 500 -> 250 -> ... -> 15 as in the paper.
+    Channels halve at each block (floor ``MIN_CHANNELS``): 500 -> 250 -> ... -> 15 in the paper's 5.
     """
 
     def __init__(self, embed_dim: int, out_channels: int, n_lat: int, n_lon: int,
-                 base_channels: int = 500, dropout: float = 0.1) -> None:
+                 base_channels: int = 500, dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> None:
         super().__init__()
         self.n_lat, self.n_lon = n_lat, n_lon
-        scale = 2 ** N_BLOCKS
+        self.out_shape = (out_channels, n_lat, n_lon)
+        # global path: every output cell reads all of h directly, as an EOF expansion does
+        self.linear = nn.Linear(embed_dim, math.prod(self.out_shape)) if linear else None
+        scale = 2 ** n_blocks
         self.seed_shape = (base_channels, math.ceil(n_lat / scale), math.ceil(n_lon / scale))
         self.seed = nn.Linear(embed_dim, math.prod(self.seed_shape))
         blocks: list[nn.Module] = []
         c = base_channels
-        for _ in range(N_BLOCKS):
+        for _ in range(n_blocks):
             c_next = max(c // 2, MIN_CHANNELS)
             blocks += [nn.ConvTranspose2d(c, c_next, 2, stride=2), ResidualBlock(c_next, dropout)]
             c = c_next
@@ -61,7 +63,8 @@ class Decoder(nn.Module):
         x = self.head(self.blocks(self.seed(h).view(-1, *self.seed_shape)))
         top = (x.shape[-2] - self.n_lat) // 2
         left = (x.shape[-1] - self.n_lon) // 2
-        return x[..., top:top + self.n_lat, left:left + self.n_lon]
+        x = x[..., top:top + self.n_lat, left:left + self.n_lon]
+        return x if self.linear is None else x + self.linear(h).view(-1, *self.out_shape)
 
 
 class MultiGridDecoder(nn.Module):
@@ -72,19 +75,20 @@ class MultiGridDecoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> None:
         super().__init__()
         self.decoders = nn.ModuleList(Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon,
-                                              base_channels, dropout) for grid in layout)
+                                              base_channels, dropout, n_blocks, linear) for grid in layout)
 
     def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
         return [decoder(h) for decoder in self.decoders]
 
 
 def build_decoder(embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
-                  dropout: float = 0.1) -> nn.Module:
+                  dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> nn.Module:
     """A :class:`Decoder` for one grid, a :class:`MultiGridDecoder` for several."""
     if len(layout) == 1:
         grid = layout[0]
-        return Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon, base_channels, dropout)
-    return MultiGridDecoder(embed_dim, layout, base_channels, dropout)
+        return Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon, base_channels, dropout, n_blocks,
+                       linear)
+    return MultiGridDecoder(embed_dim, layout, base_channels, dropout, n_blocks, linear)

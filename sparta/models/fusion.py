@@ -22,7 +22,7 @@ from torch_geometric.nn import DenseGATConv
 from sparta import grids
 from sparta.config import ConfigError, ModelConfig
 from sparta.grids import Fields
-from sparta.models.resnet import ResNet18Encoder, StemNorm
+from sparta.models.resnet import ResNet18Encoder
 
 # Surface channels that have a pressure-level counterpart: short name -> physical base.
 # Note: 'u10'/'v10' are the 10 m winds (a wind at 10 hPa has the same short name and is read as surface).
@@ -116,12 +116,11 @@ def validate_adjacency(adjacency: torch.Tensor, channels: Sequence[str], directe
 class EarlyFusion(nn.Module):
     """One ResNet-18 over all channels stacked as image channels (the paper's main model)."""
 
-    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
-                 stem_norm: StemNorm = "batch", gn_groups: int = 0) -> None:
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, **encoder: Any) -> None:
         super().__init__()
         _check_channels(channels)
         self.channels = list(channels)
-        self.encoder = ResNet18Encoder(len(channels), embed_dim, width, stem_norm, gn_groups)
+        self.encoder = ResNet18Encoder(len(channels), embed_dim, **encoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(x, list):
@@ -131,14 +130,19 @@ class EarlyFusion(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """Base of the late-fusion fronts: one single-channel ResNet-18 per variable (weights not shared)."""
+    """Base of the late-fusion fronts: one single-channel ResNet-18 per variable (weights not shared).
 
-    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
-                 stem_norm: StemNorm = "batch", gn_groups: int = 0) -> None:
+    ``encoder`` keywords (width, stem_norm, gn_groups, stem, pool) go to every :class:`ResNet18Encoder`;
+    ``linear_grids`` gives each variable's native (n_lat, n_lon) for the encoders' linear paths.
+    """
+
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000,
+                 linear_grids: Sequence[tuple[int, int]] | None = None, **encoder: Any) -> None:
         super().__init__()
         _check_channels(channels)
         self.channels = list(channels)
-        self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, width, stem_norm, gn_groups) for _ in channels)
+        grids_ = linear_grids or [None] * len(channels)
+        self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, linear_grid=g, **encoder) for g in grids_)
 
     def variable_embeddings(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W), or one such tensor per grid, -> (B, C, embed_dim): one embedding per variable.
@@ -159,11 +163,10 @@ class AttentionFusion(LateFusion):
     and the FFN adds a per-token nonlinearity. The FFN hidden size equals embed_dim (small).
     """
 
-    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
-                 stem_norm: StemNorm = "batch", gn_groups: int = 0, heads: int = 8) -> None:
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, heads: int = 8, **encoder: Any) -> None:
         if embed_dim % heads:
             raise ConfigError(f"model.embed_dim={embed_dim} must be divisible by model.attention_heads={heads}")
-        super().__init__(channels, embed_dim, width, stem_norm, gn_groups)
+        super().__init__(channels, embed_dim, **encoder)
         self.cls = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
         self.modality = nn.Embedding(len(channels) + 1, embed_dim)  # index 0 = CLS, then the variables
         nn.init.normal_(self.modality.weight, std=0.02)
@@ -191,10 +194,9 @@ class GraphFusion(LateFusion):
     adjacency itself (validated), so the matrix stored here is exactly the graph used.
     """
 
-    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, width: int = 64,
-                 stem_norm: StemNorm = "batch", gn_groups: int = 0,
-                 adjacency: torch.Tensor | None = None, directed: bool = False) -> None:
-        super().__init__(channels, embed_dim, width, stem_norm, gn_groups)
+    def __init__(self, channels: Sequence[str], embed_dim: int = 1000, adjacency: torch.Tensor | None = None,
+                 directed: bool = False, **encoder: Any) -> None:
+        super().__init__(channels, embed_dim, **encoder)
         adj = default_adjacency(channels) if adjacency is None else validate_adjacency(adjacency, channels, directed)
         self.register_buffer("adjacency", adj)
         self.gat = DenseGATConv(embed_dim, embed_dim, heads=1)
@@ -207,12 +209,22 @@ class GraphFusion(LateFusion):
         return self.node_outputs(x).mean(dim=1)
 
 
-def build_fusion(cfg: ModelConfig, channels: Sequence[str]) -> nn.Module:
-    """The encoder front that ``cfg.fusion`` names; ``cfg.graph`` (edges by name) overrides the default graph."""
+def build_fusion(cfg: ModelConfig, channels: Sequence[str],
+                 channel_grids: Sequence[tuple[int, int]] | None = None) -> nn.Module:
+    """The encoder front that ``cfg.fusion`` names; ``cfg.graph`` (edges by name) overrides the default graph.
+
+    ``channel_grids``: each channel's native (n_lat, n_lon), needed by ``cfg.linear_path``.
+    """
     common: dict[str, Any] = dict(embed_dim=cfg.embed_dim, width=cfg.width, stem_norm=cfg.stem_norm,
-                                  gn_groups=cfg.gn_groups)
+                                  gn_groups=cfg.gn_groups, stem=cfg.stem, pool=cfg.pool_hw, norm=cfg.norm)
+    if cfg.linear_path and channel_grids is None:
+        raise ValueError("model.linear_path needs each channel's grid (channel_grids)")
     if cfg.fusion == "early":
+        if cfg.linear_path:
+            common["linear_grid"] = channel_grids[0]
         return EarlyFusion(channels, **common)
+    if cfg.linear_path:
+        common["linear_grids"] = list(channel_grids)
     if cfg.fusion == "attention":
         return AttentionFusion(channels, **common, heads=cfg.attention_heads)
     adjacency = None if cfg.graph is None else adjacency_from_edges(channels, cfg.graph)

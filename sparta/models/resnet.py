@@ -15,6 +15,8 @@ from torch import nn
 from sparta.config import ConfigError
 
 StemNorm = Literal["batch", "group"]
+Norm = Literal["group", "batch"]
+Stem = Literal["imagenet", "cifar"]
 
 
 def group_norm(channels: int, gn_groups: int) -> nn.GroupNorm:
@@ -33,17 +35,19 @@ def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual; a strided 1x1 conv + norm matches shapes when they change."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, gn_groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, gn_groups: int, norm: Norm = "group") -> None:
         super().__init__()
+        def make_norm() -> nn.Module:
+            return group_norm(c_out, gn_groups) if norm == "group" else nn.BatchNorm2d(c_out)
+
         self.conv1 = _conv3x3(c_in, c_out, stride)
-        self.norm1 = group_norm(c_out, gn_groups)
+        self.norm1 = make_norm()
         self.conv2 = _conv3x3(c_out, c_out)
-        self.norm2 = group_norm(c_out, gn_groups)
+        self.norm2 = make_norm()
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                            group_norm(c_out, gn_groups))
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), make_norm())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.norm1(self.conv1(x)))
@@ -54,32 +58,55 @@ class BasicBlock(nn.Module):
 class ResNet18Encoder(nn.Module):
     """(B, in_channels, H, W) -> h (B, embed_dim): ResNet-18 whose fc head output is the embedding.
 
-    Any H, W >= 16 works (global average pooling); h has no activation, as in the paper. With one
-    GroupNorm group per channel a stage whose map is 1x1 normalises every channel to its bias (no
-    signal, no gradient) and a 1x2 map to +-1: the last stage is 1x2 at 32x64 inputs, 3x5 at 72x144.
+    h has no activation, as in the paper. The paper's network (``stem="imagenet"``, ``pool=(1, 1)``)
+    downsamples 32x and averages the last map globally: h keeps *what* is in the field but not
+    *where*, and with one GroupNorm group per channel a 1x2 last map (32x64 inputs) normalises every
+    channel to +-1. ``stem="cifar"`` (3x3 stride-1 conv, no max-pool, as ResNets for 32x32 images)
+    downsamples 8x instead, and ``pool=(h, w)`` average-pools the last map to an h x w grid that the
+    fc layer reads position by position, so the embedding keeps where the weather is (a decoder needs
+    that; a season classifier does not). Inputs need at least 16 (imagenet) or 4 (cifar) points per axis.
+
+    ``norm="group"`` (paper) normalises each sample's feature maps by their own statistics, so the
+    strided blocks (whose shortcut is normalised too) discard how strong a sample's anomalies are;
+    ``norm="batch"`` keeps amplitudes (fixed affine maps at evaluation) at the price of batch
+    statistics during training (all-reduced across processes under DDP).
+
+    ``linear_grid=(n_lat, n_lon)`` adds a linear path beside the network: the input, average-pooled
+    to that grid (the native grid; an identity there), flattened and mapped to h by one Linear layer.
+    A deep network learns large-scale patterns slowly from few steps; the linear path holds an
+    EOF-like projection from the first steps, and the network learns what it misses.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 1000, width: int = 64,
-                 stem_norm: StemNorm = "batch", gn_groups: int = 0) -> None:
+                 stem_norm: StemNorm = "batch", gn_groups: int = 0, stem: Stem = "imagenet",
+                 pool: tuple[int, int] = (1, 1), linear_grid: tuple[int, int] | None = None,
+                 norm: Norm = "group") -> None:
         super().__init__()
         if stem_norm not in ("batch", "group"):
             raise ConfigError(f"model.stem_norm must be 'batch' or 'group', got '{stem_norm}'")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(width) if stem_norm == "batch" else group_norm(width, gn_groups),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
+        if stem not in ("imagenet", "cifar"):
+            raise ConfigError(f"model.stem must be 'imagenet' or 'cifar', got '{stem}'")
+        first_norm = nn.BatchNorm2d(width) if stem_norm == "batch" else group_norm(width, gn_groups)
+        if stem == "imagenet":
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False), first_norm,
+                                      nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), first_norm,
+                                      nn.ReLU(inplace=True))
         widths = [width, 2 * width, 4 * width, 8 * width]
         stages, c_in = [], width
         for i, c_out in enumerate(widths):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride, gn_groups),
-                                        BasicBlock(c_out, c_out, 1, gn_groups)))
+            stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride, gn_groups, norm),
+                                        BasicBlock(c_out, c_out, 1, gn_groups, norm)))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[-1], embed_dim)
+        self.pool = nn.AdaptiveAvgPool2d(tuple(pool))
+        self.fc = nn.Linear(widths[-1] * pool[0] * pool[1], embed_dim)
+        self.linear: nn.Module | None = None
+        if linear_grid is not None:
+            self.linear = nn.Sequential(nn.AdaptiveAvgPool2d(tuple(linear_grid)), nn.Flatten(),
+                                        nn.Linear(in_channels * linear_grid[0] * linear_grid[1], embed_dim))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -92,4 +119,5 @@ class ResNet18Encoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
+        h = self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
+        return h if self.linear is None else h + self.linear(x)

@@ -28,9 +28,11 @@ class SpartaModel(nn.Module):
         super().__init__()
         self.layout = list(layout)
         self.channels = [c for grid in self.layout for c in grid.channels]
-        self.fusion = build_fusion(cfg, self.channels)
+        self.fusion = build_fusion(cfg, self.channels,
+                                   [(grid.n_lat, grid.n_lon) for grid in self.layout for _ in grid.channels])
         self.projector = projector(cfg.embed_dim, cfg.proj_dim) if with_projector else None
-        self.decoder = build_decoder(cfg.embed_dim, self.layout, cfg.decoder_channels, cfg.decoder_dropout)
+        self.decoder = build_decoder(cfg.embed_dim, self.layout, cfg.decoder_channels, cfg.decoder_dropout,
+                                     cfg.decoder_blocks, cfg.linear_path)
 
     def encode(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W) at any H, W >= 16 (or one such tensor per grid, late fusion) -> h (B, embed_dim)."""
