@@ -63,6 +63,10 @@ def make_table(title: str, header: list[str], rows: dict[str, list[float | None]
     return Table(title, header, cells, marks)
 
 
+MODEL_BASELINES = ("reconstruction ceiling",)
+"""Forecast baselines that depend on the model (its decoder), unlike persistence and climatology."""
+
+
 def forecast_table(results: Results, setting: str, metric: str = "rrmse", baselines: bool = True) -> Table:
     """Tables 1-3 / 6-8 / 11-13: a forecast metric at the lead times for one (look-back, stride) setting."""
     first = next(r["forecast"][setting] for r in results.values() if setting in r.get("forecast", {}))
@@ -76,7 +80,13 @@ def forecast_table(results: Results, setting: str, metric: str = "rrmse", baseli
                 spreads[label] = [entry["at"][f"{metric}_spread"][t] for t in leads]
     if baselines and metric == "rrmse":
         for name, values in first["baselines"].items():
-            rows[f"{name} (baseline)"] = [values[t] for t in leads]
+            if name not in MODEL_BASELINES:
+                rows[f"{name} (baseline)"] = [values[t] for t in leads]
+        for label, res in results.items():  # a ceiling belongs to its model's decoder: one row per model
+            for name in MODEL_BASELINES:
+                values = res.get("forecast", {}).get(setting, {}).get("baselines", {}).get(name)
+                if values:
+                    rows[f"{label}: {name}"] = [values[t] for t in leads]
     names = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
     lookback, stride = setting[2:].split("_S")
     n_seeds = first.get("seeds", 1)

@@ -40,6 +40,17 @@ def test_forecast_table_rows_columns_and_best_marks():
     assert "| A | **10.00** | **10.00** |" in md and "look-back 30, sampling interval 1" in md
 
 
+def test_each_model_keeps_its_own_reconstruction_ceiling():
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    for label, ceiling in (("A", 5.0), ("B", 8.0)):
+        results[label]["forecast"]["LB30_S1"]["baselines"]["reconstruction ceiling"] = {"25": ceiling, "50": ceiling}
+    table = forecast_table(results, "LB30_S1")
+    assert list(table.rows)[2:] == ["persistence (baseline)", "climatology (baseline)",
+                                    "A: reconstruction ceiling", "B: reconstruction ceiling"]
+    assert table.rows["A: reconstruction ceiling"] == ["5.00", "5.00"]
+    assert table.rows["B: reconstruction ceiling"] == ["8.00", "8.00"]
+
+
 def test_higher_is_better_columns_and_single_rows():
     table = downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)})
     cols = dict(zip(table.header, zip(table.best["A"], table.best["B"])))
