@@ -300,11 +300,14 @@ def embed(
             "data_store": str(Path(store.path).resolve()),
             "data_source": store.source,
             "time_aggregation": store.time_aggregation,
-            "normalisation": "z = (x - norm_mean) / norm_std per channel; masked points are 0",
+            "normalisation": "z = (x - norm_mean) / norm_std per channel; " + (
+                "hidden points are left out of the least-squares fit" if cfg.method == "pca"
+                else "masked points are 0"),
             **masking,
         },
     )
-    ds["embedding"].attrs.update(long_name="SPARTA embedding h", units="1")
+    ds["embedding"].attrs.update(long_name="standardised EOF coefficients" if cfg.method == "pca"
+                                 else f"{cfg.method} embedding h", units="1")
     for name in ("norm_mean", "norm_std"):
         ds[name].attrs.update(long_name=f"{name[5:]} of each channel used for the z-score",
                               units="per channel: see channel_units")

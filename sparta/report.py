@@ -8,6 +8,7 @@ the figures; ``report.html`` embeds them and opens anywhere on its own.
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import platform
@@ -126,6 +127,29 @@ def _run_figure(out: Path, name: str, pattern: str, caption: str) -> list[Block]
     return [Block("figure", str(hits[0]), f"{VARIANTS[name][0]}: {caption}")] if hits else []
 
 
+def decoder_skill(out: Path, names: list[str]) -> list[Block]:
+    """A paragraph with each trained model's last logged decoder skill (metrics.csv), and a warning for
+    every model whose decoder is no better than climatology (its downstream scores measure a mean field)."""
+    skills = {}
+    for name in names:
+        path = out / name / "metrics.csv"
+        if path.is_file():
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if r.get("skill_rrmse_vs_climatology")]
+            if rows:
+                skills[VARIANTS[name][0]] = rows[-1]
+    if not skills:
+        return []
+    listed = "; ".join(f"{label} {float(r['skill_rrmse_vs_climatology']):.2f}x, "
+                       f"eddy r {float(r['skill_eddy_r_mean']):.2f}" for label, r in skills.items())
+    blocks = [Block("p", "Decoder skill at the end of training (validation days decoded from complete inputs: "
+                         f"RRMSE as a multiple of the monthly climatology's, mean eddy correlation): {listed}.")]
+    blocks += [Block("p", f"**Warning: the decoder of {label} is no better than climatology**, so its forecast and "
+                          "diffusion scores measure a mean-field decoder.")
+               for label, r in skills.items() if float(r["skill_rrmse_vs_climatology"]) >= 1.0]
+    return blocks
+
+
 def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
     results = collect(out)
     if not results:
@@ -137,6 +161,7 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
                          f"Variants: {', '.join(results)}. Best value per column in bold. Forecast and diffusion "
                          "scores are on decoded fields in physical units; latent scores on raw latents and on "
                          "latents standardised with the downstream-train statistics.")]
+    blocks += decoder_skill(out, list(results))
     for title, names in SECTIONS:
         rows = {VARIANTS[n][0]: results[n] for n in names if n in results}
         if len(rows) < 2:

@@ -174,6 +174,8 @@ def test_pca_runs_through_train_evaluate_embed_and_decode(tmp_path, micro_store)
         scores[name] = 100 * math.sqrt(((decoded - truth) ** 2).sum() / (truth**2).sum())
     with xr.open_dataset(tmp_path / "h.nc") as complete, xr.open_dataset(tmp_path / "h70.nc") as masked:
         assert complete.attrs["method"] == "pca" and masked.attrs["masking"] == "ratio"
+        assert complete["embedding"].attrs["long_name"] == "standardised EOF coefficients"
+        assert "least-squares" in complete.attrs["normalisation"]
         assert not np.array_equal(complete["embedding"].values, masked["embedding"].values)
     climatology = _climatology_rrmse(micro_store, test)
     assert scores["h"] < scores["h70"] < climatology, (scores, climatology)

@@ -85,6 +85,20 @@ def test_report_from_saved_metrics(tmp_path):
     assert html.count("<table>") == 9 and "data:image/png;base64," in html and "src='report_figures" not in html
 
 
+def test_report_states_decoder_skill_and_flags_a_mean_field_decoder(tmp_path):
+    skill = {"sparta": ("0.62", "0.71"), "autoencoder": ("1.04", "0.02")}
+    for name, (ratio, eddy) in skill.items():
+        (tmp_path / name / "evaluation").mkdir(parents=True)
+        (tmp_path / name / "evaluation" / "metrics.json").write_text(json.dumps(fake_results(1.0)))
+        (tmp_path / name / "metrics.csv").write_text(
+            "stage,epoch,val_total,skill_rrmse_vs_climatology,skill_eddy_r_mean\n"
+            f"x,1,1.0,9.9,0.0\nx,2,1.0,{ratio},{eddy}\nx,3,1.0,,\n")  # the last logged skill counts
+    text = build_report(tmp_path)[0].read_text()
+    assert "SPARTA - Early-Fusion HN + Cycle 0.62x, eddy r 0.71" in text and "Autoencoder 1.04x, eddy r 0.02" in text
+    assert "the decoder of Autoencoder is no better than climatology" in text
+    assert "the decoder of SPARTA" not in text
+
+
 def test_report_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no evaluated variants"):
         build_report(tmp_path)
