@@ -375,19 +375,21 @@ class MultiGridAugmenter:
     def encoder_input(self, x: list[Tensor]) -> list[Tensor]:
         return [aug.encoder_input(part) for aug, part in zip(self.parts, x)]
 
-    def mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
-             keep: Tensor | None = None) -> list[Tensor]:
+    @staticmethod
+    def _refuse_fixed(keep: Tensor | None) -> None:
         if keep is not None:
             raise DataError("a fixed observation mask lies on one grid, and this model's variables are on "
                             "several; use a random mask ratio instead")
+
+    def mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
+             keep: Tensor | None = None) -> list[Tensor]:
+        self._refuse_fixed(keep)
         return [aug.mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
 
     def keep_mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
                   keep: Tensor | None = None) -> list[Tensor]:
         """One random observation mask per grid, the draws :meth:`mask` makes."""
-        if keep is not None:
-            raise DataError("a fixed observation mask lies on one grid, and this model's variables are on "
-                            "several; use a random mask ratio instead")
+        self._refuse_fixed(keep)
         return [aug.keep_mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
 
     def view(self, x: list[Tensor], generator: torch.Generator, masked: bool,

@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,16 @@ class Evaluation:
                                         store.read(days)))
         return grids.each(lambda x: x.float(), grids.stack(per_month))
 
+    @cached_property
+    def _reconstruction_errors(self) -> tuple[Tensor, Tensor]:
+        """Squared error and squared truth per test day of the decoded complete-input latents: decoded once
+        for every forecast setting; a pooled RRMSE over any set of days sums them."""
+        recon = self.frozen.decode(self.h_clean)
+        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in
+                   zip(grids.as_list(recon), grids.as_list(self.physical)))
+        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in grids.as_list(self.physical))
+        return err2, ref2
+
     def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, list[float]]:
         """Per-lead RRMSE of persistence (the last look-back day, complete), monthly climatology and the
         model's reconstruction ceiling: its decoder on the true (complete-input) latents of the target
@@ -245,11 +256,7 @@ class Evaluation:
         months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
         out: dict[str, list[float]] = {"persistence": [], "climatology": [], "reconstruction ceiling": []}
         last_seen = grids.take(self.physical, first_target - 1)
-        # squared error and squared truth per test day, decoded once; pooled RRMSE sums them per lead
-        recon = self.frozen.decode(self.h_clean)
-        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in
-                   zip(grids.as_list(recon), grids.as_list(self.physical)))
-        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in grids.as_list(self.physical))
+        err2, ref2 = self._reconstruction_errors
         for step in range(self.ds.rollout_steps):
             targets = first_target + step
             truth = grids.take(self.physical, targets)

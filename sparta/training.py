@@ -196,6 +196,8 @@ class Trainer:
         if cfg.model.fusion == "gnn" and dist.is_main():  # show the variable graph the GNN fuses over
             plot_adjacency(self.model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
         self.skill_days, self.skill_climatology = skill_reference(store)
+        self.skill_inputs = grids.each(torch.from_numpy,  # normalised once: the same days every epoch
+                                       store.normalise(grids.each(torch.Tensor.numpy, self.skill_days)))
         self.history: list[dict] = []
         self.best_val = math.inf
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
@@ -381,7 +383,7 @@ class Trainer:
         (eddy) pattern correlation per channel (0 for a decoder that paints zonal-mean bands)."""
         self.model.eval()
         store, truth = self.store, self.skill_days
-        x = self._to_device(grids.each(torch.from_numpy, store.normalise(grids.each(torch.Tensor.numpy, truth))))
+        x = self._to_device(self.skill_inputs)
         with self._autocast():
             fields = _float(self.model.decode(self.model.encode(self._encoder_input(self.augmenter.encoder_input(x)))))
         pred = store.denormalise(grids.each(lambda part: part.cpu(), fields))
