@@ -105,10 +105,67 @@ def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
     return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev)
 
 
+FIELD_METRICS = ("rrmse_paper", "rrmse_l2", "ssim", "psnr")
+"""Keys of :func:`field_scores`, the scores of decoded fields (forecast per lead, diffusion)."""
+
+DEFINITIONS = {
+    "rrmse_paper": "RRMSE (paper formula), %: sqrt(mean (pred - true)^2) / mean(true) x 100, pooled over samples, "
+                   "channels and grid points in physical units (the authors' compute_error); the paper's tables",
+    "rrmse_l2": "RRMSE (L2, ours), %: ||pred - true||_2 / ||true||_2 x 100, pooled in physical units; per channel "
+                "(rrmse_l2_per_channel) it stays well conditioned where the paper formula divides by a mean near 0 "
+                "(u850, v850)",
+    "rrmse_l2_per_channel": "forecast RRMSE (L2, ours) per channel at each reported lead, %",
+    "ssim": "SSIM (ours): per channel, 7x7 Gaussian window (sigma 0.955), data range = the truth's max - min of that "
+            "channel over the scored days, mean over channels",
+    "psnr": "PSNR (ours), dB: per channel, MSE pooled over the scored days, data range = the truth's max - min of "
+            "that channel, mean over channels",
+    "robustness.rrmse_l2": "one-step forecast RRMSE (L2, ours) vs the input mask ratio, %",
+    "latent_std_all_samples": "diffusion Std dev (paper): std of every value of every generated draw of every "
+                              "condition (the authors' zh_samples.std())",
+    "latent_std_per_condition": "diffusion std across the draws of one condition (ours), mean over conditions and "
+                                "latent dimensions",
+    "density_paper": "latent density (eq. 18, sigma 20) of the mean of the draws of each condition (the paper's)",
+    "density_per_draw": "latent density (eq. 18) of every draw (ours)",
+    "realism_paper": "realism (eq. 19, k 5) of the mean of the draws of each condition (the paper's)",
+    "realism_per_draw": "realism (eq. 19) of every draw (ours)",
+    "*_standardised": "the same on latents standardised with the downstream-train mean and std (comparable between "
+                      "models); reference set: the complete inner-test days' latents",
+}
+"""One line per metric key of metrics.json, written beside the results (``definitions``)."""
+
+
 def field_scores(pred: Fields, true: Fields) -> dict[str, float]:
-    """Physical-unit scores of (N, C, H, W) fields (or one per grid): pooled RRMSE, channel-averaged SSIM and PSNR."""
-    return {"rrmse": float(metrics.rrmse(pred, true)), "ssim": float(metrics.ssim(pred, true)),
-            "psnr": float(metrics.psnr(pred, true))}
+    """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS`: pooled RRMSE by the
+    paper's formula and by ours, channel-averaged SSIM and PSNR."""
+    return {"rrmse_paper": float(metrics.rrmse_paper(pred, true)), "rrmse_l2": float(metrics.rrmse(pred, true)),
+            "ssim": float(metrics.ssim(pred, true)), "psnr": float(metrics.psnr(pred, true))}
+
+
+def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:
+    """Latent scores of (N conditions, S draws, D) generations against the reference latents ``ref`` (R, D).
+
+    Each under the paper's definition and ours, on raw latents and on latents standardised with
+    ``standardizer`` (``*_standardised``):
+
+    - ``latent_std_all_samples`` (the paper's "Std dev"): std of every value of every draw of every
+      condition (the authors' ``zh_samples.std()``); it mixes the spread between draws with the
+      spread between conditions and latent dimensions.
+    - ``latent_std_per_condition`` (ours): std across the S draws of one condition, averaged over
+      conditions and dimensions: how uncertain the generation is for a given condition.
+    - ``density_paper`` / ``realism_paper``: eq. 18 / 19 for the mean of the S draws of each
+      condition (what the authors score); ``density_per_draw`` / ``realism_per_draw`` (ours): for
+      every draw (a mean of draws sits nearer the data than any one draw).
+    """
+    flat, mean = gen.reshape(-1, gen.shape[-1]), gen.mean(1)
+    out: dict[str, float] = {}
+    for suffix, f in (("", lambda x: x), ("_standardised", standardizer)):
+        g, r = f(gen), f(ref)
+        out[f"latent_std_all_samples{suffix}"] = float(g.std())
+        out[f"latent_std_per_condition{suffix}"] = float(g.std(1).mean())
+        for name, points in (("paper", f(mean)), ("per_draw", f(flat))):
+            out[f"density_{name}{suffix}"] = float(metrics.latent_density(points, r, sigma))
+            out[f"realism_{name}{suffix}"] = float(metrics.realism_score(points, r, k))
+    return out
 
 
 class Evaluation:
@@ -136,7 +193,7 @@ class Evaluation:
         self.forecaster: tuple[torch.nn.Module, int] | None = None  # kept for the robustness task
         self.classifier: torch.nn.Module | None = None
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
-                              "preset": self.cfg.preset, "source": store.source}
+                              "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS}
 
     def _part(self, name: str, x):
         a, b = self.inner[name]
@@ -171,10 +228,15 @@ class Evaluation:
                 per_seed.append(self._score_rollout(pred, starts + lookback, label, seed, curves_rows))
             out[label] = self._summarise_seeds(per_seed)
             baselines = self._baselines(starts + lookback, climatology)
-            out[label]["baselines"] = {name: {str(t): curve[t - 1] for t in ds.lead_times}
-                                       for name, curve in baselines.items()}
+            out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
+                                                 for name, curve in per_name.items()}
+                                       for formula, per_name in baselines.items()}
+            baseline_curves: dict[str, dict[str, np.ndarray]] = {}
+            for formula, per_name in baselines.items():
+                for name, curve in per_name.items():
+                    baseline_curves.setdefault(name, {})[formula] = np.array(curve)
             plots.plot_forecast_curves({self._label(): {k: np.array(v) for k, v in out[label]["curve"].items()},
-                                        **{name: {"rrmse": np.array(c)} for name, c in baselines.items()}},
+                                        **baseline_curves},
                                        self.run.figures / f"forecast_curves_{label}.png",
                                        f"{self._label()}: forecast {label}")
         self._write_curves(curves_rows)
@@ -191,7 +253,7 @@ class Evaluation:
 
     def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
         """Decode each lead step of a (N, steps, D) rollout and score it against the truth."""
-        curve: dict[str, list[float]] = {"rrmse": [], "ssim": [], "psnr": []}
+        curve: dict[str, list[float]] = {k: [] for k in FIELD_METRICS}
         per_channel: dict[int, list[float]] = {}
         map_lead = min(50, pred.shape[1])
         for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
@@ -207,7 +269,7 @@ class Evaluation:
                     plots.plot_error_maps(pred_g[0].numpy(), true_g[0].numpy(), part.channels, part.lat, part.lon,
                                           f"{self._label()} forecast {label}, T={map_lead}",
                                           self._figure(f"forecast_error_{label}_T{map_lead}", part))
-        return {"curve": curve, "rrmse_per_channel": per_channel}
+        return {"curve": curve, "rrmse_l2_per_channel": per_channel}
 
     def _map_setting(self) -> str:
         lb, s = self.ds.forecast_settings[0]
@@ -216,14 +278,14 @@ class Evaluation:
     def _summarise_seeds(self, per_seed: list[dict]) -> dict:
         leads = self.ds.lead_times
         summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
-        for metric in ("rrmse", "ssim", "psnr"):
+        for metric in FIELD_METRICS:
             stacked = np.array([s["curve"][metric] for s in per_seed])  # (seeds, steps)
             summary["curve"][metric] = stacked.mean(0).tolist()
             summary["at"][metric] = {str(t): float(stacked[:, t - 1].mean()) for t in leads}
             summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, t - 1].std()) for t in leads}
         channels = self.frozen.store.channels
-        summary["rrmse_per_channel"] = {
-            str(t): dict(zip(channels, np.mean([s["rrmse_per_channel"][t] for s in per_seed], 0).tolist()))
+        summary["rrmse_l2_per_channel"] = {
+            str(t): dict(zip(channels, np.mean([s["rrmse_l2_per_channel"][t] for s in per_seed], 0).tolist()))
             for t in leads}
         return summary
 
@@ -240,30 +302,40 @@ class Evaluation:
         return grids.each(lambda x: x.float(), grids.stack(per_month))
 
     @cached_property
-    def _reconstruction_errors(self) -> tuple[Tensor, Tensor]:
-        """Squared error and squared truth per test day of the decoded complete-input latents: decoded once
-        for every forecast setting; a pooled RRMSE over any set of days sums them."""
+    def _reconstruction_errors(self) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
+        and the values per day: decoded once for every forecast setting; a pooled RRMSE (either formula)
+        over any set of days sums them."""
         recon = self.frozen.decode(self.h_clean)
-        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in
-                   zip(grids.as_list(recon), grids.as_list(self.physical)))
-        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in grids.as_list(self.physical))
-        return err2, ref2
+        truth = grids.as_list(self.physical)
+        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
+        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
+        ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
+        return err2, ref2, ref1, sum(t[0].numel() for t in truth)
 
-    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, list[float]]:
-        """Per-lead RRMSE of persistence (the last look-back day, complete), monthly climatology and the
-        model's reconstruction ceiling: its decoder on the true (complete-input) latents of the target
-        days, the best any latent forecast can score through this decoder."""
+    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, dict[str, list[float]]]:
+        """Per-lead RRMSE, ``{formula: {baseline: curve}}`` for both formulas (``rrmse_paper``, ``rrmse_l2``), of
+        persistence (the last look-back day, complete), monthly climatology and the model's reconstruction
+        ceiling: its decoder on the true (complete-input) latents of the target days, the best any latent
+        forecast can score through this decoder."""
         months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
-        out: dict[str, list[float]] = {"persistence": [], "climatology": [], "reconstruction ceiling": []}
+        names = ("persistence", "climatology", "reconstruction ceiling")
+        formulas = {"rrmse_paper": metrics.rrmse_paper, "rrmse_l2": metrics.rrmse}
+        out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
         last_seen = grids.take(self.physical, first_target - 1)
-        err2, ref2 = self._reconstruction_errors
+        err2, ref2, ref1, per_day = self._reconstruction_errors
         for step in range(self.ds.rollout_steps):
             targets = first_target + step
             truth = grids.take(self.physical, targets)
-            out["persistence"].append(float(metrics.rrmse(last_seen, truth)))
             month_mean = grids.take(climatology, months[targets])
-            out["climatology"].append(float(metrics.rrmse(month_mean, truth)))
-            out["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt() * 100.0))
+            for formula, fn in formulas.items():
+                out[formula]["persistence"].append(float(fn(last_seen, truth)))
+                out[formula]["climatology"].append(float(fn(month_mean, truth)))
+            n = per_day * len(targets)
+            out["rrmse_l2"]["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt()
+                                                                   * 100.0))
+            out["rrmse_paper"]["reconstruction ceiling"].append(float((err2[targets].sum() / n).sqrt()
+                                                                      / (ref1[targets].sum() / n) * 100.0))
         return out
 
     def _write_curves(self, rows: list[dict]) -> None:
@@ -287,21 +359,12 @@ class Evaluation:
             idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
         gen = generate(model, schedule, standardizer, self.h_masked[idx], ds.diffusion_samples, generator(seed),
                        batch_size=max(ds.batch_size, 256), progress=self.progress).cpu()  # (N, S, D)
-        mean_fields = self.frozen.decode(gen.mean(1))
+        mean_latents = gen.mean(1)
+        mean_fields = self.frozen.decode(mean_latents)
         truth = grids.take(self.physical, idx)
-        ref = self._part("test", self.h_clean)
-        flat = gen.reshape(-1, gen.shape[-1])
-        std_ref = standardizer.to("cpu")
-        out = {
-            "conditions": len(idx), "samples": ds.diffusion_samples,
-            **field_scores(mean_fields, truth),
-            "latent_std": float(gen.std(1).mean()),
-            "latent_std_std": float(std_ref(gen).std(1).mean()),
-            "density": float(metrics.latent_density(flat, ref, ds.density_sigma)),
-            "realism": float(metrics.realism_score(flat, ref, ds.realism_k)),
-            "density_std": float(metrics.latent_density(std_ref(flat), std_ref(ref), ds.density_sigma)),
-            "realism_std": float(metrics.realism_score(std_ref(flat), std_ref(ref), ds.realism_k)),
-        }
+        out = {"conditions": len(idx), "samples": ds.diffusion_samples, **field_scores(mean_fields, truth),
+               **diffusion_latent_scores(gen, self._part("test", self.h_clean), standardizer.to("cpu"),
+                                         ds.density_sigma, ds.realism_k)}
         gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
         for part, true_g, gen_g in zip(self.frozen.store.parts, grids.as_list(truth), grids.as_list(mean_fields)):
             observed = true_g[0].clone()
@@ -338,14 +401,14 @@ class Evaluation:
         forecaster, lookback = self.forecaster
         a, b = self.inner["test"]
         starts = torch.arange(b - a - lookback)
-        out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse": []}
+        out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse_l2": []}
         for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not self.progress):
             h = self.frozen.encode(grids.take(self.fields, slice(a, b)), ratio,
                                    seed=derive_seed(self.cfg.train.seed, "robust", str(ratio)))
             out["accuracy"].append(evaluate_classifier(self.classifier, h, self.seasons[a:b])["accuracy"])
             pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
             truth = grids.take(self.physical, a + starts + lookback)
-            out["rrmse"].append(float(metrics.rrmse(self.frozen.decode(pred), truth)))
+            out["rrmse_l2"].append(float(metrics.rrmse(self.frozen.decode(pred), truth)))
         plots.plot_robustness({self._label(): {k: np.array(v) for k, v in out.items()}},
                               self.run.figures / "robustness.png")
         self.results["robustness"] = out

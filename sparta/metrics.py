@@ -64,7 +64,7 @@ def rrmse(
     per_channel: bool = False,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Relative root mean squared error in percent (SPEC "Metrics").
+    """"RRMSE (L2, ours)": relative root mean squared error in percent (SPEC "Metrics").
 
     ``RRMSE = ||pred - true||_2 / ||true||_2 * 100``, the norms taken over all samples, channels
     and grid points jointly (pooled: one ratio for the whole set, not a mean of per-sample ratios;
@@ -74,7 +74,7 @@ def rrmse(
 
     Space: whatever the caller passes; reported numbers use physical (denormalised) fields. The
     ``||true||`` denominator stays well conditioned for u/v winds whose mean is near 0 (unlike the
-    authors' division by the mean of the truth).
+    authors' division by the mean of the truth, :func:`rrmse_paper`, which the paper's tables use).
 
     Args:
         pred, true: ``(N, C, H, W)``.
@@ -107,6 +107,91 @@ def rrmse(
         err2, ref2 = err2 * w, ref2 * w
     dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
     return (err2.sum(dim=dims) / ref2.sum(dim=dims)).sqrt() * 100.0
+
+
+def rrmse_paper(pred: Fields, true: Fields, per_channel: bool = False) -> torch.Tensor:
+    """RRMSE as the authors compute it (paper tables 1-3, 5): ``RMSE / mean(true) * 100`` in percent.
+
+    ``RMSE = sqrt(mean (pred - true)^2)`` and ``mean(true)`` are taken over all samples, channels
+    and grid points jointly (pooled over channels in physical units, as the authors'
+    ``compute_error`` and ``RRMSE``). Pooled over ERA5's channels both are dominated by z850
+    (~1.4e4 m2/s2), so this reads lower than :func:`rrmse` by the ratio
+    ``rms(true) / mean(true)`` (0.45 on the synthetic record). With ``per_channel`` each channel is
+    divided by its own mean, which is ill-conditioned for u and v (means near 0); per-channel
+    tables use :func:`rrmse`. Lists of fields on several grids pool every point of every grid.
+
+    Args:
+        pred, true: ``(N, C, H, W)`` (physical units for reported numbers), or one per grid.
+        per_channel: return ``(C,)`` instead of a scalar.
+
+    Returns:
+        Scalar, or ``(C,)`` with ``per_channel`` (float64).
+    """
+    if isinstance(pred, list):
+        if per_channel:
+            return torch.cat([rrmse_paper(p, t, per_channel=True) for p, t in zip(pred, true, strict=True)])
+        n = sum(t.numel() for t in true)
+        err2 = sum((p.double() - t.double()).pow(2).sum() for p, t in zip(pred, true, strict=True))
+        return (err2 / n).sqrt() / (sum(t.double().sum() for t in true) / n) * 100.0
+    _check_fields(pred, true)
+    p, t = pred.double(), true.double()
+    dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+    return (p - t).pow(2).mean(dim=dims).sqrt() / t.mean(dim=dims) * 100.0
+
+
+def minmax_scale(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``(x - lo) / (hi - lo)`` per channel, float64: the authors' scaling before SSIM and PSNR, with ``lo``
+    and ``hi`` the ``(C,)`` minimum and maximum of the downstream-train block in physical units."""
+    lo = torch.as_tensor(lo, dtype=torch.float64).view(1, -1, 1, 1)
+    hi = torch.as_tensor(hi, dtype=torch.float64).view(1, -1, 1, 1)
+    if (hi <= lo).any():
+        raise ValueError("minmax_scale needs hi > lo for every channel (a constant channel has no range)")
+    return (x.double() - lo) / (hi - lo)
+
+
+def ssim_paper(pred: Fields, true: Fields, lo, hi) -> torch.Tensor:
+    """SSIM as the authors compute it: per image on min-max scaled fields, then averaged over images.
+
+    Both fields are scaled with :func:`minmax_scale` (``lo``, ``hi``: per-channel minimum and maximum
+    of the downstream-train block, physical units), then scored by torchmetrics
+    ``structural_similarity_index_measure`` with ``data_range=1`` and its default Gaussian window
+    (11x11, sigma 1.5), jointly over the channels of each image, and averaged over the images.
+    Differences from :func:`ssim` (ours): the 11x11 window, the fixed train range instead of each
+    channel's range in the truth, and the offset of the min-max scaling (SSIM's luminance term is
+    not offset-invariant). Lists of fields on several grids: ``lo``/``hi`` one ``(C_g,)`` per grid,
+    the channel mean over every grid.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow import, used here only
+
+    if isinstance(pred, list):
+        per_grid = [ssim_paper(p, t, a, b) for p, t, a, b in zip(pred, true, lo, hi, strict=True)]
+        counts = [p.shape[1] for p in pred]
+        return sum(v * c for v, c in zip(per_grid, counts)) / sum(counts)
+    _check_fields(pred, true)
+    p, t = minmax_scale(pred, lo, hi).float(), minmax_scale(true, lo, hi).float()
+    return structural_similarity_index_measure(p, t, data_range=1.0).double()
+
+
+def psnr_paper(pred: Fields, true: Fields, lo, hi) -> torch.Tensor:
+    """PSNR as the authors compute it: per image on min-max scaled fields, then averaged over images.
+
+    ``PSNR_n = 10 log10(1 / MSE_n)`` with ``MSE_n`` over the channels and grid points of image ``n``
+    after :func:`minmax_scale` (train range, ``data_range=1``; torchmetrics
+    ``peak_signal_noise_ratio(..., reduction="none", dim=(1, 2, 3))``); result ``mean_n PSNR_n``.
+    :func:`psnr` (ours) pools the MSE over the batch per channel, with each channel's range in the
+    truth, and averages channels. Lists of fields on several grids pool each image's MSE over
+    every grid.
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # slow import, used here only
+
+    if isinstance(pred, list):
+        err2 = sum((minmax_scale(p, a, b) - minmax_scale(t, a, b)).pow(2).sum((1, 2, 3))
+                   for p, t, a, b in zip(pred, true, lo, hi, strict=True))
+        mse = err2 / sum(t[0].numel() for t in true)
+        return (10.0 * torch.log10(1.0 / mse)).mean()
+    _check_fields(pred, true)
+    p, t = minmax_scale(pred, lo, hi), minmax_scale(true, lo, hi)
+    return peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean().double()
 
 
 def _channel_ranges(true: torch.Tensor) -> list[float]:

@@ -61,7 +61,9 @@ BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
                    "climatology": {"color": "0.65", "linestyle": "--"},
                    "reconstruction ceiling": {"color": "0.2", "linestyle": ":"}}
 _PALETTE = ("tab:pink", "tab:gray", "black")
-METRIC_LABELS = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
+METRIC_LABELS = {"rrmse": "RRMSE (%)", "rrmse_paper": "RRMSE, paper formula (%)", "rrmse_l2": "RRMSE, L2 (%)",
+                 "ssim": "SSIM", "ssim_paper": "SSIM, paper (11x11, train range)", "psnr": "PSNR (dB)",
+                 "psnr_paper": "PSNR, paper, per image (dB)"}
 
 
 def model_color(name: str) -> str:
@@ -191,7 +193,7 @@ def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, t
             ax.plot(np.arange(1, len(values) + 1) * step_days, values, lw=1.3, label=label, **style)
         ax.set_xlabel("lead time (days)")
         ax.set_ylabel(METRIC_LABELS[metric])
-        ax.set_title(METRIC_LABELS[metric].split(" ")[0])
+        ax.set_title(METRIC_LABELS[metric].split(" (")[0])
     _legend_below(fig, axes[0])
     fig.suptitle(title)
     return save(fig, path)
@@ -218,10 +220,11 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, ti
 def plot_robustness(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
     """Accuracy and one-step RRMSE vs mask ratio per model; mask_ratio and accuracy are fractions, rrmse in %."""
     fig, axes = _panels(2)
-    panels = (("accuracy", 100.0, "classification accuracy (%)"), ("rrmse", 1.0, "one-step forecast RRMSE (%)"))
+    panels = (("accuracy", 100.0, "classification accuracy (%)"), ("rrmse_l2", 1.0, "one-step forecast RRMSE, L2 (%)"))
     for ax, (key, scale, ylabel) in zip(axes, panels):
         for name, per_model in curves.items():
-            ax.plot(np.asarray(per_model["mask_ratio"]) * 100, np.asarray(per_model[key]) * scale, marker="o",
+            found = key if key in per_model else "rrmse"  # metrics.json written before the two RRMSE formulas
+            ax.plot(np.asarray(per_model["mask_ratio"]) * 100, np.asarray(per_model[found]) * scale, marker="o",
                     color=model_color(name), label=name)
         ax.set_xlabel("mask ratio (%)")
         ax.set_ylabel(ylabel)

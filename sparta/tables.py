@@ -66,52 +66,115 @@ def make_table(title: str, header: list[str], rows: dict[str, list[float | None]
 MODEL_BASELINES = ("reconstruction ceiling",)
 """Forecast baselines that depend on the model (its decoder), unlike persistence and climatology."""
 
+METRIC_NAMES = {
+    "rrmse_paper": "RRMSE (paper formula, %)",
+    "rrmse_l2": "RRMSE (L2, ours, %)",
+    "ssim": "SSIM",
+    "psnr": "PSNR (dB)",
+}
+"""Table names of the forecast metrics (keys of ``forecast.<setting>.at``); ``evaluate.DEFINITIONS`` defines each."""
 
-def forecast_table(results: Results, setting: str, metric: str = "rrmse", baselines: bool = True) -> Table:
-    """Tables 1-3 / 6-8 / 11-13: a forecast metric at the lead times for one (look-back, stride) setting."""
+LOWER_IS_BETTER = ("rrmse_paper", "rrmse_l2")
+
+
+def _at(entry: dict, metric: str) -> dict | None:
+    """``entry["at"][metric]``; metrics.json written before the two RRMSE formulas has ``rrmse`` (= ours, L2)."""
+    at = entry.get("at", {})
+    return at.get(metric, at.get("rrmse") if metric == "rrmse_l2" else None)
+
+
+def _baselines(entry: dict, metric: str) -> dict:
+    """``{baseline: {lead: value}}`` of one formula; older files held ours (L2) only, keyed by baseline name."""
+    found = entry.get("baselines", {})
+    if metric in found:
+        return found[metric]
+    return found if metric == "rrmse_l2" and not set(found) & set(LOWER_IS_BETTER) else {}
+
+
+def forecast_table(results: Results, setting: str, metric: str = "rrmse_paper", baselines: bool = True) -> Table:
+    """Tables 1-3 / 6-8 / 11-13: a forecast metric at the lead times for one (look-back, stride) setting.
+
+    The paper's tables use ``rrmse_paper`` (RMSE / mean(truth), the authors' formula), the default.
+    """
     first = next(r["forecast"][setting] for r in results.values() if setting in r.get("forecast", {}))
-    leads = list(first["at"][metric])
+    leads = list(_at(first, metric) or {})
     rows, spreads = {}, {}
     for label, res in results.items():
         entry = res.get("forecast", {}).get(setting)
-        if entry:
-            rows[label] = [entry["at"][metric][t] for t in leads]
-            if entry.get("seeds", 1) > 1:
+        at = _at(entry, metric) if entry else None
+        if at:
+            rows[label] = [at.get(t) for t in leads]
+            if entry.get("seeds", 1) > 1 and f"{metric}_spread" in entry.get("at", {}):
                 spreads[label] = [entry["at"][f"{metric}_spread"][t] for t in leads]
-    if baselines and metric == "rrmse":
-        for name, values in first["baselines"].items():
+    if baselines:
+        for name, values in _baselines(first, metric).items():
             if name not in MODEL_BASELINES:
                 rows[f"{name} (baseline)"] = [values[t] for t in leads]
         for label, res in results.items():  # a ceiling belongs to its model's decoder: one row per model
             for name in MODEL_BASELINES:
-                values = res.get("forecast", {}).get(setting, {}).get("baselines", {}).get(name)
+                values = _baselines(res.get("forecast", {}).get(setting, {}), metric).get(name)
                 if values:
                     rows[f"{label}: {name}"] = [values[t] for t in leads]
-    names = {"rrmse": "RRMSE (%)", "ssim": "SSIM", "psnr": "PSNR (dB)"}
     lookback, stride = setting[2:].split("_S")
     n_seeds = first.get("seeds", 1)
-    title = (f"Autoregressive {names[metric]} - {len(first['curve'][metric])} steps, look-back {lookback}, "
+    steps = len(first["curve"].get(metric, first["curve"].get("rrmse", [])))
+    title = (f"Autoregressive {METRIC_NAMES[metric]} - {steps} steps, look-back {lookback}, "
              f"sampling interval {stride}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""))
-    rule = "min" if metric == "rrmse" else "max"
+    rule = "min" if metric in LOWER_IS_BETTER else "max"
     return make_table(title, [f"T={t}" for t in leads], rows, [rule] * len(leads), [2] * len(leads), spreads)
 
 
+def channel_table(results: Results, setting: str) -> Table:
+    """Forecast RRMSE per channel at the lead times, by our L2 formula (not a paper table).
+
+    Per channel the paper's formula divides by the channel's mean, near 0 for u850 and v850, which
+    makes it blow up there; ||e|| / ||truth|| stays well conditioned.
+    """
+    rows = {}
+    for label, res in results.items():
+        entry = res.get("forecast", {}).get(setting, {})
+        per_lead = entry.get("rrmse_l2_per_channel", entry.get("rrmse_per_channel", {}))
+        for t, per_channel in per_lead.items():
+            rows[f"{label}, T={t}"] = list(per_channel.values())
+            channels = list(per_channel)
+    lookback, stride = setting[2:].split("_S")
+    title = (f"Forecast RRMSE (L2, ours, %) per channel, look-back {lookback}, sampling interval {stride}: "
+             "||pred - true|| / ||true|| per variable (the paper's RMSE / mean(truth) divides by means near 0 "
+             "for u850 and v850)")
+    return make_table(title, channels, rows, [""] * len(channels), [2] * len(channels))
+
+
 def downstream_table(results: Results) -> Table:
-    """Tables 5 / 9 / 14: conditional latent diffusion and latent classification."""
-    cols: list[tuple[str, str, Callable[[dict], float], str, int]] = [
-        ("Diffusion RRMSE (%)", "diffusion", lambda d: d["rrmse"], "min", 2),
-        ("Latent density", "diffusion", lambda d: d["density"], "max", 3),
-        ("Realism", "diffusion", lambda d: d["realism"], "max", 3),
-        ("Std dev", "diffusion", lambda d: d["latent_std"], "min", 4),
-        ("Density (std. latents)", "diffusion", lambda d: d["density_std"], "max", 3),
-        ("Realism (std. latents)", "diffusion", lambda d: d["realism_std"], "max", 3),
-        ("Class. test loss", "classify", lambda d: d["cross_entropy"], "min", 4),
-        ("Class. accuracy", "classify", lambda d: d["accuracy"], "max", 3),
+    """Tables 5 / 9 / 14: conditional latent diffusion and latent classification.
+
+    The paper's columns first, by the paper's definitions (RRMSE formula, density and realism of the
+    mean of the draws, std of all generated values); ours beside them, named.
+    """
+    def get(key: str, old: str | None = None) -> Callable[[dict], float | None]:
+        return lambda d: d.get(key, d.get(old) if old else None)
+
+    cols: list[tuple[str, str, Callable[[dict], float | None], str, int]] = [
+        ("Diffusion RRMSE (paper formula, %)", "diffusion", get("rrmse_paper"), "min", 2),
+        ("Latent density (paper: mean of draws)", "diffusion", get("density_paper"), "max", 3),
+        ("Realism (paper: mean of draws)", "diffusion", get("realism_paper"), "max", 3),
+        ("Std dev (paper: all generated values)", "diffusion", get("latent_std_all_samples"), "min", 4),
+        ("Class. test loss", "classify", get("cross_entropy"), "min", 4),
+        ("Diffusion RRMSE (L2, ours, %)", "diffusion", get("rrmse_l2", "rrmse"), "min", 2),
+        ("Latent density (ours: every draw)", "diffusion", get("density_per_draw", "density"), "max", 3),
+        ("Realism (ours: every draw)", "diffusion", get("realism_per_draw", "realism"), "max", 3),
+        ("Std across draws (ours)", "diffusion", get("latent_std_per_condition", "latent_std"), "min", 4),
+        ("Density (std. latents, every draw)", "diffusion", get("density_per_draw_standardised", "density_std"),
+         "max", 3),
+        ("Realism (std. latents, every draw)", "diffusion", get("realism_per_draw_standardised", "realism_std"),
+         "max", 3),
+        ("Std across draws (std. latents)", "diffusion",
+         get("latent_std_per_condition_standardised", "latent_std_std"), "min", 4),
+        ("Class. accuracy", "classify", get("accuracy"), "max", 3),
     ]
     rows = {label: [fn(res[task]) if task in res else None for _, task, fn, _, _ in cols]
             for label, res in results.items()}
-    return make_table("Conditional latent diffusion and latent classification", [c[0] for c in cols], rows,
-                      [c[3] for c in cols], [c[4] for c in cols])
+    return make_table("Conditional latent diffusion and latent classification (the paper's columns first, then "
+                      "ours)", [c[0] for c in cols], rows, [c[3] for c in cols], [c[4] for c in cols])
 
 
 def smoothness_table(results: Results) -> Table:
@@ -128,9 +191,13 @@ def forecast_settings(results: Results) -> list[str]:
     return list(dict.fromkeys(s for r in results.values() for s in r.get("forecast", {})))
 
 
-def paper_tables(results: Results, metrics: tuple[str, ...] = ("rrmse",)) -> list[Table]:
-    """The paper's table group for these rows: forecasts per setting, smoothness, diffusion/classification."""
+def paper_tables(results: Results, metrics: tuple[str, ...] = ("rrmse_paper", "rrmse_l2"),
+                 per_channel: bool = False) -> list[Table]:
+    """The paper's table group for these rows: forecasts per setting (each metric of ``metrics``; the paper's
+    formula first), smoothness, diffusion/classification; with ``per_channel`` the per-channel RRMSE too."""
     tables = [forecast_table(results, s, m) for s in forecast_settings(results) for m in metrics]
+    if per_channel:
+        tables += [channel_table(results, s) for s in forecast_settings(results)]
     if any("smoothness" in r for r in results.values()):
         tables.append(smoothness_table(results))
     if any("diffusion" in r or "classify" in r for r in results.values()):

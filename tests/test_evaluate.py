@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from sparta.cli import app
 from sparta.config import load_config
-from sparta.evaluate import ROBUSTNESS_RATIOS, TASKS, Evaluation
+from sparta.evaluate import FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -31,20 +31,23 @@ def test_every_task_writes_finite_results(trained, evaluated):
     assert set(evaluated["forecast"]) == {"LB5_S1", "LB3_S5"}
     s5 = evaluated["forecast"]["LB3_S5"]
     assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == 1
-    assert len(s5["curve"]["rrmse"]) == ds.rollout_steps and list(s5["at"]["rrmse"]) == ["5", "10"]
-    assert set(s5["baselines"]) == {"persistence", "climatology", "reconstruction ceiling"}
-    assert set(s5["rrmse_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
+    assert len(s5["curve"]["rrmse_paper"]) == ds.rollout_steps and list(s5["at"]["rrmse_l2"]) == ["5", "10"]
+    assert set(s5["curve"]) == set(FIELD_METRICS) and set(s5["baselines"]) == {"rrmse_paper", "rrmse_l2"}
+    for per_name in s5["baselines"].values():
+        assert set(per_name) == {"persistence", "climatology", "reconstruction ceiling"}
+    assert set(s5["rrmse_l2_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
+    assert set(FIELD_METRICS) | {"rrmse_l2_per_channel"} <= set(evaluated["definitions"])
     d = evaluated["diffusion"]
     assert d["conditions"] == ds.max_conditions and d["samples"] == ds.diffusion_samples
     c = evaluated["classify"]
     assert 0 <= c["accuracy"] <= 1 and sum(map(sum, c["confusion"])) > 0
     assert evaluated["robustness"]["mask_ratio"] == list(ROBUSTNESS_RATIOS)
-    numbers = [d["rrmse"], d["density"], d["realism"], d["latent_std"], c["cross_entropy"],
-               evaluated["smoothness"]["temporal"]["mean"], *evaluated["robustness"]["rrmse"]]
+    numbers = [d["rrmse_paper"], d["rrmse_l2"], c["cross_entropy"],
+               evaluated["smoothness"]["temporal"]["mean"], *evaluated["robustness"]["rrmse_l2"]]
     assert all(math.isfinite(x) for x in numbers)
     lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
     assert lines[0] == "setting,seed,lead,metric,value"
-    assert len(lines) == 1 + 3 * ds.rollout_steps * (1 + len(ds.forecast_seeds))
+    assert len(lines) == 1 + len(FIELD_METRICS) * ds.rollout_steps * (1 + len(ds.forecast_seeds))
     for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
                  "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
                  "forecast_curves_LB5_S1.png"):
@@ -65,19 +68,25 @@ def test_evaluate_command_prints_the_paper_tables(trained, evaluated):
     assert result.exit_code == 0, result.output
     assert "Conditional latent diffusion and latent classification" in result.output
     assert "Smoothness metrics" in result.output
-    assert "Autoregressive RRMSE (%) - 10 steps, look-back 5" in (trained.evaluation / "tables.md").read_text()
+    tables = (trained.evaluation / "tables.md").read_text()
+    assert "Autoregressive RRMSE (paper formula, %) - 10 steps, look-back 5" in tables
+    assert "Autoregressive RRMSE (L2, ours, %) - 10 steps, look-back 5" in tables
+    assert "Forecast RRMSE (L2, ours, %) per channel" in tables
 
 
 def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micro_store):
     """The ceiling at lead T pools the decoded complete-input latents of every window's T-th target day."""
     import torch
 
-    from sparta.metrics import rrmse
+    from sparta.metrics import rrmse, rrmse_paper
 
     ev = Evaluation(trained, micro_store, progress=False)
     first_target = torch.arange(ev.inner["test"][0] + 3, ev.inner["test"][0] + 9)
-    ceiling = ev._baselines(first_target, ev._monthly_climatology())["reconstruction ceiling"]
+    baselines = ev._baselines(first_target, ev._monthly_climatology())
     decoded = ev.frozen.decode(ev.h_clean)
     for lead in (1, 4):
         days = first_target + lead - 1
-        assert ceiling[lead - 1] == pytest.approx(float(rrmse(decoded[days], ev.physical[days])), rel=1e-9)
+        assert baselines["rrmse_l2"]["reconstruction ceiling"][lead - 1] == pytest.approx(
+            float(rrmse(decoded[days], ev.physical[days])), rel=1e-9)
+        assert baselines["rrmse_paper"]["reconstruction ceiling"][lead - 1] == pytest.approx(
+            float(rrmse_paper(decoded[days], ev.physical[days])), rel=1e-9)

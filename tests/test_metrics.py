@@ -17,9 +17,12 @@ from sparta.metrics import (
     latent_density,
     mean_std,
     psnr,
+    psnr_paper,
     realism_score,
     rrmse,
+    rrmse_paper,
     ssim,
+    ssim_paper,
     ssim_sigma,
     step_distances,
 )
@@ -230,3 +233,51 @@ def test_eddy_correlation_known_values():
     assert eddy_correlation(shifted, truth).item() == pytest.approx(0.0, abs=1e-6)
     two = torch.cat([truth, truth], dim=1)
     assert eddy_correlation([two[:, :1], two[:, 1:]], [truth, truth]).tolist() == pytest.approx([1, 1])
+
+
+# ---------------------------------------------------------------- the authors' formulas (paper tables)
+
+
+def test_rrmse_paper_hand_values_and_ratio_to_ours() -> None:
+    true = torch.ones(2, 2, 3, 4)
+    true[:, 1] = 3.0  # mean 2, rms sqrt(5)
+    pred = true + 0.2  # RMSE 0.2 everywhere
+    assert rrmse_paper(pred, true).item() == pytest.approx(100 * 0.2 / 2.0)
+    assert rrmse(pred, true).item() == pytest.approx(100 * 0.2 / math.sqrt(5.0))
+    assert rrmse_paper(pred, true, per_channel=True).tolist() == pytest.approx([20.0, 100 * 0.2 / 3])
+    # the two differ by rms(true) / mean(true): one number cannot stand for the other
+    assert (rrmse(pred, true) / rrmse_paper(pred, true)).item() == pytest.approx(2.0 / math.sqrt(5.0))
+
+
+def test_rrmse_paper_matches_loop_reference_and_pools_grids() -> None:
+    true, pred = fields(1) + 4.0, fields(2) + 4.0
+    t, p = true.numpy(), pred.numpy()
+    rmse = math.sqrt(sum(float((p[i] - t[i]) ** 2) for i in np.ndindex(t.shape)) / t.size)
+    assert rrmse_paper(pred, true).item() == pytest.approx(100 * rmse / float(t.mean()), rel=1e-12)
+    split = rrmse_paper([pred[:, :1], pred[:, 1:]], [true[:, :1], true[:, 1:]])
+    assert split.item() == pytest.approx(rrmse_paper(pred, true).item(), rel=1e-12)
+
+
+def test_ssim_and_psnr_paper_scale_by_the_train_range_and_score_per_image() -> None:
+    true = fields(3, (4, 2, 16, 16)) * 10 + 100
+    pred = true + fields(4, (4, 2, 16, 16))
+    lo, hi = torch.tensor([50.0, 60.0]), torch.tensor([150.0, 140.0])
+    p_s = (pred - lo.view(1, -1, 1, 1)) / (hi - lo).view(1, -1, 1, 1)
+    t_s = (true - lo.view(1, -1, 1, 1)) / (hi - lo).view(1, -1, 1, 1)
+    # PSNR: per image over (C, H, W), then the mean over images
+    per_image = [10 * math.log10(1.0 / float((p_s[n] - t_s[n]).pow(2).mean())) for n in range(4)]
+    assert psnr_paper(pred, true, lo, hi).item() == pytest.approx(float(np.mean(per_image)), rel=1e-6)
+    # SSIM: torchmetrics defaults (11x11, sigma 1.5) on the scaled fields with data_range 1, per image
+    images = [float(structural_similarity_index_measure(p_s[n : n + 1].float(), t_s[n : n + 1].float(),
+                                                        data_range=1.0)) for n in range(4)]
+    assert ssim_paper(pred, true, lo, hi).item() == pytest.approx(float(np.mean(images)), rel=1e-5)
+    assert ssim_paper(true, true, lo, hi).item() == pytest.approx(1.0)
+    # a wider train range makes the same error look smaller, unlike ours (the truth's own range)
+    wide = psnr_paper(pred, true, lo - 100, hi + 100)
+    assert wide > psnr_paper(pred, true, lo, hi)
+    # fields on two grids: the channel mean (SSIM) and each image's MSE pooled over grids (PSNR)
+    parts = ([pred[:, :1], pred[:, 1:]], [true[:, :1], true[:, 1:]], [lo[:1], lo[1:]], [hi[:1], hi[1:]])
+    assert ssim_paper(*parts).item() == pytest.approx(ssim_paper(pred, true, lo, hi).item(), rel=1e-6)
+    assert psnr_paper(*parts).item() == pytest.approx(psnr_paper(pred, true, lo, hi).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="hi > lo"):
+        psnr_paper(pred, true, hi, lo)

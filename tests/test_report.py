@@ -6,24 +6,31 @@ import numpy as np
 import pytest
 
 from sparta.report import SECTIONS, VARIANTS, build_report, relative_improvements
-from sparta.tables import downstream_table, forecast_table, smoothness_table
+from sparta.tables import channel_table, downstream_table, forecast_table, paper_tables, smoothness_table
 
 
 def fake_results(scale: float, seeds: int = 1) -> dict:
     """Metrics in the layout Evaluation writes; every error scales with ``scale``."""
     leads = ["25", "50"]
+    values = {"rrmse_paper": 5 * scale, "rrmse_l2": 10 * scale, "ssim": 0.5 / scale, "psnr": 20 / scale}
     forecast = {
-        "LB30_S1": {"seeds": 1, "curve": {"rrmse": [scale] * 50, "ssim": [0.5] * 50, "psnr": [20.0] * 50},
-                    "at": {m: {t: v for t in leads} for m, v in (("rrmse", 10 * scale), ("ssim", 0.5 / scale),
-                                                                  ("psnr", 20 / scale))}
-                    | {f"{m}_spread": {t: 0.0 for t in leads} for m in ("rrmse", "ssim", "psnr")},
-                    "baselines": {"persistence": {t: 30.0 for t in leads}, "climatology": {t: 20.0 for t in leads}}},
+        "LB30_S1": {"seeds": 1, "curve": {m: [v] * 50 for m, v in values.items()},
+                    "at": {m: {t: v for t in leads} for m, v in values.items()}
+                    | {f"{m}_spread": {t: 0.0 for t in leads} for m in values},
+                    "rrmse_l2_per_channel": {t: {"t2m": scale, "u850": 40 * scale} for t in leads},
+                    "baselines": {f: {"persistence": {t: 30.0 / k for t in leads},
+                                      "climatology": {t: 20.0 / k for t in leads}}
+                                  for f, k in (("rrmse_paper", 2), ("rrmse_l2", 1))}},
     }
     return {
         "source": "synthetic(test)", "preset": "micro", "method": "sparta", "fusion": "early",
         "forecast": forecast,
-        "diffusion": {"rrmse": 12 * scale, "density": 0.9 / scale, "realism": 1.0 / scale, "latent_std": 0.5 * scale,
-                      "density_std": 0.5, "realism_std": 0.5, "latent_std_std": 0.4 * scale, "ssim": 0.5, "psnr": 20.0},
+        "diffusion": {"rrmse_paper": 6 * scale, "rrmse_l2": 12 * scale, "density_paper": 0.9 / scale,
+                      "realism_paper": 1.0 / scale, "latent_std_all_samples": 0.5 * scale,
+                      "density_per_draw": 0.8 / scale, "realism_per_draw": 0.9 / scale,
+                      "latent_std_per_condition": 0.2 * scale, "density_per_draw_standardised": 0.5,
+                      "realism_per_draw_standardised": 0.5, "latent_std_per_condition_standardised": 0.4 * scale,
+                      "ssim": 0.5, "psnr": 20.0},
         "classify": {"cross_entropy": 0.2 * scale, "accuracy": 0.9 / scale, "confusion": [[1, 0], [0, 1]]},
         "smoothness": {k: {"mean": scale, "std": 0.1} for k in ("temporal", "cycle", "temporal_normalised",
                                                                 "cycle_normalised")},
@@ -31,19 +38,52 @@ def fake_results(scale: float, seeds: int = 1) -> dict:
 
 
 def test_forecast_table_rows_columns_and_best_marks():
-    table = forecast_table({"A": fake_results(1.0), "B": fake_results(2.0)}, "LB30_S1")
+    table = forecast_table({"A": fake_results(1.0), "B": fake_results(2.0)}, "LB30_S1", "rrmse_l2")
     assert table.header == ["T=25", "T=50"]
     assert list(table.rows) == ["A", "B", "persistence (baseline)", "climatology (baseline)"]
     assert table.rows["A"] == ["10.00", "10.00"] and table.best["A"] == [True, True]
     assert not any(table.best["B"]) and table.rows["persistence (baseline)"] == ["30.00", "30.00"]
     md = table.markdown()
     assert "| A | **10.00** | **10.00** |" in md and "look-back 30, sampling interval 1" in md
+    assert "RRMSE (L2, ours, %)" in table.title
+
+
+def test_paper_tables_use_the_paper_formula_and_name_both():
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    paper = forecast_table(results, "LB30_S1")  # the default: the paper's formula, its baselines too
+    assert "RRMSE (paper formula, %)" in paper.title
+    assert paper.rows["A"] == ["5.00", "5.00"] and paper.rows["persistence (baseline)"] == ["15.00", "15.00"]
+    titles = [t.title for t in paper_tables(results, per_channel=True)]
+    assert [t.split(" - ")[0] for t in titles[:2]] == ["Autoregressive RRMSE (paper formula, %)",
+                                                      "Autoregressive RRMSE (L2, ours, %)"]
+    channels = channel_table(results, "LB30_S1")
+    assert channels.header == ["t2m", "u850"] and channels.rows["B, T=50"] == ["2.00", "80.00"]
+    assert "L2, ours" in channels.title and "near 0 for u850 and v850" in channels.title
+    diffusion = downstream_table(results)
+    named = dict(zip(diffusion.header, diffusion.rows["A"]))
+    assert diffusion.header[:4] == ["Diffusion RRMSE (paper formula, %)", "Latent density (paper: mean of draws)",
+                                    "Realism (paper: mean of draws)", "Std dev (paper: all generated values)"]
+    assert (named["Diffusion RRMSE (paper formula, %)"], named["Diffusion RRMSE (L2, ours, %)"]) == ("6.00", "12.00")
+    assert named["Std dev (paper: all generated values)"] == "0.5000" and named["Std across draws (ours)"] == "0.2000"
+    assert (named["Latent density (paper: mean of draws)"], named["Latent density (ours: every draw)"]) == (
+        "0.900", "0.800")
+
+
+def test_tables_read_metrics_written_before_the_two_formulas():
+    old = fake_results(1.0)
+    entry = old["forecast"]["LB30_S1"]
+    entry["at"] = {"rrmse": entry["at"]["rrmse_l2"]}
+    entry["baselines"] = entry["baselines"]["rrmse_l2"]
+    table = forecast_table({"A": old}, "LB30_S1", "rrmse_l2")
+    assert table.rows["A"] == ["10.00", "10.00"] and table.rows["persistence (baseline)"] == ["30.00", "30.00"]
+    assert forecast_table({"A": old}, "LB30_S1").rows == {}  # no paper-formula numbers: an empty table, no error
 
 
 def test_each_model_keeps_its_own_reconstruction_ceiling():
     results = {"A": fake_results(1.0), "B": fake_results(2.0)}
     for label, ceiling in (("A", 5.0), ("B", 8.0)):
-        results[label]["forecast"]["LB30_S1"]["baselines"]["reconstruction ceiling"] = {"25": ceiling, "50": ceiling}
+        results[label]["forecast"]["LB30_S1"]["baselines"]["rrmse_paper"]["reconstruction ceiling"] = {
+            "25": ceiling, "50": ceiling}
     table = forecast_table(results, "LB30_S1")
     assert list(table.rows)[2:] == ["persistence (baseline)", "climatology (baseline)",
                                     "A: reconstruction ceiling", "B: reconstruction ceiling"]
@@ -54,7 +94,9 @@ def test_each_model_keeps_its_own_reconstruction_ceiling():
 def test_higher_is_better_columns_and_single_rows():
     table = downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)})
     cols = dict(zip(table.header, zip(table.best["A"], table.best["B"])))
-    assert cols["Diffusion RRMSE (%)"] == (True, False) and cols["Latent density"] == (True, False)
+    assert cols["Diffusion RRMSE (paper formula, %)"] == (True, False)
+    assert cols["Latent density (paper: mean of draws)"] == (True, False)
+    assert cols["Std dev (paper: all generated values)"] == (True, False)
     assert cols["Class. accuracy"] == (True, False) and cols["Class. test loss"] == (True, False)
     alone = smoothness_table({"A": fake_results(1.0)})
     assert not any(alone.best["A"])  # nothing to compare against: no marks
@@ -64,8 +106,9 @@ def test_higher_is_better_columns_and_single_rows():
 
 def test_relative_improvement_line():
     lines = relative_improvements(fake_results(1.0), fake_results(2.0))
-    assert lines[0] == "Forecast RRMSE reduction, LB30_S1: T=25: +50.0%, T=50: +50.0%"
-    assert "latent std reduction +50.0%" in lines[1] and "accuracy 90.0% vs 45.0%" in lines[2]
+    assert lines[0] == "Forecast RRMSE (paper formula) reduction, LB30_S1: T=25: +50.0%, T=50: +50.0%"
+    assert lines[1].startswith("Forecast RRMSE (L2, ours) reduction, LB30_S1")
+    assert "Std dev (paper: all generated values) reduction +50.0%" in lines[2] and "accuracy 90.0% vs 45.0%" in lines[3]
 
 
 def test_report_from_saved_metrics(tmp_path):
@@ -78,11 +121,12 @@ def test_report_from_saved_metrics(tmp_path):
     text = md.read_text()
     for title, _ in SECTIONS:
         assert f"## {title}" in text
-    assert text.count("Autoregressive RRMSE") == 3 and text.count("Smoothness metrics") == 3
-    assert "| SPARTA - Late-Fusion, GNN |" in text and "Forecast RRMSE reduction" in text
-    assert "| EOF/PCA (linear) |" in text and "SPARTA vs EOF/PCA (linear): Forecast RRMSE reduction" in text
+    assert text.count("Autoregressive RRMSE (paper formula, %)") == 3 and text.count("Smoothness metrics") == 3
+    assert text.count("Autoregressive RRMSE (L2, ours, %)") == 3 and text.count("per channel, look-back") == 3
+    assert "| SPARTA - Late-Fusion, GNN |" in text and "Forecast RRMSE (paper formula) reduction" in text
+    assert "| EOF/PCA (linear) |" in text and "SPARTA vs EOF/PCA (linear): Forecast RRMSE (paper" in text
     html = page.read_text()
-    assert html.count("<table>") == 9 and "data:image/png;base64," in html and "src='report_figures" not in html
+    assert html.count("<table>") == 15 and "data:image/png;base64," in html and "src='report_figures" not in html
 
 
 def test_report_states_decoder_skill_and_flags_a_mean_field_decoder(tmp_path):
