@@ -13,11 +13,18 @@ Two modes (``AugmentConfig.mode``):
 * ``native``: the same kind of invariance on the native grid, much cheaper: a random periodic
   longitude roll as large as the paper's crop offset and a box filter of the same physical size.
 
+Global grids wrap in longitude: the box filter pads circularly and native views roll. A regional
+box (``Grid.periodic`` false, see ``sparta.data.domain``) does not: its east edge is not next to its
+west edge, so there the box filter repeats the edge cells in longitude too, and native views are
+shifted eastwards with the westernmost column repeated into the cells the shift opens (a
+non-periodic shift of the same size) instead of rolled.
+
 Masked points are set to 0, the normalised mean (docs/CONVENTIONS.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -28,12 +35,15 @@ from sparta.config import AugmentConfig
 from sparta.data.store import DataError
 from sparta.grids import Grid
 
+log = logging.getLogger(__name__)
 
-def box_smooth(x: Tensor, kernel: int) -> Tensor:
+
+def box_smooth(x: Tensor, kernel: int, periodic: bool = True) -> Tensor:
     """``kernel x kernel`` moving average per channel; ``kernel=1`` returns ``x`` unchanged.
 
-    Longitude is padded circularly (the globe wraps) and latitude by replicating the edge rows,
-    so a constant field stays constant everywhere. The reference zero-pads instead, which on
+    Longitude is padded circularly (the globe wraps; ``periodic=False``, a regional box: by
+    replicating the edge columns) and latitude by replicating the edge rows, so a constant field
+    stays constant everywhere. The reference zero-pads instead, which on
     z-scored data pulls the border cells towards the mean (darkens the borders). An even kernel
     is centred half a cell towards the end of each axis.
 
@@ -45,7 +55,7 @@ def box_smooth(x: Tensor, kernel: int) -> Tensor:
         return x
     lo, hi = (kernel - 1) // 2, kernel // 2
     n_lat, n_lon = x.shape[-2:]
-    padded = F.pad(x, (lo, hi, 0, 0), mode="circular")
+    padded = F.pad(x, (lo, hi, 0, 0), mode="circular" if periodic else "replicate")
     out = padded[..., 0:n_lon].clone()
     for i in range(1, kernel):
         out += padded[..., i:i + n_lon]
@@ -125,20 +135,28 @@ def _draw_shift(b: int, max_shift: int, generator: torch.Generator, device: torc
     return torch.randint(0, max_shift + 1, (b,), generator=generator, device=generator.device).to(device)
 
 
-def _roll(x: Tensor, shift: Tensor) -> Tensor:
+def _shift_index(n_lon: int, shift: Tensor, periodic: bool) -> Tensor:
+    """Source column of every output column after an eastward shift: wrapped round the globe, or (a regional
+    box) clamped to the west edge, whose column then fills the cells the shift opens."""
+    cols = torch.arange(n_lon, device=shift.device) - shift[..., None]
+    return cols % n_lon if periodic else cols.clamp(min=0)
+
+
+def _roll(x: Tensor, shift: Tensor, periodic: bool = True) -> Tensor:
     b, c, n_lat, n_lon = x.shape
-    cols = (torch.arange(n_lon, device=x.device) - shift[:, None]) % n_lon
+    cols = _shift_index(n_lon, shift, periodic)
     return x.gather(3, cols[:, None, None, :].expand(b, c, n_lat, n_lon))
 
 
-def periodic_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+def periodic_shift(x: Tensor, max_shift: int, generator: torch.Generator, periodic: bool = True) -> Tensor:
     """Roll each sample eastwards by its own ``s ~ U{0..max_shift}`` longitude cells.
 
     Drawing from ``0..max_shift`` (not ``-max_shift..max_shift``) mirrors the crop offsets of the
     paper mode, which run from 0 to the maximum: two independently shifted views are then at most
-    ``max_shift`` cells apart, as two paper crops are.
+    ``max_shift`` cells apart, as two paper crops are. With ``periodic=False`` (a regional box) the
+    fields shift without wrapping: the west edge column fills the ``s`` opened cells.
     """
-    return _roll(x, _draw_shift(x.shape[0], max_shift, generator, x.device))
+    return _roll(x, _draw_shift(x.shape[0], max_shift, generator, x.device), periodic)
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -164,12 +182,13 @@ def _resize_matrix(n_in: int, n_out: int) -> Tensor:
     return _resize(eye, (n_out, 1))[:, 0, :, 0].T.contiguous()
 
 
-def _box_matrix(n: int, kernel: int, axis: str) -> Tensor:
-    """``(n, n)`` float64 matrix of ``box_smooth`` along latitude (replicated edges) or longitude (circular)."""
+def _box_matrix(n: int, kernel: int, axis: str, periodic: bool = True) -> Tensor:
+    """``(n, n)`` float64 matrix of ``box_smooth`` along latitude (replicated edges) or longitude (circular,
+    or replicated edges when not ``periodic``)."""
     eye = torch.eye(n, dtype=torch.float64)
     if axis == "lat":  # constant along longitude (wide enough for the circular padding): only latitude mixes
         return box_smooth(eye[:, None, :, None].expand(n, 1, n, kernel), kernel)[:, 0, :, 0].T.contiguous()
-    return box_smooth(eye[:, None, None, :], kernel)[:, 0, 0, :].T.contiguous()
+    return box_smooth(eye[:, None, None, :], kernel, periodic)[:, 0, 0, :].T.contiguous()
 
 
 def _left(x: Tensor, m: Tensor) -> Tensor:
@@ -218,9 +237,10 @@ class Augmenter:
     rounding, with the same random draws.
     """
 
-    def __init__(self, cfg: AugmentConfig, n_lat: int, n_lon: int):
+    def __init__(self, cfg: AugmentConfig, n_lat: int, n_lon: int, periodic: bool = True):
         self.cfg = cfg
         self.native_hw = (n_lat, n_lon)
+        self.periodic = periodic
         if cfg.mode == "paper":
             self.input_hw = (round(n_lat * cfg.crop_factor), round(n_lon * cfg.crop_factor))
             self.resize_hw = (round(n_lat * cfg.resize_factor), round(n_lon * cfg.resize_factor))
@@ -230,6 +250,11 @@ class Augmenter:
             self.input_hw = self.resize_hw = self.native_hw
             self.kernel = max(1, _nearest_odd(cfg.smooth_kernel / cfg.crop_factor))
             self.max_shift = round(n_lon * (cfg.resize_factor - cfg.crop_factor) / cfg.resize_factor)
+        if not periodic:
+            how = (f"views shift eastwards by 0..{self.max_shift} cells with the west edge column repeated, "
+                   "not rolled," if cfg.mode == "native" else "crops do not wrap, and")
+            log.info("regional %dx%d grid (longitudes do not wrap round the globe): augment.mode=%s %s box smoothing "
+                     "repeats the edge cells", n_lon, n_lat, cfg.mode, how)
         self._base: dict[str, Tensor] | None = None
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, Tensor]] = {}
 
@@ -241,7 +266,7 @@ class Augmenter:
         if self.cfg.mode == "paper":
             big_h, big_w = self.resize_hw
             r_lat, r_lon = _resize_matrix(n_lat, big_h), _resize_matrix(n_lon, big_w)
-            s_lat, s_lon = _box_matrix(h, k, "lat"), _box_matrix(w, k, "lon")
+            s_lat, s_lon = _box_matrix(h, k, "lat"), _box_matrix(w, k, "lon", self.periodic)
             d_lat, d_lon = _resize_matrix(h, n_lat), _resize_matrix(w, n_lon)
             tops, lefts = range(big_h - h + 1), range(big_w - w + 1)
             return {"input_rows": _resize_matrix(n_lat, h), "input_cols": _resize_matrix(n_lon, w),
@@ -251,10 +276,11 @@ class Augmenter:
                     "target_cols": torch.stack([d_lon @ r_lon[j:j + w] for j in lefts])}
         if not self._dense_native():
             return {}
-        eye, idx = torch.eye(n_lon, dtype=torch.float64), torch.arange(n_lon)
-        s_lon = _box_matrix(n_lon, k, "lon")
-        return {"smooth_rows": _box_matrix(n_lat, k, "lat"),  # rolls eastwards by s: out[j] = x[j - s]
-                "shift_cols": torch.stack([s_lon @ eye[(idx - s) % n_lon] for s in range(self.max_shift + 1)])}
+        eye = torch.eye(n_lon, dtype=torch.float64)
+        s_lon = _box_matrix(n_lon, k, "lon", self.periodic)
+        shifts = torch.arange(self.max_shift + 1)  # eastwards by s: out[j] = x[j - s] (wrapped, or clamped to 0)
+        return {"smooth_rows": _box_matrix(n_lat, k, "lat"),
+                "shift_cols": torch.stack([s_lon @ eye[idx] for idx in _shift_index(n_lon, shifts, self.periodic)])}
 
     def _matrices(self, x: Tensor) -> dict[str, Tensor]:
         key = (x.device, x.dtype)
@@ -317,7 +343,8 @@ class Augmenter:
         """Contrastive view of ``x`` at ``input_hw``, masked with ratio ``U[mask_low, mask_high)`` if asked.
 
         Paper mode: (native mask), resize to ``resize_hw``, random crop to ``input_hw``, box smooth,
-        (upsampled mask). Native mode: (mask), periodic longitude shift, box smooth, (mask).
+        (upsampled mask). Native mode: (mask), longitude shift (periodic on a global grid, with the
+        edge column repeated on a regional box), box smooth, (mask).
         ``mask_on`` picks which of the bracketed masks applies: 'native' hides points before any
         interpolation or smoothing; 'upsampled' masks the finished view as the reference does.
 
@@ -336,7 +363,7 @@ class Augmenter:
             c = x.shape[1]
             stack = torch.cat([view, x], dim=1) if with_target else view
             stack = random_crop(_resize(stack, self.resize_hw), self.input_hw, generator)
-            view = box_smooth(stack[:, :c], self.kernel)
+            view = box_smooth(stack[:, :c], self.kernel, self.periodic)
             target = _resize(stack[:, c:], self.native_hw) if with_target else None
         elif cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
             top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
@@ -347,12 +374,12 @@ class Augmenter:
         else:
             shift = _draw_shift(b, self.max_shift, generator, x.device)
             if with_target:
-                target = _roll(x, shift)
+                target = _roll(x, shift, self.periodic)
             if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
                 m = self._matrices(x)
                 view = _apply_pair(view, m["smooth_rows"], m["shift_cols"][shift])
             else:
-                view = box_smooth(_roll(view, shift), self.kernel)
+                view = box_smooth(_roll(view, shift, self.periodic), self.kernel, self.periodic)
         if masked and cfg.mask_on == "upsampled":
             view = self._random_mask(view, generator, cfg.mask_low, cfg.mask_high)
         if not with_target:
@@ -370,7 +397,7 @@ class MultiGridAugmenter:
     """
 
     def __init__(self, cfg: AugmentConfig, layout: list[Grid]):
-        self.parts = [Augmenter(cfg, grid.n_lat, grid.n_lon) for grid in layout]
+        self.parts = [Augmenter(cfg, grid.n_lat, grid.n_lon, grid.periodic) for grid in layout]
 
     def encoder_input(self, x: list[Tensor]) -> list[Tensor]:
         return [aug.encoder_input(part) for aug, part in zip(self.parts, x)]
@@ -403,5 +430,5 @@ class MultiGridAugmenter:
 def build_augmenter(cfg: AugmentConfig, layout: list[Grid]) -> Augmenter | MultiGridAugmenter:
     """The augmenter for data on ``layout`` (a store's grids)."""
     if len(layout) == 1:
-        return Augmenter(cfg, layout[0].n_lat, layout[0].n_lon)
+        return Augmenter(cfg, layout[0].n_lat, layout[0].n_lon, layout[0].periodic)
     return MultiGridAugmenter(cfg, layout)

@@ -43,6 +43,10 @@ class DataConfig(_Strict):
     variable_grids: dict[str, Annotated[str, StringConstraints(pattern=r"^\d+x\d+$")]] = Field(
         default_factory=dict, description="variables on a grid other than data.grid, e.g. "
         "{2m_temperature: 128x64}; each is encoded and decoded on its own grid (late fusion only)")
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="regional domain: [lat_first, lat_last, lon_first, lon_last] of the grid's first and last "
+        "cell centres (degrees), data.grid points spread evenly over it, e.g. [50, 58, -10, 2] with data.grid=49x33 "
+        "(0.25 deg); longitudes may cross Greenwich (-10..2, or 350..2 in 0..360 notation); null: a global grid")
     regrid: bool = Field(False, description="conservatively regrid a source on another regular grid to the "
                          "configured grid(s)")
     assume_units: bool = Field(False, description="accept variables whose CF units are missing or unknown as "
@@ -60,6 +64,10 @@ class DataConfig(_Strict):
             raise ValueError(f"data.split must be three positive fractions summing to 1, got {self.split}")
         if not self.variables:
             raise ValueError("data.variables must list at least one variable")
+        if self.box is not None:
+            from sparta.data.domain import Box
+
+            Box.parse(self.box)  # a ValueError names what is wrong with the box
         unknown = sorted(set(self.variable_grids) - set(self.variables))
         if unknown:
             raise ValueError(f"data.variable_grids names {unknown}, which data.variables does not list "
@@ -207,12 +215,17 @@ class DownstreamConfig(_Strict):
     forecast_horizon: int = Field(1, ge=1, description="training target length in steps (paper: 1, next step only; "
                                   "longer targets teach the LSTM its own rollout)")
     condition_mask: float = Field(0.7, ge=0.0, lt=1.0, description="mask ratio of forecast inputs and diffusion conditions")
+    forecast_mask_draws: int = Field(8, ge=1, description="independent 70%-mask draws encoded per day for the "
+                                     "forecaster's training and validation inputs; every read of a window takes one "
+                                     "draw per day at random (the authors re-mask at every read); 1: one fixed mask "
+                                     "per day, reused by every window and epoch")
     classify_mask_low: float = Field(0.2, ge=0.0, lt=1.0)
     classify_mask_high: float = Field(0.9, gt=0.0, le=1.0)
     diffusion_steps: int = Field(1000, ge=2)
     beta_start: float = Field(1e-4, gt=0.0)
     beta_end: float = Field(0.02, gt=0.0)
-    diffusion_lr: float = Field(1e-3, gt=0.0)
+    diffusion_lr: float = Field(1e-2, gt=0.0, description="paper 6.1.3: lr 1e-2 for every downstream model "
+                                "(the authors' code trained the DDPM at 1e-3)")
     diffusion_hidden: int = Field(1024, ge=8)
     condition_tokens: int = Field(8, ge=1, description="the condition embedding is split into this many attention tokens")
     diffusion_samples: int = Field(20, ge=1, description="generations per condition")

@@ -20,11 +20,13 @@ Fields = Any  # a numpy array or torch tensor (N, C, H, W), or a list of them (o
 
 @dataclass(frozen=True)
 class Grid:
-    """The channels that share one grid, and its size."""
+    """The channels that share one grid, its size, and whether it goes round the globe."""
 
     channels: tuple[str, ...]
     n_lat: int
     n_lon: int
+    #: Longitude wraps round the globe. False for a regional box, where nothing may roll or pad circularly.
+    periodic: bool = True
 
     @classmethod
     def named(cls, grid: str, channels: Sequence[str]) -> Grid:

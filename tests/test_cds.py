@@ -297,7 +297,8 @@ def test_regrid_refuses_irregular_or_regional_grids() -> None:
     lat, lon = grid_coords("128x64")
     with pytest.raises(DataError, match="latitudes are not regularly spaced"):
         regrid_conservative(_on_grid(np.zeros((1, 4, 128)), np.array([-60.0, -10, 10, 60]), lon), "64x32")
-    with pytest.raises(DataError, match="longitudes 0.0000..180.0000 .* do not cover the globe"):
+    with pytest.raises(DataError, match=r"cover longitude -1.4062..181.406 \(cell edges\), but the cells of the global "
+                                        r"64x32 grid span -2.8125..357.188; set data.box to a box inside the source"):
         regrid_conservative(_on_grid(np.zeros((1, 64, 65)), lat, np.arange(65) * 2.8125), "64x32")
 
 

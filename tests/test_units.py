@@ -136,7 +136,7 @@ def test_one_instantaneous_sample_per_day_is_labelled_and_warned_about(tmp_path,
     assert store.time_aggregation == "daily mean of 4 samples per day (every 6 h)"
 
 
-def test_a_regional_box_is_one_accurate_refusal(tmp_path):
+def test_a_regional_box_without_data_box_is_one_line_naming_the_box(tmp_path):
     lat, lon = np.arange(50.0, 58.001, 0.25), np.arange(-10.0, 2.001, 0.25)  # 0.25 deg over the British Isles
     times = pd.date_range("2000-01-01", periods=20)
     values = 280 + np.random.default_rng(0).standard_normal((20, lat.size, lon.size))
@@ -147,8 +147,11 @@ def test_a_regional_box_is_one_accurate_refusal(tmp_path):
         error = _fails([*PREPARE, "--source", tmp_path / "box.nc", "--out", tmp_path / "s",
                         "data.variables=[2m_temperature]", *extra],
                        "the source covers a regional box (latitude 50..58, longitude -10..2, 49x33 points at "
-                       "0.25x0.25 degrees)", "regional domains are not supported")
+                       "0.25x0.25 degrees)", "prepare the box as it is with data.grid=49x33 'data.box=[50,58,-10,2]'")
         assert "set data.grid=" not in error
+    # What the line names prepares the box (tests/test_regional.py trains and embeds on it).
+    _prepared(["--source", tmp_path / "box.nc", "data.variables=[2m_temperature]", "data.grid=49x33",
+               "data.box=[50,58,-10,2]"], tmp_path / "s")
 
 
 def test_a_grid_too_small_for_the_encoder_is_refused_with_the_minimum(tmp_path):

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from sparta.config import DataConfig
+from sparta.data.domain import Box
 from sparta.data.store import DataError, PreparedStore, Store, claim_store_directory, open_store, write_mixed_meta
 from sparta.data.variables import parse_variables
 from sparta.grids import Grid, layout_label
@@ -40,13 +41,17 @@ def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, 
     if data.source == "synthetic":
         from sparta.data.synthetic import synthetic_era5
 
+        if data.box is not None:
+            raise DataError("the synthetic generator makes global grids only, and data.box asks for a regional one; "
+                            "drop data.box, or pass a regional source file with --source")
+
         n_days = round(data.synthetic_years * 365.25)
         source = synthetic_era5(variables, grid, data.synthetic_start, n_days, data.seed)
         source.attrs["source"] = synthetic_label(data)
     else:
         source = data.source
     return prepare(source, out, variables, grid, data.split, progress=progress, regrid=data.regrid,
-                   assume_units=data.assume_units, member=data.member, overwrite=overwrite)
+                   assume_units=data.assume_units, member=data.member, overwrite=overwrite, box=data.box)
 
 
 def expected_layout(data: DataConfig) -> tuple[list[str], str]:
@@ -55,6 +60,10 @@ def expected_layout(data: DataConfig) -> tuple[list[str], str]:
     layout = [Grid.named(grid, [v.short for v in parse_variables(variables)]) for grid, variables in groups.items()]
     specs = [v.spec for variables in groups.values() for v in parse_variables(variables)]
     return specs, layout_label(layout)
+
+
+def _same_box(a: list[float] | None, b: list[float] | None) -> bool:
+    return (a is None) == (b is None) and (a is None or all(abs(x - y) < 1e-6 for x, y in zip(a, b)))
 
 
 def synthetic_label(data: DataConfig) -> str:
@@ -82,6 +91,12 @@ def open_or_prepare(data: DataConfig, progress: bool = True, prepare: bool = Tru
     if store.variables != wanted or store.grid != grid:
         raise DataError(f"store '{path}' holds {store.variables} on {store.grid}, the config asks for {wanted} on "
                         f"{grid}; point data.store at another directory or prepare it again")
+    want_box = None if data.box is None else Box.parse(data.box).as_list()
+    if not _same_box(store.box, want_box):
+        def where(box):
+            return "the global grid" if box is None else f"the box {box}"
+        raise DataError(f"store '{path}' holds {where(store.box)}, the config asks for {where(want_box)} (data.box); "
+                        "point data.store at another directory or prepare it again")
     if data.source == "synthetic" and store.source != synthetic_label(data):
         raise DataError(f"store '{path}' holds {store.source}, the config asks for {synthetic_label(data)}; "
                         "point data.store at another directory")

@@ -9,8 +9,9 @@ CDS downloads differ from WeatherBench2 stores in names and layout, not content:
 * GRIB (read by cfgrib): ``isobaricInhPa``, ``valid_time``, one dataset per level type.
 
 ``normalise`` maps all of these to ``time``/``level`` and long names; ``select_fields`` in
-``sparta.data.weatherbench`` then makes latitude ascending and longitude 0..360, and with
-``regrid=True`` calls ``regrid_conservative`` when the source grid is not the target grid.
+``sparta.data.weatherbench`` then makes latitude ascending and longitude 0..360 (or monotonic over a
+regional box), and with ``regrid=True`` calls ``regrid_conservative`` when the source grid is not the
+target grid.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from functools import reduce
 import numpy as np
 import xarray as xr
 
+from sparta.data.domain import Box, is_global_lon, target_coords
 from sparta.data.store import DataError
-from sparta.data.synthetic import grid_coords
 from sparta.data.variables import SHORT_NAMES
 
 #: CDS/ECMWF short name -> WeatherBench2 long name (``t2m`` -> ``2m_temperature``).
@@ -93,17 +94,13 @@ def open_grib(files: Sequence[str]) -> xr.Dataset:
 
 
 def _edges(centres: np.ndarray, name: str, grid: str) -> np.ndarray:
-    """Cell edges of a regular axis; latitude edges are clipped to the poles."""
+    """Cell edges of a regular axis, halfway between centres; latitude edges are clipped to the poles."""
     n = len(centres)
     step = (centres[-1] - centres[0]) / max(n - 1, 1)
     if n < 2 or not np.allclose(np.diff(centres), step, atol=1e-4):
         raise DataError(f"cannot regrid: the source {name}s are not regularly spaced (step {step:.4f}); "
                         f"only regular lat-lon grids are supported, regrid the data to {grid} yourself")
     edges = np.concatenate([[centres[0] - step / 2], (centres[1:] + centres[:-1]) / 2, [centres[-1] + step / 2]])
-    span = (-90.0, 90.0) if name == "latitude" else (edges[0], edges[0] + 360.0)
-    if edges[0] > span[0] + 1e-3 or edges[-1] < span[1] - 1e-3:
-        raise DataError(f"cannot regrid: the source {name}s {centres[0]:.4f}..{centres[-1]:.4f} (step {step:.4f}) "
-                        f"do not cover the globe; only global grids can be regridded to {grid}")
     return np.clip(edges, -90.0, 90.0) if name == "latitude" else edges
 
 
@@ -115,16 +112,34 @@ def _overlap(src: np.ndarray, dst: np.ndarray, period: float | None = None) -> n
                for s in shifts)
 
 
-def regrid_conservative(da: xr.DataArray, grid: str) -> xr.DataArray:
-    """Area-weighted conservative regridding of ``(..., lat, lon)`` onto the equiangular ``grid``.
+def _check_covered(covered: np.ndarray, width: np.ndarray, name: str, src: np.ndarray, dst: np.ndarray,
+                   grid: str, box: Box | None, deg=lambda e: e) -> None:
+    """Refuse a target whose cells reach beyond the source along one axis (nothing to average there)."""
+    short = np.flatnonzero(covered < width * (1 - 1e-6) - 1e-12)
+    if not short.size:
+        return
+    where = f"the {grid} grid over data.box ({box.label()})" if box is not None else f"the global {grid} grid"
+    have = f"{round(deg(src[0]), 4):g}..{round(deg(src[-1]), 4):g}"
+    need = f"{round(deg(dst[0]), 4):g}..{round(deg(dst[-1]), 4):g}"
+    fix = ("choose data.box (and data.grid) so that its cells lie inside the source" if box is not None else
+           "set data.box to a box inside the source (with data.grid, its number of points) to prepare a regional grid")
+    raise DataError(f"cannot regrid: the source's cells cover {name} {have} (cell edges), but the cells of {where} "
+                    f"span {need}; {fix}")
 
-    ``da`` must be on a global regular lat-lon grid, latitude ascending and longitude 0..360
-    (as ``select_fields`` leaves it). Each target cell is the mean of the source cells it
-    overlaps, weighted by overlap area on the sphere, so the global area mean is preserved.
-    A target cell that overlaps a NaN is NaN. ``da`` is returned as is when already on ``grid``.
+
+def regrid_conservative(da: xr.DataArray, grid: str, box: Box | None = None) -> xr.DataArray:
+    """Area-weighted conservative regridding of ``(..., lat, lon)`` onto ``grid``: WeatherBench2's global
+    equiangular grid, or ``grid`` points spread over the regional ``box`` (``sparta.data.domain``).
+
+    ``da`` must be on a regular lat-lon grid, latitude ascending and longitude monotonic (as
+    ``select_fields`` leaves it: 0..360 for a global target, the box's frame for a box). Each target cell
+    is the mean of the source cells it overlaps, weighted by overlap area on the sphere, so area means are
+    preserved. Longitudes wrap only when the source goes round the globe; a target cell reaching beyond
+    the source (a global grid from a regional source, a box larger than the source) is refused. A target
+    cell that overlaps a NaN is NaN. ``da`` is returned as is when already on the target grid.
     """
     try:
-        lat_t, lon_t = grid_coords(grid)
+        lat_t, lon_t = target_coords(grid, box)
     except ValueError as err:
         raise DataError(str(err)) from None
     lat_s, lon_s = da["lat"].values.astype(np.float64), da["lon"].values.astype(np.float64)
@@ -132,8 +147,13 @@ def regrid_conservative(da: xr.DataArray, grid: str) -> xr.DataArray:
     if same_shape and np.allclose(lat_s, lat_t, atol=1e-3) and np.allclose(lon_s, lon_t, atol=1e-3):
         return da
     # The area of a lat-lon cell is proportional to its extent in sin(latitude) times its extent in longitude.
-    w_lat = _overlap(*(np.sin(np.deg2rad(_edges(lat, "latitude", grid))) for lat in (lat_s, lat_t)))
-    w_lon = _overlap(_edges(lon_s, "longitude", grid), _edges(lon_t, "longitude", grid), period=360.0)
+    sin_s, sin_t = (np.sin(np.deg2rad(_edges(lat, "latitude", grid))) for lat in (lat_s, lat_t))
+    w_lat = _overlap(sin_s, sin_t)
+    _check_covered(w_lat.sum(axis=1), np.diff(sin_t), "latitude", sin_s, sin_t, grid, box,
+                   deg=lambda e: float(np.rad2deg(np.arcsin(np.clip(e, -1, 1)))))
+    edges_s, edges_t = _edges(lon_s, "longitude", grid), _edges(lon_t, "longitude", grid)
+    w_lon = _overlap(edges_s, edges_t, period=360.0 if is_global_lon(lon_s) else None)
+    _check_covered(w_lon.sum(axis=1), np.diff(edges_t), "longitude", edges_s, edges_t, grid, box)
     w_lat = (w_lat / w_lat.sum(axis=1, keepdims=True)).astype(da.dtype)
     w_lon_t = (w_lon / w_lon.sum(axis=1, keepdims=True)).T.astype(da.dtype)
 

@@ -5,7 +5,9 @@ Layout of a store directory::
     fields.npy     float32 (time, channel, lat, lon), physical units, latitude ascending
     meta.json      times, channel names, lat/lon, per-channel mean/std (train split),
                    split boundaries, source, format version, units per channel (CF
-                   spelling), the time aggregation (daily means, or one sample per day)
+                   spelling), the time aggregation (daily means, or one sample per day),
+                   and for a regional grid its box (lat/lon of the first and last cell
+                   centres; longitudes monotonic, e.g. -10..2 across Greenwich)
     seasons.npy    int64 (time,), DJF=0, MAM=1, JJA=2, SON=3
     .sparta-store  marker: the directory is SPARTA's (written first, so an interrupted
                    prepare is recognised and may be redone)
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparta.data.domain import is_global_lon
 from sparta.data.variables import Variable, parse_variables
 from sparta.grids import Grid, layout_label
 from sparta.outputs import check_free_space, check_output_dir, foreign_entries, listing
@@ -257,6 +260,7 @@ class PreparedStore:
     source: str
     units: dict[str, str] | None = None  # channel -> CF units; None for stores made before units were kept
     time_aggregation: str = "daily values as given"
+    box: list[float] | None = None  # regional domain [lat_first, lat_last, lon_first, lon_last]; None: global
 
     @classmethod
     def open(cls, path: str | Path) -> PreparedStore:
@@ -296,6 +300,7 @@ class PreparedStore:
             source=meta["source"],
             units=meta.get("units"),
             time_aggregation=meta.get("time_aggregation", "daily values as given"),
+            box=meta.get("box"),
         )
 
     @property
@@ -304,7 +309,7 @@ class PreparedStore:
 
     @property
     def layout(self) -> list[Grid]:
-        return [Grid(tuple(self.channels), len(self.lat), len(self.lon))]
+        return [Grid(tuple(self.channels), len(self.lat), len(self.lon), periodic=is_global_lon(self.lon))]
 
     @property
     def parts(self) -> list[PreparedStore]:
@@ -398,6 +403,10 @@ class MixedStore:
     @property
     def time_aggregation(self) -> str:
         return self.parts[0].time_aggregation
+
+    @property
+    def box(self) -> list[float] | None:
+        return self.parts[0].box
 
     @property
     def grid(self) -> str:

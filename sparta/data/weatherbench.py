@@ -19,6 +19,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from sparta.data import cds
+from sparta.data.domain import TOL, Box, contiguous_start, describe, is_global, is_global_lon, to_frame
 from sparta.data.store import DataError, PreparedStore, write_store
 from sparta.data.synthetic import grid_coords
 from sparta.data.units import conversion, level_scale
@@ -172,6 +173,28 @@ def _check_grid(lat: np.ndarray, lon: np.ndarray, grid: str) -> None:
                             "by passing data.regrid=true")
 
 
+def _check_box_grid(lat: np.ndarray, lon: np.ndarray, grid: str, box: Box) -> None:
+    """The source's points inside ``box`` must be the ``grid`` points over it; otherwise one line with both fixes."""
+    exp_lat, exp_lon = box.coords(grid)
+    if lat.size and lon.size and lat.shape == exp_lat.shape and lon.shape == exp_lon.shape \
+            and np.allclose(lat, exp_lat, atol=TOL) and np.allclose(lon, exp_lon, atol=TOL):
+        return
+    asked = (f"data.grid={grid} over data.box ({box.label()}) asks for {exp_lon.size}x{exp_lat.size} points at "
+             f"{_step(exp_lon):g}x{_step(exp_lat):g} degrees")
+    if lat.size < 2 or lon.size < 2:
+        raise DataError(f"{asked}, but the source has {lon.size}x{lat.size} points inside the box; choose a box "
+                        "inside the source, or pass data.regrid=true to regrid it conservatively")
+    keep = f"[{lat[0]:g},{lat[-1]:g},{lon[0]:g},{lon[-1]:g}]"
+    raise DataError(f"{asked}, but the source's points inside the box are {lon.size}x{lat.size} at {_step(lon):g}x"
+                    f"{_step(lat):g} degrees ({lat[0]:g}..{lat[-1]:g}, {lon[0]:g}..{lon[-1]:g}); pass data.regrid=true "
+                    f"to regrid them conservatively, or keep them as they are with data.grid={lon.size}x{lat.size} "
+                    f"'data.box={keep}'")
+
+
+def _step(values: np.ndarray) -> float:
+    return float((values[-1] - values[0]) / (len(values) - 1)) if len(values) > 1 else 0.0
+
+
 def _select_one(ds: xr.Dataset, var: Variable, assume_units: bool = False) -> tuple[xr.DataArray, str]:
     """``(time, lat, lon)`` field of one variable spec in SPARTA's units, and those units; a fix-it message
     for each misuse."""
@@ -226,33 +249,61 @@ def _select_member(ds: xr.Dataset, member: int | str | None) -> xr.Dataset:
     return ds.sel(number=member, drop=True)
 
 
-def _check_global(lat: np.ndarray, lon: np.ndarray) -> None:
-    """Refuse a regional box in one line (longitudes as in the source, before wrapping to 0..360)."""
+def _check_domain(lat: np.ndarray, lon: np.ndarray, grid: str, box: Box | None) -> None:
+    """A regional source needs a regional target: one line with the settings that prepare the box as it is."""
     if lat.size < 2 or lon.size < 2:
         raise DataError(f"the source has {lat.size} latitude(s) and {lon.size} longitude(s); a grid needs at "
                         "least 2 of each")
-    d_lat = float(np.median(np.abs(np.diff(np.sort(lat)))))
-    d_lon = float(np.median(np.abs(np.diff(np.sort(lon % 360)))))
-    lat_span = float(lat.max() - lat.min())
-    global_lat = lat_span + d_lat >= 180.0 - 1e-3 or lat_span >= 180.0 - 1e-3
-    global_lon = lon.size * d_lon >= 360.0 - 1e-3
-    if not (global_lat and global_lon):
-        raise DataError(
-            f"the source covers a regional box (latitude {lat.min():g}..{lat.max():g}, longitude "
-            f"{lon[0]:g}..{lon[-1]:g}, {lon.size}x{lat.size} points at {d_lon:g}x{d_lat:g} degrees), but SPARTA "
-            "prepares global equiangular grids only (data.grid=LONxLAT over the whole sphere), so regional "
-            "domains are not supported: use a global source (any resolution; data.regrid=true regrids it)")
+    if box is not None or is_global(lat, lon):
+        return
+    lat_s = np.sort(lat)
+    lon_s = np.sort(to_frame(lon, contiguous_start(lon)))
+    own = f"[{lat_s[0]:g},{lat_s[-1]:g},{lon_s[0]:g},{lon_s[-1]:g}]"
+    raise DataError(f"the source covers a regional box ({describe(lat, lon)}), and data.grid={grid} without "
+                    f"data.box is a global grid; prepare the box as it is with data.grid={lon.size}x{lat.size} "
+                    f"'data.box={own}' (or another data.grid and data.box inside it, with data.regrid=true)")
+
+
+def _box_frame(lon: np.ndarray, box: Box) -> float:
+    """Where to cut the longitude circle so that the source reads monotonic around ``box``, in its notation.
+
+    A global source is cut opposite the box (its points wrap into the box's frame: 350 -> -10 for a box
+    from -10); a regional one at its own gap, moved by whole turns to the box's side of the circle.
+    """
+    if is_global_lon(lon):
+        return box.lon_first - (360.0 - (box.lon_last - box.lon_first)) / 2
+    start = contiguous_start(lon)
+    span = float(np.ptp(to_frame(lon, start)))
+    turns = round(((box.lon_first + box.lon_last) / 2 - (start + span / 2)) / 360.0)
+    return start + 360.0 * turns
+
+
+def _to_box(da: xr.DataArray, box: Box, regrid: bool) -> xr.DataArray:
+    """The source in the box's longitude frame (monotonic, Greenwich crossed without a jump), latitude ascending;
+    without ``regrid`` only its points inside the box (to within ``TOL``)."""
+    da = da.assign_coords(lon=to_frame(da["lon"].values, _box_frame(da["lon"].values, box))).sortby("lon").sortby("lat")
+    if regrid:
+        return da
+    lat, lon = da["lat"].values, da["lon"].values
+    inside_lat = (lat >= box.lat_first - TOL) & (lat <= box.lat_last + TOL)
+    inside_lon = (lon >= box.lon_first - TOL) & (lon <= box.lon_last + TOL)
+    return da.isel(lat=np.flatnonzero(inside_lat), lon=np.flatnonzero(inside_lon))
 
 
 def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool = False, *,
-                  assume_units: bool = False, member: int | str | None = None) -> xr.DataArray:
+                  box: Sequence[float] | Box | None = None, assume_units: bool = False,
+                  member: int | str | None = None) -> xr.DataArray:
     """Lazy ``(time, channel, lat, lon)`` array of ``variables`` (``name`` or ``name@level``).
 
     Dims are matched by name (stores differ in order), CDS conventions are mapped, latitude
     is made ascending and longitude 0..360, and the grid is checked against the equiangular
-    ``grid``. With ``regrid``, the record is averaged to daily means (``to_daily``) and, when
-    on another global regular grid, conservatively regridded onto ``grid`` (both steps are
-    linear, so their order does not matter, and regridding days is up to 24x cheaper than hours).
+    ``grid``. With a regional ``box`` (``[lat_first, lat_last, lon_first, lon_last]``, see
+    ``sparta.data.domain``) the target is ``grid`` points spread over the box instead: longitudes are
+    read in the box's frame (monotonic across Greenwich) and the source's points inside the box are
+    taken. A regional source without ``box`` is refused, naming the box that prepares it as it is.
+    With ``regrid``, the record is averaged to daily means (``to_daily``) and, when on another
+    regular grid, conservatively regridded onto the target (both steps are linear, so their order
+    does not matter, and regridding days is up to 24x cheaper than hours).
 
     Values come out in SPARTA's units (``sparta.data.units``; ``assume_units`` accepts missing or
     unknown ones), pressure levels in hPa, and one ensemble ``member`` (or the mean) of an ensemble.
@@ -273,7 +324,11 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
                         "use a standard (Gregorian) calendar")
     if "lat" not in ds.dims or "lon" not in ds.dims:
         raise DataError(f"the store needs latitude and longitude dimensions, it has {', '.join(map(str, ds.dims))}")
-    _check_global(ds["lat"].values, ds["lon"].values)
+    try:
+        region = box if box is None or isinstance(box, Box) else Box.parse(box)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    _check_domain(ds["lat"].values, ds["lon"].values, grid, region)
     ds = _select_member(ds, member)
     if "level" in ds.variables:
         scale = level_scale(ds["level"].attrs.get("units"))
@@ -284,14 +339,20 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
     selected = [_select_one(ds, var, assume_units) for var in specs]
     da = xr.concat([f for f, _ in selected], dim=pd.Index([v.short for v in specs], name="channel"), join="exact")
     da = da.transpose("time", "channel", "lat", "lon").rename("fields")
-    # Some sources use -180..180; the convention (and the grid check) is 0..360, latitude ascending.
-    da = da.assign_coords(lon=da["lon"] % 360).sortby("lon").sortby("lat")
+    if region is None:
+        # Some sources use -180..180; the convention (and the grid check) is 0..360, latitude ascending.
+        da = da.assign_coords(lon=da["lon"] % 360).sortby("lon").sortby("lat")
+    else:
+        da = _to_box(da, region, regrid)
     attrs = {}
     if regrid:
         daily = to_daily(da)
         attrs = dict(daily.attrs)
-        da = cds.regrid_conservative(daily, grid)
-    _check_grid(da["lat"].values, da["lon"].values, grid)
+        da = cds.regrid_conservative(daily, grid, region)
+    if region is None:
+        _check_grid(da["lat"].values, da["lon"].values, grid)
+    else:
+        _check_box_grid(da["lat"].values, da["lon"].values, grid, region)
     da.attrs.update(attrs, units=[u for _, u in selected])
     return da
 
@@ -372,11 +433,12 @@ def prepare(
     assume_units: bool = False,
     member: int | str | None = None,
     overwrite: bool = False,
+    box: Sequence[float] | None = None,
 ) -> PreparedStore:
     """Write the prepared store ``out`` from a WeatherBench2-schema or CDS source, ``chunk_days`` at a time.
 
-    ``regrid`` conservatively regrids a source on another global regular grid onto ``grid``
-    (see ``select_fields``); without it such a source is refused. Non-finite values make
+    ``regrid`` conservatively regrids a source on another regular grid onto ``grid`` (over the
+    regional ``box`` when given; see ``select_fields``); without it such a source is refused. Non-finite values make
     ``write_store`` raise a ``DataError`` naming the channel, count and first date; it is
     passed on unchanged. ``assume_units`` and ``member`` are passed to ``select_fields``; the store
     records the units, the time aggregation and the member. An existing store at ``out`` is replaced
@@ -389,9 +451,11 @@ def prepare(
     else:
         ds, label = open_source(source), _label(source)
     try:
-        daily = to_daily(select_fields(ds, variables, grid, regrid=regrid, assume_units=assume_units,
+        daily = to_daily(select_fields(ds, variables, grid, regrid=regrid, box=box, assume_units=assume_units,
                                        member=member))
         extra = {} if member is None else {"member": member}
+        if box is not None:
+            extra["box"] = Box.parse(box).as_list()
         with tqdm(total=daily.sizes["time"], unit="day", desc="preparing", disable=not progress) as bar:
             return write_store(out, _chunks(daily, chunk_days), daily["time"].values, variables,
                                daily["lat"].values, daily["lon"].values, label, split, progress=bar.update,
