@@ -34,7 +34,8 @@ from torch import Tensor
 
 from sparta import __version__, grids
 from sparta.checkpoint import CheckpointError
-from sparta.data.store import DataError, PreparedStore, Store, open_store
+from sparta.data.domain import to_frame
+from sparta.data.store import DataError, PreparedStore, Store, check_domain, open_store
 from sparta.grids import Grid
 from sparta.data.synthetic import grid_coords
 from sparta.data.units import UNITS
@@ -174,7 +175,8 @@ def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tenso
 
     ``path``: a ``.npy`` bool (or 0/1) array already on the store's grid (latitude ascending), or
     a netCDF/zarr file with one boolean or 0/1 variable over ``(lat, lon)`` (``latitude`` and
-    ``longitude`` are accepted; descending latitude and -180..180 longitude are reordered and the
+    ``longitude`` are accepted; descending latitude and longitudes in another notation (-180..180,
+    or 0..360 for a regional box across Greenwich) are reordered into the store's, and the
     coordinates must match the store's within 1e-3 degrees).
     """
     path = Path(path)
@@ -212,7 +214,7 @@ def _mask_from_dataset(ds: xr.Dataset, path: Path, store: PreparedStore, expecte
         raise DataError(f"mask '{path}' has shape {mask.shape}, expected (n_lat, n_lon) = {expected} "
                         f"for the store's grid {store.grid}")
     if "lon" in mask.coords:
-        mask = mask.assign_coords(lon=mask["lon"] % 360).sortby("lon")
+        mask = mask.assign_coords(lon=to_frame(mask["lon"].values, float(store.lon[0]))).sortby("lon")  # store's frame
     if "lat" in mask.coords:
         mask = mask.sortby("lat")  # conventions: latitude ascending
     for name, want in (("lat", store.lat), ("lon", store.lon)):
@@ -256,6 +258,7 @@ def embed(
     except DataError as err:
         raise DataError(f"{err}; prepare your data with the run's variables and grid "
                         f"(`sparta data prepare ... data.variables=... data.grid=...`)") from None
+    check_domain(store, frozen.cfg.data.box)
     if mask is not None and len(store.parts) > 1:
         raise DataError(f"--mask gives observed points on one grid, but the variables of '{store.path}' are on "
                         f"several ({store.grid}); use --mask-ratio")

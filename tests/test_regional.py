@@ -16,7 +16,7 @@ from sparta.augment import Augmenter, box_smooth, build_augmenter
 from sparta.cli import app
 from sparta.config import AugmentConfig, ConfigError, load_config
 from sparta.data.cds import regrid_conservative
-from sparta.data.store import DataError, PreparedStore
+from sparta.data.store import DataError, PreparedStore, write_store
 from sparta.data.weatherbench import select_fields
 
 LAT = np.arange(50.0, 58.001, 0.25)  # 33 rows: 0.25 deg over the British Isles, both ends included
@@ -222,9 +222,9 @@ def test_nothing_periodic_on_a_box():
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-def test_the_store_layout_tells_the_augmenter(box_store, micro_store):
+def test_the_store_layout_tells_the_augmenter(box_store, tiny_store):
     assert build_augmenter(load_config("micro").augment, box_store.layout).periodic is False
-    assert build_augmenter(load_config("micro").augment, micro_store.layout).periodic is True
+    assert build_augmenter(load_config("micro").augment, tiny_store.layout).periodic is True
 
 
 def test_train_and_embed_on_a_regional_box(box_store, box_file, tmp_path):
@@ -240,7 +240,26 @@ def test_train_and_embed_on_a_regional_box(box_store, box_file, tmp_path):
         assert ds["t2m"].shape == (620, 33, 49) and np.isfinite(ds["t2m"].values).all()
         np.testing.assert_allclose(ds["lon"].values, LON)
         np.testing.assert_allclose(ds["lat"].values, LAT)
+    # Evaluate (the classification task: seconds) reads the run's regional store.
+    _ok(["evaluate", tmp_path / "run", "--tasks", "classify"])
+    assert (tmp_path / "run" / "evaluation" / "metrics.json").is_file()
+    # Station masks in 0..360 notation, latitude descending, are read into the store's -10..2 frame.
+    keep = np.zeros((LAT.size, LON.size), bool)
+    keep[::4, ::6] = True
+    lon360 = LON % 360
+    order = np.argsort(lon360)
+    xr.Dataset({"observed": (("latitude", "longitude"), keep[::-1][:, order])},
+               coords={"latitude": LAT[::-1], "longitude": lon360[order]}).to_netcdf(tmp_path / "stations.nc")
+    _ok(["embed", "--run", tmp_path / "run", "--data", box_store.path, "--mask", tmp_path / "stations.nc",
+         "--out", tmp_path / "sparse.nc"])
+    from sparta.embed import load_observation_mask
+
+    assert torch.equal(load_observation_mask(tmp_path / "stations.nc", box_store), torch.from_numpy(keep))
     # A store of another box with the same number of points is not this model's domain.
+    other = write_store(tmp_path / "other", [np.asarray(box_store.fields[:30])], box_store.times[:30],
+                        box_store.variables, LAT - 10, LON, "other", extra={"box": [40.0, 48.0, -10.0, 2.0]})
+    _fails(["embed", "--run", tmp_path / "run", "--data", other.path, "--out", tmp_path / "h2.nc"],
+           "covers the box [40.0, 48.0, -10.0, 2.0], the model was trained on the box [50.0, 58.0, -10.0, 2.0]")
     _fails(["train", "--preset", "micro", "--out", tmp_path / "run2", f"data.source={box_file}",
             f"data.store={box_store.path}", "data.grid=49x33", "data.box=[40,48,-10,2]"],
            "holds the box [50.0, 58.0, -10.0, 2.0], the config asks for the box [40.0, 48.0, -10.0, 2.0]")

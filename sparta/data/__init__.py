@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from sparta.config import DataConfig
-from sparta.data.domain import Box
-from sparta.data.store import DataError, PreparedStore, Store, claim_store_directory, open_store, write_mixed_meta
+from sparta.data.store import (DataError, PreparedStore, Store, claim_store_directory, domain_label, open_store,
+                               same_box, write_mixed_meta)
 from sparta.data.variables import parse_variables
 from sparta.grids import Grid, layout_label
 
@@ -62,10 +62,6 @@ def expected_layout(data: DataConfig) -> tuple[list[str], str]:
     return specs, layout_label(layout)
 
 
-def _same_box(a: list[float] | None, b: list[float] | None) -> bool:
-    return (a is None) == (b is None) and (a is None or all(abs(x - y) < 1e-6 for x, y in zip(a, b)))
-
-
 def synthetic_label(data: DataConfig) -> str:
     return f"synthetic(start={data.synthetic_start}, years={data.synthetic_years}, seed={data.seed})"
 
@@ -91,12 +87,9 @@ def open_or_prepare(data: DataConfig, progress: bool = True, prepare: bool = Tru
     if store.variables != wanted or store.grid != grid:
         raise DataError(f"store '{path}' holds {store.variables} on {store.grid}, the config asks for {wanted} on "
                         f"{grid}; point data.store at another directory or prepare it again")
-    want_box = None if data.box is None else Box.parse(data.box).as_list()
-    if not _same_box(store.box, want_box):
-        def where(box):
-            return "the global grid" if box is None else f"the box {box}"
-        raise DataError(f"store '{path}' holds {where(store.box)}, the config asks for {where(want_box)} (data.box); "
-                        "point data.store at another directory or prepare it again")
+    if not same_box(store.box, data.box):
+        raise DataError(f"store '{path}' holds {domain_label(store.box)}, the config asks for {domain_label(data.box)} "
+                        "(data.box); point data.store at another directory or prepare it again")
     if data.source == "synthetic" and store.source != synthetic_label(data):
         raise DataError(f"store '{path}' holds {store.source}, the config asks for {synthetic_label(data)}; "
                         "point data.store at another directory")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparta.data.domain import is_global_lon
+from sparta.data.domain import Box, is_global_lon
 from sparta.data.variables import Variable, parse_variables
 from sparta.grids import Grid, layout_label
 from sparta.outputs import check_free_space, check_output_dir, foreign_entries, listing
@@ -434,6 +434,25 @@ def check_matches(store: Store, variables: list[str], grid: str) -> None:
         raise DataError(f"store '{store.path}' has variables {store.variables}, the model expects {variables}")
     if grid != store.grid:
         raise DataError(f"store '{store.path}' is on grid {store.grid}, the model expects {grid}")
+
+
+def same_box(a, b) -> bool:
+    """Whether two domains (``None``: global, or a box as ``[lat_first, lat_last, lon_first, lon_last]``) agree."""
+    a, b = (None if x is None else Box.parse(x).as_list() for x in (a, b))
+    return (a is None) == (b is None) and (a is None or all(abs(x - y) < 1e-6 for x, y in zip(a, b)))
+
+
+def domain_label(box) -> str:
+    return "the global grid" if box is None else f"the box {Box.parse(box).as_list()}"
+
+
+def check_domain(store: Store, box) -> None:
+    """Clear error when a model trained on one domain (global, or a regional ``box``) meets a store of another
+    domain with the same number of points."""
+    if not same_box(store.box, box):
+        raise DataError(f"store '{store.path}' covers {domain_label(store.box)}, the model was trained on "
+                        f"{domain_label(box)} (data.box); prepare your data on the model's domain (`sparta data "
+                        "prepare ... data.grid=... data.box=...` with the run's values)")
 
 
 def write_mixed_meta(path: str | Path, parts: list[PreparedStore], source: str) -> MixedStore:
