@@ -240,6 +240,9 @@ def test_train_and_embed_on_a_regional_box(box_store, box_file, tmp_path):
         assert ds["t2m"].shape == (620, 33, 49) and np.isfinite(ds["t2m"].values).all()
         np.testing.assert_allclose(ds["lon"].values, LON)
         np.testing.assert_allclose(ds["lat"].values, LAT)
+    # The EOF baseline takes its area weights from the box's latitudes.
+    _ok(["train", "--preset", "micro", "--model", "pca", "--out", tmp_path / "pca", *data])
+    _ok(["embed", "--run", tmp_path / "pca", "--data", box_store.path, "--out", tmp_path / "hp.nc"])
     # Evaluate (the classification task: seconds) reads the run's regional store.
     _ok(["evaluate", tmp_path / "run", "--tasks", "classify"])
     assert (tmp_path / "run" / "evaluation" / "metrics.json").is_file()
