@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from sparta.data.store import DataError, PreparedStore, check_time_axis, season_labels, split_bounds, write_store
+from sparta.data.store import (DataError, PreparedStore, check_time_axis, same_box, season_labels, split_bounds,
+                               write_store)
 
 VARS = ["2m_temperature", "geopotential@850"]
 
@@ -61,3 +62,16 @@ def test_open_errors(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(DataError, match="not a complete prepared store"):
         PreparedStore.open(tmp_path / "half")
+
+
+def test_a_regional_store_records_its_box_and_does_not_wrap(tmp_path, tiny_store):
+    fields = np.random.default_rng(0).standard_normal((20, 1, 5, 7)).astype(np.float32)
+    times = np.arange(np.datetime64("2000-01-01"), np.datetime64("2000-01-21"))
+    lon = np.linspace(-1.5, 1.5, 7)  # across Greenwich, monotonic
+    store = write_store(tmp_path / "box", [fields], times, ["2m_temperature"], np.linspace(50, 51, 5), lon, "test",
+                        extra={"box": [50.0, 51.0, -1.5, 1.5]})
+    reopened = PreparedStore.open(store.path)
+    assert reopened.box == [50.0, 51.0, -1.5, 1.5] and reopened.layout[0].periodic is False
+    np.testing.assert_allclose(reopened.lon, lon)
+    assert tiny_store.box is None and tiny_store.layout[0].periodic is True  # global: wraps
+    assert same_box([50, 51, 358.5, 1.5], reopened.box) and not same_box(None, reopened.box)
