@@ -171,8 +171,8 @@ def evaluate(
     results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
     label = {"autoencoder": "Autoencoder", "pca": "EOF/PCA (linear)"}.get(results["method"],
                                                                          f"SPARTA ({results['fusion']})")
-    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, ("rrmse_paper", "rrmse_l2", "ssim", "psnr"),
-                                                         per_channel=True))
+    metrics = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")  # the paper's, then ours
+    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, metrics, per_channel=True))
     (run.evaluation / "tables.md").write_text(tables)
     sys.stdout.write(tables)
     console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")

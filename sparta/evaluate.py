@@ -105,7 +105,7 @@ def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
     return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev)
 
 
-FIELD_METRICS = ("rrmse_paper", "rrmse_l2", "ssim", "psnr")
+FIELD_METRICS = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")
 """Keys of :func:`field_scores`, the scores of decoded fields (forecast per lead, diffusion)."""
 
 DEFINITIONS = {
@@ -115,6 +115,10 @@ DEFINITIONS = {
                 "(rrmse_l2_per_channel) it stays well conditioned where the paper formula divides by a mean near 0 "
                 "(u850, v850)",
     "rrmse_l2_per_channel": "forecast RRMSE (L2, ours) per channel at each reported lead, %",
+    "ssim_paper": "SSIM (paper): both fields min-max scaled per channel with the downstream-train block's minimum and "
+                  "maximum, torchmetrics defaults (11x11 Gaussian window, sigma 1.5, data range 1), per image jointly "
+                  "over channels, mean over images",
+    "psnr_paper": "PSNR (paper), dB: the same min-max scaling, 10 log10(1 / MSE) per image, mean over images",
     "ssim": "SSIM (ours): per channel, 7x7 Gaussian window (sigma 0.955), data range = the truth's max - min of that "
             "channel over the scored days, mean over channels",
     "psnr": "PSNR (ours), dB: per channel, MSE pooled over the scored days, data range = the truth's max - min of "
@@ -134,11 +138,14 @@ DEFINITIONS = {
 """One line per metric key of metrics.json, written beside the results (``definitions``)."""
 
 
-def field_scores(pred: Fields, true: Fields) -> dict[str, float]:
+def field_scores(pred: Fields, true: Fields, train_range: tuple) -> dict[str, float]:
     """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS`: pooled RRMSE by the
-    paper's formula and by ours, channel-averaged SSIM and PSNR."""
+    paper's formula and by ours, SSIM and PSNR by the authors' definitions (``train_range``: per-channel
+    minimum and maximum of the downstream-train block) and by ours."""
+    lo, hi = train_range
     return {"rrmse_paper": float(metrics.rrmse_paper(pred, true)), "rrmse_l2": float(metrics.rrmse(pred, true)),
-            "ssim": float(metrics.ssim(pred, true)), "psnr": float(metrics.psnr(pred, true))}
+            "ssim_paper": float(metrics.ssim_paper(pred, true, lo, hi)), "ssim": float(metrics.ssim(pred, true)),
+            "psnr_paper": float(metrics.psnr_paper(pred, true, lo, hi)), "psnr": float(metrics.psnr(pred, true))}
 
 
 def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:
@@ -194,6 +201,16 @@ class Evaluation:
         self.classifier: torch.nn.Module | None = None
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
                               "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS}
+
+    @cached_property
+    def train_range(self) -> tuple:
+        """Per-channel (minimum, maximum) of the inner-train days in physical units, one (C,) pair per grid (a list
+        for fields on several grids): the authors' scaling for SSIM and PSNR."""
+        a, b = self.inner["train"]
+        parts = [(x[a:b].amin(dim=(0, 2, 3)), x[a:b].amax(dim=(0, 2, 3))) for x in grids.as_list(self.physical)]
+        if isinstance(self.physical, list):
+            return [lo for lo, _ in parts], [hi for _, hi in parts]
+        return parts[0]
 
     def _part(self, name: str, x):
         a, b = self.inner[name]
@@ -259,7 +276,7 @@ class Evaluation:
         for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
             fields = self.frozen.decode(pred[:, step])
             truth = grids.take(self.physical, first_target + step)
-            for k, v in field_scores(fields, truth).items():
+            for k, v in field_scores(fields, truth, self.train_range).items():
                 curve[k].append(v)
                 rows.append({"setting": label, "seed": seed, "lead": step + 1, "metric": k, "value": v})
             if step + 1 in self.ds.lead_times:
@@ -362,7 +379,8 @@ class Evaluation:
         mean_latents = gen.mean(1)
         mean_fields = self.frozen.decode(mean_latents)
         truth = grids.take(self.physical, idx)
-        out = {"conditions": len(idx), "samples": ds.diffusion_samples, **field_scores(mean_fields, truth),
+        out = {"conditions": len(idx), "samples": ds.diffusion_samples,
+               **field_scores(mean_fields, truth, self.train_range),
                **diffusion_latent_scores(gen, self._part("test", self.h_clean), standardizer.to("cpu"),
                                          ds.density_sigma, ds.realism_k)}
         gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid

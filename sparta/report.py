@@ -167,7 +167,7 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
                          "latents standardised with the downstream-train statistics. RRMSE (paper formula) is the "
                          "authors' RMSE / mean(truth) x 100, pooled over channels (dominated by z850), the number to "
                          "read against the paper's tables; RRMSE (L2, ours) is ||error|| / ||truth|| x 100 and reads "
-                         "about twice as high on the same prediction; per-channel tables use ours, because the "
+                         "about half as high on the same prediction (x0.45 on the synthetic record); per-channel tables use ours, because the "
                          "paper's formula divides by means near 0 for u850 and v850.")]
     blocks += decoder_skill(out, list(results))
     for title, names in SECTIONS:

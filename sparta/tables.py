@@ -69,8 +69,10 @@ MODEL_BASELINES = ("reconstruction ceiling",)
 METRIC_NAMES = {
     "rrmse_paper": "RRMSE (paper formula, %)",
     "rrmse_l2": "RRMSE (L2, ours, %)",
-    "ssim": "SSIM",
-    "psnr": "PSNR (dB)",
+    "ssim_paper": "SSIM (paper: 11x11, train min-max, per image)",
+    "ssim": "SSIM (ours: 7x7, truth's range per channel)",
+    "psnr_paper": "PSNR (paper: per image, train min-max, dB)",
+    "psnr": "PSNR (ours: MSE pooled per channel, dB)",
 }
 """Table names of the forecast metrics (keys of ``forecast.<setting>.at``); ``evaluate.DEFINITIONS`` defines each."""
 
