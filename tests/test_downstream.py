@@ -250,7 +250,7 @@ def test_conditional_diffusion_learns_toy_mapping() -> None:
     assert samples.shape == (32, 8, dim)
     err = F.mse_loss(samples.mean(1), tx)
     unconditional = F.mse_loss(x.mean(0).expand_as(tx), tx)
-    assert err < 0.4 * unconditional  # 0.18 when written
+    assert err < 0.3 * unconditional  # measured 0.184 (diffusion_lr 1e-3), 0.145 at 1e-2
 
 
 # ---------------------------------------------------------------- classification
