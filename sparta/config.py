@@ -155,6 +155,11 @@ class ModelConfig(_Strict):
     decoder_blocks: int = Field(5, ge=1, description="x2 upsampling blocks from the decoder's seed map (paper: 5)")
     linear_path: bool = Field(False, description="linear maps beside the networks, field -> h in the encoder and "
                               "h -> field in the decoder (a global, EOF-like path; not in the paper)")
+    linear_init: Literal["random", "eof"] = Field(
+        "random", description="eof: the linear paths start as the train split's leading EOFs (projection onto "
+        "standardised PCs and its inverse) and the networks' output layers at zero, so training starts from the "
+        "EOF reconstruction and the networks learn what EOFs miss (not in the paper; needs linear_path, early "
+        "fusion and augment.mode=native)")
     decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention_heads: int = Field(8, ge=1)
     graph: list[tuple[str, str]] | None = Field(
@@ -186,6 +191,9 @@ class TrainConfig(_Strict):
     epochs_autoencoder: int = Field(180, ge=0)
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on training steps per epoch (None = full split)")
     val_steps: int | None = Field(None, ge=1, description="cap on validation steps per epoch")
+    linear_lr_scale: float = Field(
+        1.0, gt=0.0, le=1.0, description="learning-rate factor of the linear paths (model.linear_path): Adam moves "
+        "every weight by about lr per step, and EOF-initialised weights are ~1e-3 in size")
     plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
     plateau_patience: int = Field(10, ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -215,12 +223,18 @@ class DownstreamConfig(_Strict):
     forecast_horizon: int = Field(1, ge=1, description="training target length in steps (paper: 1, next step only; "
                                   "longer targets teach the LSTM its own rollout)")
     condition_mask: float = Field(0.7, ge=0.0, lt=1.0, description="mask ratio of forecast inputs and diffusion conditions")
+    forecast_mask_draws: int = Field(8, ge=1, description="independent 70%-mask draws encoded per day for the "
+                                     "forecaster's training and validation inputs; every read of a window takes one "
+                                     "draw per day at random (the authors re-mask at every read); 1: one fixed mask "
+                                     "per day, reused by every window and epoch")
     classify_mask_low: float = Field(0.2, ge=0.0, lt=1.0)
     classify_mask_high: float = Field(0.9, gt=0.0, le=1.0)
     diffusion_steps: int = Field(1000, ge=2)
     beta_start: float = Field(1e-4, gt=0.0)
     beta_end: float = Field(0.02, gt=0.0)
-    diffusion_lr: float = Field(1e-3, gt=0.0)
+    diffusion_lr: float = Field(1e-3, gt=0.0, description="the authors' code; the paper (6.1.3) states 1e-2 for every "
+                                "downstream model, which the paper preset uses: at the quick size (hidden 256, 128-d "
+                                "latents, 40 epochs) 1e-2 left the DDPM loss at the noise level (1.00 against 0.26)")
     diffusion_hidden: int = Field(1024, ge=8)
     condition_tokens: int = Field(8, ge=1, description="the condition embedding is split into this many attention tokens")
     diffusion_samples: int = Field(20, ge=1, description="generations per condition")
@@ -286,6 +300,14 @@ class Config(_Strict):
                 f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "
                 "stacks all variables as channels of one image: use late fusion (model.fusion=attention or gnn), "
                 "or drop data.variable_grids so every variable is regridded to data.grid (data.regrid=true)")
+        if self.model.linear_init == "eof" and self.method != "pca":
+            needs = [f"{key}={want} (is {have})" for key, want, have in [
+                ("model.linear_path", "true", str(self.model.linear_path).lower()),
+                ("model.fusion", "early", self.model.fusion),
+                ("augment.mode", "native", self.augment.mode)] if have != want]
+            if needs:
+                raise ValueError("model.linear_init=eof fits the EOFs of native-grid fields to the encoder's and "
+                                 f"decoder's linear paths; it needs {', '.join(needs)}")
         return self
 
     def digest(self) -> str:
