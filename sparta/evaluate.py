@@ -224,21 +224,24 @@ class Evaluation:
         for lookback, stride in ds.forecast_settings:
             label = f"LB{lookback}_S{stride}"
             seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-            # inputs: 70%-masked days; targets: embeddings of the complete next days, which are decoded
+            # inputs: 70%-masked days, re-masked at every read (a random one of the mask draws per day);
+            # targets: embeddings of the complete next days, which are decoded
             horizon = ds.forecast_horizon
             self._check_forecast_lengths(label, lookback, horizon)
-            ctx, _ = make_windows(self._part("train", self.h_masked), lookback, stride, horizon)
+            days = torch.arange(len(self.h_clean))[:, None]
+            ctx, _ = make_windows(self._part("train", days), lookback, stride, horizon)
             _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
-            val_ctx, _ = make_windows(self._part("val", self.h_masked), lookback, stride, horizon)
+            val_ctx, _ = make_windows(self._part("val", days), lookback, stride, horizon)
             _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
+            ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into self.mask_draws
             a, b = self.inner["test"]
             n_windows = b - a - lookback - steps + 1
             starts = torch.arange(a, a + n_windows)
             test_ctx = self.h_masked[starts[:, None] + torch.arange(lookback)]
             per_seed = []
             for seed in seeds:
-                model, _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, ds, seed=seed,
-                                            progress=self.progress)
+                model, _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, ds, seed=seed, progress=self.progress,
+                                            draws=self.mask_draws)
                 if self.forecaster is None:
                     self.forecaster = (model, lookback)
                 pred = rollout(model, test_ctx, steps).cpu()
@@ -259,6 +262,16 @@ class Evaluation:
         self._write_curves(curves_rows)
         self.results["forecast"] = out
         return out
+
+    @cached_property
+    def mask_draws(self) -> Tensor:
+        """(K, days, D): ``downstream.forecast_mask_draws`` encodings of every test-split day, each with its own
+        ``condition_mask`` draw; the first is ``h_masked`` (the test windows' inputs), so K = 1 is one fixed
+        mask per day."""
+        cond, seed = self.ds.condition_mask, self.cfg.train.seed
+        extra = [self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask", str(k)))
+                 for k in range(1, self.ds.forecast_mask_draws)]
+        return torch.stack([self.h_masked, *extra])
 
     def _check_forecast_lengths(self, label: str, lookback: int, horizon: int) -> None:
         need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + self.ds.rollout_steps}

@@ -20,7 +20,7 @@ from sparta.downstream.diffusion import (
     generate,
     train_diffusion,
 )
-from sparta.downstream.forecast import Seq2SeqLSTM, make_windows, rollout, train_forecaster
+from sparta.downstream.forecast import Seq2SeqLSTM, make_windows, read_contexts, rollout, train_forecaster
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -278,3 +278,33 @@ def test_classifier_learns_separable_classes() -> None:
     assert confusion.shape == (4, 4) and int(confusion.sum()) == 200
     assert confusion.diagonal().sum() / 200 == pytest.approx(result["accuracy"])
     assert confusion.sum(1).tolist() == torch.bincount(ty, minlength=4).tolist()
+
+
+# ---------------------------------------------------------------- forecast inputs re-masked at every read
+
+def test_read_contexts_draws_a_mask_per_day_and_read() -> None:
+    draws = (100.0 * torch.arange(4)[:, None, None] + torch.arange(10)[None, :, None]).expand(4, 10, 3)  # k, t
+    days = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]])
+    g = torch.Generator().manual_seed(0)
+    first, second = read_contexts(days, draws, g), read_contexts(days, draws, g)
+    assert first.shape == (3, 3, 3) and torch.equal(first[..., 0] % 100, days.float())  # the right days
+    k1, k2 = first[..., 0] // 100, second[..., 0] // 100
+    assert not torch.equal(k1, k2)  # a second read of the same windows sees other masks
+    assert k1[0, 1] != k1[1, 0] or k1[1, 1] != k1[2, 0]  # a day shared by two windows is drawn for each
+    assert set(torch.cat([k1, k2]).flatten().tolist()) == {0, 1, 2, 3}
+    assert torch.equal(read_contexts(days, draws[:1], g), draws[0][days])  # one draw: the fixed mask
+
+
+def test_forecaster_trains_on_mask_draws_and_a_single_draw_is_the_plain_context() -> None:
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(40, 4, generator=g).cumsum(0) / 4
+    noisy = torch.stack([h, h + 0.1 * torch.randn(40, 4, generator=g)])  # two "mask draws" per day
+    days, tgt = make_windows(torch.arange(40)[:, None], 5, 1, 1)[0][..., 0], make_windows(h, 5, 1, 1)[1]
+    cfg = DownstreamConfig(forecast_epochs=3, lstm_hidden=8, batch_size=16)
+    m_days, hist = train_forecaster(days, tgt, days[:6], tgt[:6], cfg, seed=0, progress=False, draws=noisy)
+    assert len(hist) == 3 and all(math.isfinite(e["val_loss"]) for e in hist)
+    m1, _ = train_forecaster(days, tgt, days[:6], tgt[:6], cfg, seed=0, progress=False, draws=noisy[:1])
+    m0, _ = train_forecaster(h[days], tgt, h[days[:6]], tgt[:6], cfg, seed=0, progress=False)
+    ctx = h[days[:3]]
+    assert rollout(m1, ctx, 2).shape == (3, 2, 4) and not torch.equal(rollout(m_days, ctx, 2), rollout(m1, ctx, 2))
+    assert torch.isfinite(rollout(m0, ctx, 2)).all()

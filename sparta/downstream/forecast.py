@@ -60,24 +60,37 @@ def make_windows(latents: Tensor, lookback: int, stride: int, horizon: int) -> t
     return windows[:, :lookback], windows[:, lookback:]
 
 
-def _forecast_loss(model: nn.Module, batch: tuple[Tensor, ...], _: torch.Generator) -> Tensor:
-    context, target = batch
-    return F.mse_loss(model(context, target.shape[1]), target)
+def read_contexts(days: Tensor, draws: Tensor, generator: torch.Generator) -> Tensor:
+    """Context latents of a read of windows: ``days`` (B, LB) day indices into ``draws`` (K, T, D), K mask
+    draws per day; each (window, day) takes one of the K draws at random, so every read of a window
+    sees fresh masks (the authors' dataset masks at every read) -> (B, LB, D)."""
+    pick = torch.randint(len(draws), tuple(days.shape), generator=generator, device=generator.device)
+    return draws[pick.to(draws.device), days.to(draws.device)]
 
 
 def train_forecaster(ctx: Tensor, tgt_next: Tensor, val_ctx: Tensor, val_tgt: Tensor, cfg: DownstreamConfig,
-                     seed: int = 0, progress: bool = True, dropout: float = 0.0
+                     seed: int = 0, progress: bool = True, dropout: float = 0.0, draws: Tensor | None = None
                      ) -> tuple[Seq2SeqLSTM, list[dict[str, float]]]:
     """Train on next-latent MSE (eq. 10, mean over elements as the reference's ``MSELoss``).
 
-    Targets are (N, H, D) as ``make_windows`` gives them (H = 1 is the paper's setting) or (N, D).
-    Adam lr ``cfg.lr``, weight decay 1e-6, batch ``cfg.batch_size``, ``cfg.forecast_epochs`` epochs.
-    ``dropout`` 0.3 reproduces the reference's LB5/S5 runs.
+    Contexts are (N, LB, D) latents, or with ``draws`` (K, T, D), K masked encodings of T days, (N, LB)
+    day indices into it: every read of a window (each epoch, and each validation pass) then draws
+    one of the K masks per day (:func:`read_contexts`). Targets are (N, H, D) as ``make_windows``
+    gives them (H = 1 is the paper's setting) or (N, D). Adam lr ``cfg.lr``, weight decay 1e-6,
+    batch ``cfg.batch_size``, ``cfg.forecast_epochs`` epochs. ``dropout`` 0.3 reproduces the
+    reference's LB5/S5 runs.
     """
     tgt_next, val_tgt = (t[:, None] if t.ndim == 2 else t for t in (tgt_next, val_tgt))
+
+    def loss_fn(model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        context, target = batch
+        if draws is not None:
+            context = read_contexts(context, draws, generator).to(target.device)
+        return F.mse_loss(model(context, target.shape[1]), target)
+
     with seeded(seed):
-        model = Seq2SeqLSTM(ctx.shape[-1], cfg.lstm_hidden, dropout)
-        history = fit(model, (ctx, tgt_next), (val_ctx, val_tgt), _forecast_loss, epochs=cfg.forecast_epochs,
+        model = Seq2SeqLSTM(tgt_next.shape[-1], cfg.lstm_hidden, dropout)
+        history = fit(model, (ctx, tgt_next), (val_ctx, val_tgt), loss_fn, epochs=cfg.forecast_epochs,
                       lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=1e-6, seed=seed,
                       progress=progress, desc="forecast")
     return model, history
