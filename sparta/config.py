@@ -307,7 +307,7 @@ class Config(_Strict):
                 ("augment.mode", "native", self.augment.mode)] if have != want]
             if needs:
                 raise ValueError("model.linear_init=eof fits the EOFs of native-grid fields to the encoder's and "
-                                 f"decoder's linear paths; it needs {', '.join(needs)}")
+                                 f"decoder's linear paths; it needs {', '.join(needs)}, or set model.linear_init=random")
         return self
 
     def digest(self) -> str:

@@ -30,8 +30,10 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "sparta-none": ("SPARTA - Early-Fusion", "sparta", ["sampler.hard_negatives=false", "loss.cycle=false"]),
     "sparta-cycle": ("SPARTA - Early-Fusion Cycle", "sparta", ["sampler.hard_negatives=false"]),
     "sparta-hn": ("SPARTA - Early-Fusion HN", "sparta", ["loss.cycle=false"]),
-    "sparta-attention": ("SPARTA - Late-Fusion, Self-Attention", "sparta", ["model.fusion=attention"]),
-    "sparta-gnn": ("SPARTA - Late-Fusion, GNN", "sparta", ["model.fusion=gnn"]),
+    # late fusion cannot start from EOFs (model.linear_init=eof is one early-fusion projection)
+    "sparta-attention": ("SPARTA - Late-Fusion, Self-Attention", "sparta",
+                         ["model.fusion=attention", "model.linear_init=random"]),
+    "sparta-gnn": ("SPARTA - Late-Fusion, GNN", "sparta", ["model.fusion=gnn", "model.linear_init=random"]),
 }
 # The paper's three comparisons (section 7), each a list of variants in row order.
 SECTIONS = [

@@ -187,7 +187,10 @@ class Trainer:
         self.stages = plan_stages(cfg)
         self.augmenter = build_augmenter(cfg.augment, store.layout)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, store.layout).to(self.device)
+        self.model = build_model(cfg, store.layout)
+        if cfg.model.linear_init == "eof":
+            self.model.start_from_eofs(fit_train_eofs(store, cfg.model.embed_dim))
+        self.model.to(self.device)
         if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
             dist.convert_batchnorm(self.model)
         self.precision, self.channels_last = fast_path(cfg, self.device, self.model)
@@ -287,7 +290,8 @@ class Trainer:
         return grids.each(lambda part: part.to(self.device, non_blocking=True), x)
 
     # ---------------------------------------------------------------- stage setup
-    def _trainable(self, stage: Stage) -> list[nn.Parameter]:
+    def _trainable(self, stage: Stage) -> list[dict]:
+        """The stage's optimiser parameter groups; the linear paths at ``train.linear_lr_scale`` x lr."""
         model = self.model
         if not stage.train_encoder:
             modules = [model.decoder]
@@ -300,7 +304,10 @@ class Trainer:
         params = [p for m in modules for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
-        return params
+        linear = {id(p) for p in model.linear_path_parameters()}
+        groups = [{"params": [p for p in params if id(p) not in linear]},
+                  {"params": [p for p in params if id(p) in linear], "lr": stage.lr * self.cfg.train.linear_lr_scale}]
+        return [g for g in groups if g["params"]]
 
     def _wrap(self, stage: Stage) -> None:
         """With several processes, route the stage's trained part through DistributedDataParallel.
@@ -518,6 +525,14 @@ def train_run(run: Run, store: Store, progress: bool = True, resume: bool = Fals
     return Trainer(run, store, progress=progress).fit(resume=resume)
 
 
+def fit_train_eofs(store: Store, embed_dim: int) -> EOFModel:
+    """The leading ``embed_dim`` area-weighted EOFs of the store's train split (closed form)."""
+    start, stop = store.split_range("train")
+    log.info("fitting %d EOFs to the %d train days of %s", embed_dim, stop - start, store.path)
+    return fit_eof(store.normalise(store.read(slice(start, stop))), store.layout, embed_dim,
+                   lats=[part.lat for part in store.parts])
+
+
 def fit_eof_run(run: Run, store: Store) -> Run:
     """The EOF/PCA baseline as a run: the leading ``model.embed_dim`` EOFs of the train split.
 
@@ -527,10 +542,7 @@ def fit_eof_run(run: Run, store: Store) -> Run:
     units, complete days), figures/eof_spectrum.png, and COMPLETE.
     """
     cfg, tic = run.config, time.perf_counter()
-    start, stop = store.split_range("train")
-    log.info("fitting %d EOFs to the %d train days of %s", cfg.model.embed_dim, stop - start, store.path)
-    model = fit_eof(store.normalise(store.read(slice(start, stop))), store.layout, cfg.model.embed_dim,
-                    lats=[part.lat for part in store.parts])
+    model = fit_train_eofs(store, cfg.model.embed_dim)
     ratio = model.explained_variance / model.total_variance.clamp(min=torch.finfo(torch.float32).tiny)
     row = {"stage": "eof", "epoch": 1, "explained_variance": float(ratio.sum()),
            "explained_variance_eof1": float(ratio[0]), "train_rrmse": split_rrmse(model, store, "train"),

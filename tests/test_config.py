@@ -39,7 +39,8 @@ def test_paper_preset_downstream_is_section_6_1_3():
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config("quick", ["train.epochs_pretrain=3", "model.fusion=gnn", "data.variables=[2m_temperature]",
+    cfg = load_config("quick", ["train.epochs_pretrain=3", "model.fusion=gnn", "model.linear_init=random",
+                                "data.variables=[2m_temperature]",
                                 "downstream.forecast_settings=[[5, 5]]"], method="autoencoder")
     assert cfg.train.epochs_pretrain == 3 and cfg.model.fusion == "gnn" and cfg.method == "autoencoder"
     assert cfg.data.variables == ["2m_temperature"] and cfg.downstream.forecast_settings == [(5, 5)]

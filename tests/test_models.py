@@ -21,6 +21,8 @@ from sparta.models import (
     projector,
     validate_adjacency,
 )
+from sparta.models.eof import fit_eof
+from sparta.models.resnet import LinearPath
 
 PAPER = ["t2m", "z850", "u850", "v850", "q850"]
 MULTI = ["t2m", "z500", "z850", "t850", "u850", "v850", "q850"]
@@ -213,7 +215,7 @@ def test_cifar_stem_and_positional_pool(hw: tuple[int, int]) -> None:
 def test_batch_norm_option_and_linear_path() -> None:
     enc = ResNet18Encoder(5, embed_dim=16, width=4, norm="batch", linear_grid=(32, 64))
     assert not any(isinstance(m, nn.GroupNorm) for m in enc.modules())
-    assert enc.linear[-1].in_features == 5 * 32 * 64
+    assert enc.linear.proj.in_features == 5 * 32 * 64
     enc.eval()
     # the linear path is linear in the input: with the network's part removed, h(a x) - h(0) = a (h(x) - h(0))
     x = _x(2, 5, 32, 64)
@@ -229,9 +231,44 @@ def test_batch_norm_option_and_linear_path() -> None:
     assert h.shape == (2, 16) and model.decode(h).shape == (2, 5, 32, 64)
 
 
+def test_linear_path_reads_the_observed_values_only() -> None:
+    path = LinearPath(2, (4, 8), 3)
+    with torch.no_grad():
+        path.centre.copy_(_x(64, seed=1))
+    w, b, centre = path.proj.weight.detach(), path.proj.bias.detach(), path.centre
+    x = _x(2, 2, 4, 8)
+    keep = (_x(2, 1, 4, 8, seed=2) > 0.5).expand_as(x)  # one mask per point, shared by the channels
+    flat, kept = x.flatten(1), keep.flatten(1)
+    with torch.no_grad():
+        # complete field: the plain affine map of its anomalies
+        torch.testing.assert_close(path(x), (flat - centre) @ w.T + b)
+        # hidden values (zeros) are left out and the projection rescaled by the observed fraction
+        sparse = path(x * keep)
+    expected = ((flat - centre) * kept) @ w.T / kept.float().mean(1, keepdim=True) + b
+    torch.testing.assert_close(sparse, expected)
+
+
+def test_start_from_eofs_is_the_eof_model_until_trained() -> None:
+    """EOF-initialised linear paths with zeroed network outputs encode and decode exactly as the EOF model."""
+    layout = [Grid(tuple(PAPER), 32, 64)]
+    days = _x(40, 5, 32, 64).cumsum(-1) / 8  # correlated along longitude, so the EOFs differ from noise
+    eof = fit_eof(days[:30], layout, 16, lats=[torch.linspace(-87, 87, 32).numpy()])
+    cfg = TINY.model_copy(update={"linear_path": True, "norm": "batch", "stem": "cifar"})
+    model = SpartaModel(cfg, layout).eval()
+    model.start_from_eofs(eof)
+    test = days[30:]
+    with torch.no_grad():
+        h = model.encode(test)
+        torch.testing.assert_close(h, eof.encode(test), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model.decode(h), eof.decode(eof.encode(test)), rtol=1e-4, atol=1e-4)
+    late = SpartaModel(TINY.model_copy(update={"linear_path": True, "fusion": "attention"}), layout)
+    with pytest.raises(ConfigError, match="fusion=early"):
+        late.start_from_eofs(eof)
+
+
 def test_linear_path_per_variable_grid_in_late_fusion() -> None:
     cfg = TINY.model_copy(update={"fusion": "attention", "linear_path": True})
     model = SpartaModel(cfg, [Grid(("t2m",), 64, 128), Grid(("z850", "u850"), 32, 64)])
-    assert [enc.linear[-1].in_features for enc in model.fusion.encoders] == [64 * 128, 32 * 64, 32 * 64]
+    assert [enc.linear.proj.in_features for enc in model.fusion.encoders] == [64 * 128, 32 * 64, 32 * 64]
     fields = model.decode(model([_x(2, 1, 64, 128), _x(2, 2, 32, 64)]))
     assert [tuple(f.shape) for f in fields] == [(2, 1, 64, 128), (2, 2, 32, 64)]

@@ -59,6 +59,17 @@ class Decoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Conv2d(c, out_channels, 1)
 
+    @torch.no_grad()
+    def start_from_expansion(self, weight: torch.Tensor, mean: torch.Tensor) -> None:
+        """fields = ``weight`` h + ``mean`` (flattened) at the start: the linear path set to that
+        expansion and the network's output layer to zero (it still learns)."""
+        if self.linear is None:
+            raise ValueError("starting from an expansion needs the decoder's linear path (model.linear_path=true)")
+        self.linear.weight.copy_(weight)
+        self.linear.bias.copy_(mean)
+        self.head.weight.zero_()
+        self.head.bias.zero_()
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.seed(h).view(-1, *self.seed_shape)))
         top = (x.shape[-2] - self.n_lat) // 2

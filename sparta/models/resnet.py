@@ -71,10 +71,10 @@ class ResNet18Encoder(nn.Module):
     ``norm="batch"`` keeps amplitudes (fixed affine maps at evaluation) at the price of batch
     statistics during training (all-reduced across processes under DDP).
 
-    ``linear_grid=(n_lat, n_lon)`` adds a linear path beside the network: the input, average-pooled
-    to that grid (the native grid; an identity there), flattened and mapped to h by one Linear layer.
-    A deep network learns large-scale patterns slowly from few steps; the linear path holds an
-    EOF-like projection from the first steps, and the network learns what it misses.
+    ``linear_grid=(n_lat, n_lon)`` adds a :class:`LinearPath` beside the network. A deep network
+    learns large-scale patterns slowly from few steps; the linear path holds an EOF-like projection
+    from the first steps (or the EOFs themselves, :meth:`start_from_projection`), and the network
+    learns what it misses.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 1000, width: int = 64,
@@ -103,10 +103,7 @@ class ResNet18Encoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(tuple(pool))
         self.fc = nn.Linear(widths[-1] * pool[0] * pool[1], embed_dim)
-        self.linear: nn.Module | None = None
-        if linear_grid is not None:
-            self.linear = nn.Sequential(nn.AdaptiveAvgPool2d(tuple(linear_grid)), nn.Flatten(),
-                                        nn.Linear(in_channels * linear_grid[0] * linear_grid[1], embed_dim))
+        self.linear = LinearPath(in_channels, linear_grid, embed_dim) if linear_grid is not None else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -118,6 +115,43 @@ class ResNet18Encoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @torch.no_grad()
+    def start_from_projection(self, weight: torch.Tensor, centre: torch.Tensor) -> None:
+        """h = ``weight`` (x - ``centre``) at the start: the linear path set to that projection and the
+        network's output layer to zero (it still learns: its gradient does not vanish)."""
+        if self.linear is None:
+            raise ConfigError("starting from a projection needs the encoder's linear path (model.linear_path=true)")
+        self.linear.proj.weight.copy_(weight)
+        self.linear.proj.bias.zero_()
+        self.linear.centre.copy_(centre)
+        self.fc.weight.zero_()
+        self.fc.bias.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
         return h if self.linear is None else h + self.linear(x)
+
+
+class LinearPath(nn.Module):
+    """Field (B, C, H, W) -> (B, embed_dim) by one linear map of the observed values.
+
+    The input is average-pooled to ``grid`` (the native grid: an identity there) and flattened.
+    Hidden values arrive as exact zeros (every SPARTA mask fills them so); the map reads the observed
+    values only, as anomalies from ``centre`` (the train mean once EOF-initialised, else 0), and divides
+    by the observed fraction, so a sparse field gives an estimate of its complete projection rather
+    than one shrunk toward the fill value. A complete field gets the plain affine map.
+    """
+
+    def __init__(self, in_channels: int, grid: tuple[int, int], embed_dim: int) -> None:
+        super().__init__()
+        n = in_channels * grid[0] * grid[1]
+        self.pool = nn.AdaptiveAvgPool2d(tuple(grid))
+        self.proj = nn.Linear(n, embed_dim)
+        self.register_buffer("centre", torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = self.pool(x).flatten(1)
+        keep = flat != 0
+        observed = keep.sum(1, keepdim=True).clamp(min=1) / flat.shape[1]
+        anomalies = torch.where(keep, flat - self.centre.to(flat.dtype), 0.0)
+        return nn.functional.linear(anomalies, self.proj.weight) / observed + self.proj.bias

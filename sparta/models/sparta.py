@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparta.config import ModelConfig
+from sparta.config import ConfigError, ModelConfig
 from sparta.grids import Fields, Grid
-from sparta.models.decoder import build_decoder
-from sparta.models.fusion import build_fusion
+from sparta.models.decoder import Decoder, build_decoder
+from sparta.models.eof import EOFModel
+from sparta.models.fusion import EarlyFusion, build_fusion
 from sparta.models.heads import projector
 
 
@@ -50,6 +51,28 @@ class SpartaModel(nn.Module):
 
     def forward(self, x: Fields) -> torch.Tensor:
         return self.encode(x)
+
+    def start_from_eofs(self, eof: EOFModel) -> None:
+        """Start training from the EOF reconstruction: the linear paths set to ``eof``'s projection onto
+        standardised principal components and its inverse, the networks' output layers to zero.
+
+        The networks then learn what the EOFs miss; h starts as the EOF model's embedding (for complete
+        fields; sparse ones get the observed-fraction estimate of :class:`LinearPath`).
+        """
+        if not isinstance(self.fusion, EarlyFusion) or not isinstance(self.decoder, Decoder):
+            raise ConfigError("model.linear_init=eof needs one grid and model.fusion=early")
+        if eof.embed_dim != self.fusion.encoder.fc.out_features:
+            raise ValueError(f"{eof.embed_dim} EOFs for an embedding of {self.fusion.encoder.fc.out_features}")
+        std = eof.pc_std
+        self.fusion.encoder.start_from_projection(eof.components * eof.weights / std[:, None], eof.mean)
+        self.decoder.start_from_expansion((eof.components / eof.weights).T * std, eof.mean)
+
+    def linear_path_parameters(self) -> list[nn.Parameter]:
+        """The encoder's and decoder's linear paths (empty without ``model.linear_path``)."""
+        paths = [getattr(self.fusion, "encoder", None), *getattr(self.fusion, "encoders", [])]
+        paths = [m.linear for m in paths if m is not None and m.linear is not None]
+        paths += [d.linear for d in getattr(self.decoder, "decoders", [self.decoder]) if d.linear is not None]
+        return [p for m in paths for p in m.parameters()]
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters that stage 3 freezes: the fusion front and the projector."""
