@@ -90,3 +90,115 @@ def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micr
             float(rrmse(decoded[days], ev.physical[days])), rel=1e-9)
         assert baselines["rrmse_paper"]["reconstruction ceiling"][lead - 1] == pytest.approx(
             float(rrmse_paper(decoded[days], ev.physical[days])), rel=1e-9)
+
+
+# ---------------------------------------------------------------- known values: units, days, sets, stds
+
+def _day_latents(ev: Evaluation, offset_t2m: float = 1.0):
+    """Latents that name their day (h = day index) and a decoder that returns that day's physical truth plus
+    ``offset_t2m`` on t2m: every score then has a hand value, and a misaligned day shows at once."""
+    import torch
+
+    n = len(ev.h_clean)
+    ev.h_clean = ev.h_masked = torch.arange(n, dtype=torch.float32)[:, None]
+    ev.__dict__["mask_draws"] = ev.h_masked[None]
+    offset = torch.zeros(1, ev.physical.shape[1], 1, 1)
+    offset[:, 0] = offset_t2m
+    ev.frozen.decode = lambda h: ev.physical[h[:, 0].round().long()] + offset
+
+
+def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store, monkeypatch):
+    import numpy as np
+    import torch
+
+    import sparta.evaluate as E
+
+    ev = Evaluation(trained, micro_store, progress=False)
+    a, b = micro_store.split_range("test")
+    np.testing.assert_array_equal(ev.physical.numpy(), np.asarray(micro_store.read(slice(a, b))))  # physical units
+    assert 200 < float(ev.physical[:, 0].mean()) < 330  # t2m in K, not z-scored
+    _day_latents(ev)
+    calls = []
+
+    def fake_train(ctx, tgt, val_ctx, val_tgt, cfg, seed, progress, draws):
+        calls.append((ctx, tgt, val_ctx, val_tgt))
+        return None, []
+
+    # a perfect forecaster of day-index latents: the next days after the last context day
+    monkeypatch.setattr(E, "train_forecaster", fake_train)
+    monkeypatch.setattr(E, "rollout", lambda model, ctx, steps: ctx[:, -1:] + torch.arange(1, steps + 1)[None, :, None])
+    out = ev.forecast()["LB5_S1"]
+    ctx, tgt, val_ctx, _ = calls[0]
+    (ta, _), (va, _), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
+    assert ctx[0].tolist() == list(range(ta, ta + 5)) and float(tgt[0, 0, 0]) == ta + 5  # target: the next day
+    assert val_ctx[0].tolist() == list(range(va, va + 5))
+    starts = torch.arange(sa, sb - 5 - ev.ds.rollout_steps + 1)
+    n_points = ev.physical[0, 0].numel()
+    for lead in range(1, ev.ds.rollout_steps + 1):
+        truth = ev.physical[starts + 5 + lead - 1].double()
+        ours = 100 * np.sqrt(len(starts) * n_points * 1.0) / float(truth.pow(2).sum().sqrt())  # 1 K on t2m only
+        paper = 100 * np.sqrt(1.0 / truth.shape[1]) / float(truth.mean())
+        assert out["curve"]["rrmse_l2"][lead - 1] == pytest.approx(ours, rel=1e-6)  # float32 fields
+        assert out["curve"]["rrmse_paper"][lead - 1] == pytest.approx(paper, rel=1e-6)
+    persistence = out["baselines"]["rrmse_paper"]["persistence"]["5"]  # the last context day against lead 5
+    first = starts + 5
+    pers_truth, pers_pred = ev.physical[first + 4].double(), ev.physical[first - 1].double()
+    hand = 100 * float((pers_pred - pers_truth).pow(2).mean().sqrt() / pers_truth.mean())
+    assert persistence == pytest.approx(hand, rel=1e-9)
+    assert out["baselines"]["rrmse_l2"]["reconstruction ceiling"]["5"] == pytest.approx(out["at"]["rrmse_l2"]["5"])
+
+
+def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_store, monkeypatch):
+    import numpy as np
+    import torch
+
+    import sparta.evaluate as E
+    from sparta.downstream.diffusion import LatentStandardizer
+    from sparta.metrics import latent_density, realism_score, rrmse
+
+    ev = Evaluation(trained, micro_store, progress=False)
+    ds, seen = ev.ds, {}
+    spread = 0.5 * torch.linspace(-1, 1, ds.diffusion_samples)  # the draws of a condition: its mean +- spread
+    shift = torch.linspace(-1, 1, ev.h_clean.shape[1])
+
+    def fake_train(latents, conds, val_latents, val_conds, cfg, seed, progress):
+        seen["train"], seen["val"] = (latents, conds), (val_latents, val_conds)
+        return None, None, LatentStandardizer.fit(latents), []
+
+    def fake_generate(model, schedule, standardizer, conds, n, generator, batch_size, progress):
+        seen["conds"], seen["standardizer"] = conds, standardizer
+        return (conds + shift)[:, None] + spread[None, :, None]
+
+    monkeypatch.setattr(E, "train_diffusion", fake_train)
+    monkeypatch.setattr(E, "generate", fake_generate)
+    out = ev.diffusion()
+    (ta, tb), (va, vb), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
+    assert torch.equal(seen["train"][0], ev.h_clean[ta:tb]) and torch.equal(seen["train"][1], ev.h_masked[ta:tb])
+    assert torch.equal(seen["val"][0], ev.h_clean[va:vb])  # targets: complete days; conditions: masked days
+    idx = torch.arange(sa, sb)[torch.linspace(0, sb - sa - 1, ds.max_conditions).round().long()]
+    assert torch.equal(seen["conds"], ev.h_masked[idx])
+    mean, ref = ev.h_masked[idx] + shift, ev.h_clean[sa:sb]
+    gen = mean[:, None] + spread[None, :, None]
+    # the paper's density and realism score the mean of the draws; ours every draw; the reference: test days
+    assert out["density_paper"] == pytest.approx(float(latent_density(mean, ref, ds.density_sigma)))
+    assert out["realism_paper"] == pytest.approx(float(realism_score(mean, ref, ds.realism_k)))
+    flat = gen.reshape(-1, gen.shape[-1])
+    assert out["density_per_draw"] == pytest.approx(float(latent_density(flat, ref, ds.density_sigma)))
+    assert out["realism_per_draw"] == pytest.approx(float(realism_score(flat, ref, ds.realism_k)))
+    # stds: across the draws of a condition (ours) = std of the spread; of every generated value (paper)
+    assert out["latent_std_per_condition"] == pytest.approx(float(spread.std()), rel=1e-5)
+    assert out["latent_std_all_samples"] == pytest.approx(float(np.std(gen.numpy().ravel(), ddof=1)), rel=1e-5)
+    st = seen["standardizer"]
+    assert out["latent_std_per_condition_standardised"] == pytest.approx(float((spread.std() / st.std).mean()),
+                                                                         rel=1e-5)
+    assert out["rrmse_l2"] == pytest.approx(float(rrmse(ev.frozen.decode(mean), ev.physical[idx])))
+
+
+def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):
+    import torch
+
+    ev = Evaluation(trained, micro_store, progress=False)
+    draws = ev.mask_draws
+    assert draws.shape == (ev.ds.forecast_mask_draws, *ev.h_masked.shape)
+    assert torch.equal(draws[0], ev.h_masked) and not torch.allclose(draws[1], draws[0])
+    assert not torch.allclose(draws[1], ev.h_clean)  # masked, not complete
