@@ -74,9 +74,30 @@ def test_decode_inverts_embed_exactly_as_the_frozen_model(run, user_store, froze
     expected = frozen.decode(frozen.encode(frozen.store.normalise(np.asarray(user_store.fields)))).numpy()
     np.testing.assert_array_equal(decoded, expected)
     assert np.isfinite(decoded).all()
-    # close-ish in physical units: better than a field of noise, on the truth's scale
-    z_error = (decoded - np.asarray(user_store.fields)) / frozen.store.std[:, None, None]
-    assert np.sqrt((z_error**2).mean()) < 2.0
+
+
+def _rms_z_error(fields: np.ndarray, truth: np.ndarray, std: np.ndarray) -> float:
+    return float(np.sqrt((((fields - truth) / std[:, None, None]) ** 2).mean()))
+
+
+def test_decoded_fields_beat_the_mean_field(micro_store, user_store, tmp_path):
+    """embed + decode in physical units must beat a decoder that outputs the mean field (its error is the
+    truth's own spread). The micro SPARTA run above learns nothing in its few steps, so the check uses the
+    EOF/PCA model (closed form, same embed/decode path)."""
+    from sparta.training import train_run
+
+    cfg = load_config("micro", [f"data.store={micro_store.path}"], method="pca")
+    run = train_run(Run.create(cfg, tmp_path / "pca"), micro_store, progress=False)
+    embed(run.path, user_store.path, tmp_path / "h.nc")
+    decode(run.path, tmp_path / "h.nc", tmp_path / "fields.nc")
+    with xr.open_dataset(tmp_path / "fields.nc") as ds:
+        decoded = np.stack([ds[c].values for c in user_store.channels], axis=1)
+    truth, state = np.asarray(user_store.fields), load_checkpoint(run.best)
+    mean, std = state["mean"].numpy(), state["std"].numpy()
+    mean_field = np.broadcast_to(mean[None, :, None, None], truth.shape)
+    ours, baseline = _rms_z_error(decoded, truth, std), _rms_z_error(mean_field, truth, std)
+    assert ours < 0.7 * baseline  # measured 0.50 against 1.02 (ratio 0.49) with the micro preset's 16 EOFs
+    assert not _rms_z_error(mean_field, truth, std) < 0.7 * baseline  # a mean-field decoder fails the bound
 
 
 def test_fixed_mask_changes_embeddings_and_equals_augmenter_masking(run, user_store, frozen, tmp_path):
