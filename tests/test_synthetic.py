@@ -207,7 +207,7 @@ def test_seasons_learnable(record):
     pca = PCA(8, svd_solver="randomized", random_state=0).fit(x[train])
     clf = LogisticRegression(max_iter=2000).fit(pca.transform(x[train]), y[train])
     accuracy = clf.score(pca.transform(x[~train]), y[~train])
-    assert accuracy > 0.5  # chance is 0.25; seeds 0-3 give 0.75, 0.82, 0.75, 0.64
+    assert accuracy > 0.6  # chance is 0.25; seeds 0-3 give 0.75, 0.82, 0.75, 0.64
 
 
 def test_next_day_partly_predictable(record):
