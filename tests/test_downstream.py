@@ -91,6 +91,13 @@ def test_seq2seq_shapes_and_reference_size() -> None:
     assert _params(Seq2SeqLSTM(1000, 128)) == 1_286_120
 
 
+def test_residual_forecaster_starts_as_persistence() -> None:
+    model = Seq2SeqLSTM(6, hidden=5, residual=True)
+    context = torch.randn(4, 7, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(model(context, steps=3), context[:, -1:].expand(4, 3, 6))
+
+
 def _rotation_sequence(steps: int, dim: int = 4) -> Tensor:
     """h_{t+1} = R h_t with R two planar rotations: linear, norm-preserving latent dynamics."""
     rot = torch.zeros(dim, dim)
