@@ -272,3 +272,67 @@ def test_linear_path_per_variable_grid_in_late_fusion() -> None:
     assert [enc.linear.proj.in_features for enc in model.fusion.encoders] == [64 * 128, 32 * 64, 32 * 64]
     fields = model.decode(model([_x(2, 1, 64, 128), _x(2, 2, 32, 64)]))
     assert [tuple(f.shape) for f in fields] == [(2, 1, 64, 128), (2, 2, 32, 64)]
+
+
+def _late_pair(fusion: str, cfg: ModelConfig, layout: list[Grid]) -> tuple[SpartaModel, SpartaModel]:
+    """The same late-fusion model twice: per-variable encoders batched as one network, and one after another."""
+    torch.manual_seed(0)
+    batched = SpartaModel(cfg.model_copy(update={"fusion": fusion}), layout)
+    sequential = SpartaModel(cfg.model_copy(update={"fusion": fusion}), layout)
+    sequential.load_state_dict(batched.state_dict())
+    sequential.fusion.batched = False
+    assert batched.fusion.batched
+    return batched, sequential
+
+
+@pytest.mark.parametrize(("fusion", "update"), [
+    ("attention", {}),  # paper network: BatchNorm stem, one GroupNorm group per channel
+    ("gnn", {"norm": "batch", "linear_path": True}),  # quick preset's network: BatchNorm, linear paths
+    ("attention", {"stem_norm": "group", "gn_groups": 2, "stem": "cifar", "pool": "4x2"}),
+])
+def test_batched_late_fusion_is_the_separate_encoders(fusion: str, update: dict) -> None:
+    """One grouped network = the per-variable encoders run one by one: embeddings, every parameter's
+    gradient and the BatchNorm running statistics agree (float64, so only rounding differs)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = TINY.model_copy(update=update)
+        batched, sequential = _late_pair(fusion, cfg, [Grid(tuple(PAPER), 32, 64)])
+        x = _x(6, 5, 32, 64, seed=3).double()
+        x[x < -0.5] = 0.0  # hidden points, as masks leave them (the linear path skips them)
+        batched.train(), sequential.train()
+        outs = [m.fusion.variable_embeddings(x) for m in (batched, sequential)]
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-9, atol=1e-10)
+        for model, out in zip((batched, sequential), outs):
+            (out.sin().sum() + model(x).square().sum()).backward()
+        for (name, p), q in zip(batched.named_parameters(), sequential.parameters()):
+            assert (p.grad is None) == (q.grad is None), name
+            if p.grad is not None:
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9, msg=name)
+        for (name, b), c in zip(batched.named_buffers(), sequential.buffers()):
+            torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-12, msg=name)
+        batched.eval(), sequential.eval()
+        torch.testing.assert_close(batched(x), sequential(x), rtol=1e-9, atol=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_batched_late_fusion_on_several_grids_and_checkpoint_layout() -> None:
+    """Encoders sharing a grid run together, the others apart; the state dict keeps one entry set per
+    variable encoder (``fusion.encoders.<i>.``), so checkpoints from before batching load unchanged."""
+    cfg = TINY.model_copy(update={"linear_path": True, "norm": "batch"})
+    layout = [Grid(("t2m",), 64, 128), Grid(("z850", "u850"), 32, 64)]
+    torch.set_default_dtype(torch.float64)
+    try:
+        batched, sequential = _late_pair("attention", cfg, layout)
+        x = [_x(3, 1, 64, 128, seed=1).double(), _x(3, 2, 32, 64, seed=2).double()]
+        for model in (batched, sequential):
+            model.train()
+            model(x).square().sum().backward()
+        torch.testing.assert_close(batched.eval()(x), sequential.eval()(x), rtol=1e-9, atol=1e-10)
+        for p, q in zip(batched.parameters(), sequential.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    keys = [k for k in batched.state_dict() if k.startswith("fusion.encoders.")]
+    assert {k.split(".")[2] for k in keys} == {"0", "1", "2"}
+    assert keys == [k for k in sequential.state_dict() if k.startswith("fusion.encoders.")]

@@ -22,7 +22,7 @@ from torch_geometric.nn import DenseGATConv
 from sparta import grids
 from sparta.config import ConfigError, ModelConfig
 from sparta.grids import Fields
-from sparta.models.resnet import ResNet18Encoder
+from sparta.models.resnet import ResNet18Encoder, grouped_encoders_forward
 
 # Surface channels that have a pressure-level counterpart: short name -> physical base.
 # Note: 'u10'/'v10' are the 10 m winds (a wind at 10 hPa has the same short name and is read as surface).
@@ -134,6 +134,12 @@ class LateFusion(nn.Module):
 
     ``encoder`` keywords (width, stem_norm, gn_groups, stem, pool) go to every :class:`ResNet18Encoder`;
     ``linear_grids`` gives each variable's native (n_lat, n_lon) for the encoders' linear paths.
+
+    The encoders that see inputs of one size and have one linear grid run as one network
+    (:func:`~sparta.models.resnet.grouped_encoders_forward`: grouped convolutions, batched matmuls),
+    the same mathematics as running them one after another (``batched = False``, kept for tests
+    and measurement) at the cost of about one early-fusion encoder. Parameters stay in
+    ``encoders[i]``, so checkpoints have one layout either way.
     """
 
     def __init__(self, channels: Sequence[str], embed_dim: int = 1000,
@@ -143,6 +149,8 @@ class LateFusion(nn.Module):
         self.channels = list(channels)
         grids_ = linear_grids or [None] * len(channels)
         self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, linear_grid=g, **encoder) for g in grids_)
+        self.linear_grids = list(grids_)
+        self.batched = True
 
     def variable_embeddings(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W), or one such tensor per grid, -> (B, C, embed_dim): one embedding per variable.
@@ -152,7 +160,20 @@ class LateFusion(nn.Module):
         channels = grids.split_channels(x)
         if len(channels) != len(self.encoders):
             raise ValueError(f"input has {len(channels)} channels, the model was built for {len(self.encoders)}")
-        return torch.stack([enc(c) for c, enc in zip(channels, self.encoders)], dim=1)
+        if not self.batched:
+            return torch.stack([enc(c) for c, enc in zip(channels, self.encoders)], dim=1)
+        groups: dict[tuple, list[int]] = {}  # encoders that can run as one network: same input size, same linear grid
+        for i, c in enumerate(channels):
+            groups.setdefault((tuple(c.shape[2:]), self.linear_grids[i]), []).append(i)
+        if len(groups) == 1:  # one grid (the usual case): no reordering
+            return grouped_encoders_forward(list(self.encoders), torch.cat(channels, dim=1))
+        out: list[torch.Tensor | None] = [None] * len(channels)
+        for members in groups.values():
+            h = grouped_encoders_forward([self.encoders[i] for i in members],
+                                         torch.cat([channels[i] for i in members], dim=1))
+            for j, i in enumerate(members):
+                out[i] = h[:, j]
+        return torch.stack(out, dim=1)
 
 
 class AttentionFusion(LateFusion):

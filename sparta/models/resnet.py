@@ -7,6 +7,7 @@ uses one group per channel, which is our default (``gn_groups=0``).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -155,3 +156,82 @@ class LinearPath(nn.Module):
         observed = keep.sum(1, keepdim=True).clamp(min=1) / flat.shape[1]
         anomalies = torch.where(keep, flat - self.centre.to(flat.dtype), 0.0)
         return nn.functional.linear(anomalies, self.proj.weight) / observed + self.proj.bias
+
+
+# ---------------------------------------------------------------- several encoders as one network
+# Late fusion runs one single-channel encoder per variable. Run one after another, each convolution
+# is small (one input channel, a batch of one variable) and the cores idle between kernels. The
+# functions below run k encoders of identical structure as ONE network on the (B, k, H, W) stack of
+# their inputs: every convolution is one grouped convolution (groups=k) whose weight is the
+# concatenation of the k encoders' weights, every Linear one batched matmul over stacked weights.
+# The parameters stay in the encoders (same checkpoint layout, same optimiser groups); the
+# concatenations are rebuilt at every call and differentiable, so gradients land in each encoder.
+# Norms see each encoder's own channels: GroupNorm runs grouped (its groups never straddle two
+# encoders' channels), any other norm (BatchNorm, SyncBatchNorm under DDP) runs as each encoder's
+# own module on its slice, so running statistics and cross-process reduction stay exactly theirs.
+
+
+def _cat_param(modules: list[nn.Module], name: str) -> torch.Tensor | None:
+    parts = [getattr(m, name) for m in modules]
+    return None if parts[0] is None else torch.cat(parts)
+
+
+def _grouped_conv(convs: list[nn.Conv2d], x: torch.Tensor) -> torch.Tensor:
+    c = convs[0]
+    return nn.functional.conv2d(x, _cat_param(convs, "weight"), _cat_param(convs, "bias"), c.stride, c.padding,
+                                c.dilation, c.groups * len(convs))
+
+
+def _grouped_norm(norms: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    first = norms[0]
+    if type(first) is nn.GroupNorm:
+        return nn.functional.group_norm(x, first.num_groups * len(norms), _cat_param(norms, "weight"),
+                                        _cat_param(norms, "bias"), first.eps)
+    return torch.cat([norm(part) for norm, part in zip(norms, x.chunk(len(norms), dim=1))], dim=1)
+
+
+def _grouped_block(blocks: list[BasicBlock], x: torch.Tensor) -> torch.Tensor:
+    out = torch.relu(_grouped_norm([b.norm1 for b in blocks], _grouped_conv([b.conv1 for b in blocks], x)))
+    out = _grouped_norm([b.norm2 for b in blocks], _grouped_conv([b.conv2 for b in blocks], out))
+    if isinstance(blocks[0].downsample, nn.Identity):
+        shortcut = x
+    else:
+        shortcut = _grouped_norm([b.downsample[1] for b in blocks],
+                                 _grouped_conv([b.downsample[0] for b in blocks], x))
+    return torch.relu(out + shortcut)
+
+
+def grouped_encoders_forward(encoders: list[ResNet18Encoder], x: torch.Tensor) -> torch.Tensor:
+    """k single-channel :class:`ResNet18Encoder` s (identical structure) on x (B, k, H, W), channel i to
+    encoder i, as one network -> (B, k, embed_dim): the same mathematics as
+    ``torch.stack([enc(x[:, i:i+1]) for i, enc in enumerate(encoders)], 1)``."""
+    k, first = len(encoders), encoders[0]
+    if x.shape[1] != k or any(e.stem[0].in_channels != 1 for e in encoders):
+        raise ValueError(f"grouped encoders take one input channel each: {k} encoders, input {tuple(x.shape)}")
+    stems = [e.stem for e in encoders]
+    out = _grouped_norm([s[1] for s in stems], _grouped_conv([s[0] for s in stems], x))
+    out = first.stem[2:](out)  # ReLU (+ max-pool): per channel, no parameters
+    for i, stage in enumerate(first.stages):
+        for j in range(len(stage)):
+            out = _grouped_block([e.stages[i][j] for e in encoders], out)
+    feats = first.pool(out).flatten(1).view(len(x), k, -1)  # encoder i's pooled maps, in its own order
+    weight = torch.stack([e.fc.weight for e in encoders])  # (k, embed_dim, features)
+    h = torch.einsum("bkf,kef->bke", feats, weight) + torch.stack([e.fc.bias for e in encoders])
+    if first.linear is not None:
+        h = h + grouped_linear_paths([e.linear for e in encoders], x)
+    return h
+
+
+def grouped_linear_paths(paths: list[LinearPath], x: torch.Tensor) -> torch.Tensor:
+    """k single-channel :class:`LinearPath` s on one grid, on x (B, k, H, W) -> (B, k, embed_dim): each
+    path's map of its own channel's observed values, as :meth:`LinearPath.forward` computes it."""
+    grid = tuple(paths[0].pool.output_size)
+    if any(tuple(p.pool.output_size) != grid or p.proj.in_features != math.prod(grid) for p in paths):
+        raise ValueError("grouped linear paths need one grid and one input channel each")
+    flat = paths[0].pool(x).flatten(2)  # (B, k, n)
+    keep = flat != 0
+    observed = keep.sum(2, keepdim=True).clamp(min=1) / flat.shape[2]
+    centre = torch.stack([p.centre for p in paths]).to(flat.dtype)  # (k, n)
+    anomalies = torch.where(keep, flat - centre, 0.0)
+    weight = torch.stack([p.proj.weight for p in paths])  # (k, embed_dim, n)
+    return torch.einsum("bkn,ken->bke", anomalies, weight) / observed + torch.stack([p.proj.bias for p in paths])
