@@ -197,7 +197,8 @@ class TrainConfig(_Strict):
     plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
     plateau_patience: int = Field(10, ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="autocast dtype; auto: bf16 on a CUDA GPU that supports it, else fp32")
+        "auto", description="autocast dtype; auto: bf16 where the hardware computes it natively (a CUDA GPU "
+        "that supports it, a CPU with avx512_bf16 or AMX), else fp32; the run log says which and why")
     channels_last: bool | None = Field(None, description="NHWC memory format for the convolutions, CUDA only; "
                                        "None: on for CUDA")
     compile: bool | None = Field(None, description="torch.compile the encoder; None: on for CUDA")

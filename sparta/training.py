@@ -125,16 +125,54 @@ def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel | EOFModel:
     return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
 
 
-def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[str, bool]:
-    """Apply the GPU fast path the config asks for (``None`` = on for CUDA); return (precision, channels_last).
+def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[bool, str]:
+    """Does this CPU compute bf16 in hardware (AVX512-BF16 or AMX-BF16)? (answer, the evidence).
 
-    channels_last converts the model in place (inputs follow in the trainer); compile compiles the
-    encoder front in place (``nn.Module.compile``), so checkpoints keep their parameter names.
+    Read from the kernel's CPU flags (``/proc/cpuinfo``); torch's ``get_cpu_capability()`` reports the
+    vector ISA its own kernels use (``AVX512``), which does not say whether oneDNN has bf16
+    instructions. Without those, bf16 is emulated and slower than fp32; where the flags cannot be read
+    (not Linux) the answer is no.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False, "CPU flags unreadable (no /proc/cpuinfo)"
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    if native:
+        return True, f"CPU has {' and '.join(native)}"
+    return False, "CPU has neither avx512_bf16 nor amx_bf16 (bf16 would be emulated)"
+
+
+def choose_precision(setting: str, device: torch.device) -> tuple[str, str]:
+    """``train.precision`` resolved for ``device``: (precision, why).
+
+    ``auto`` picks bf16 autocast where the hardware computes bf16 natively: a CUDA GPU that supports
+    it, or a CPU with avx512_bf16 or AMX. Parity: tests/test_speed_parity.py (loss curves of bf16 and
+    fp32 training at micro size) and the quick-size comparison in docs/decisions.md.
+    """
+    if setting != "auto":
+        return setting, f"train.precision={setting}"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"auto: {torch.cuda.get_device_name(device)} supports bf16"
+        return "fp32", f"auto: {torch.cuda.get_device_name(device)} lacks bf16"
+    if device.type == "cpu":
+        native, why = cpu_native_bf16()
+        return ("bf16" if native else "fp32"), f"auto: {why}"
+    return "fp32", f"auto: no bf16 policy for device {device.type}"
+
+
+def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[str, bool]:
+    """Apply the fast path the config asks for (``None`` = on for CUDA); return (precision, channels_last).
+
+    Precision: :func:`choose_precision`; the choice and its reason go to the run log. channels_last
+    converts the model in place (inputs follow in the trainer); compile compiles the encoder front in
+    place (``nn.Module.compile``), so checkpoints keep their parameter names.
     """
     t, cuda = cfg.train, device.type == "cuda"
-    precision = t.precision
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    precision, why = choose_precision(t.precision, device)
+    log.info("precision %s (%s)", precision, why)
     channels_last = cuda if t.channels_last is None else t.channels_last
     if channels_last and not cuda:
         raise TrainingError("train.channels_last=true needs a CUDA device: on CPU, oneDNN computed wrong weight "

@@ -11,7 +11,8 @@ from sparta.checkpoint import CheckpointError, load_checkpoint
 from sparta.config import ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.runs import Run, RunError
-from sparta.training import Trainer, TrainingError, build_model, fast_path, load_trained, plan_stages
+from sparta.training import (Trainer, TrainingError, build_model, choose_precision, fast_path, load_trained,
+                             plan_stages)
 
 
 def _config(store, *overrides, method="sparta"):
@@ -123,7 +124,8 @@ def test_any_variables_levels_and_grid(tmp_path):
 
 def test_fast_path_is_off_on_cpu_and_refuses_channels_last_there(tmp_path, micro_store):
     trainer = Trainer(Run.create(_config(micro_store), tmp_path / "run"), micro_store, progress=False)
-    assert (trainer.precision, trainer.channels_last) == ("fp32", False)  # auto: the fast path is for CUDA
+    # auto: bf16 only where the CPU has it natively (tests/test_speed_parity.py); channels_last is for CUDA
+    assert (trainer.precision, trainer.channels_last) == (choose_precision("auto", torch.device("cpu"))[0], False)
     cfg = _config(micro_store, "train.channels_last=true")
     with pytest.raises(TrainingError, match="channels_last=true needs a CUDA device"):
         fast_path(cfg, torch.device("cpu"), build_model(cfg, micro_store.layout))
