@@ -10,12 +10,45 @@ metrics are written once for both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 A = TypeVar("A")
 Fields = Any  # a numpy array or torch tensor (N, C, H, W), or a list of them (one per grid)
+
+
+def parse_grid(grid: str) -> tuple[int, int]:
+    """``'64x32'`` (WeatherBench2's name: longitudes x latitudes) -> ``(n_lon, n_lat)``."""
+    match = re.fullmatch(r"(\d+)x(\d+)", grid)
+    if not match or int(match[1]) < 2 or int(match[2]) < 2:
+        raise ValueError(f"grid '{grid}' is not of the form LONxLAT with at least 2 points each, e.g. 64x32")
+    return int(match[1]), int(match[2])
+
+
+def grid_coords(grid: str):
+    """``'64x32'`` -> ``(lat ascending, lon)`` in degrees of the WeatherBench2 equiangular grid.
+
+    Even LAT: cell centres without poles (64x32: -87.1875..87.1875 step 5.625); odd LAT
+    (e.g. 240x121): both poles included. Longitudes start at 0 with step 360/LON.
+    """
+    n_lon, n_lat = parse_grid(grid)
+    lon = np.arange(n_lon) * 360.0 / n_lon
+    if n_lat % 2:
+        lat = np.linspace(-90.0, 90.0, n_lat)
+    else:
+        step = 180.0 / n_lat
+        lat = -90.0 + step / 2 + step * np.arange(n_lat)
+    return lat, lon
+
+
+def rename_lat_lon(ds):
+    """An xarray Dataset or DataArray with ``latitude``/``longitude`` (WeatherBench2, CDS) renamed ``lat``/``lon``."""
+    names = set(ds.dims) | set(ds.coords) | set(getattr(ds, "data_vars", ()))
+    return ds.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in names})
 
 
 @dataclass(frozen=True)
@@ -31,7 +64,7 @@ class Grid:
     @classmethod
     def named(cls, grid: str, channels: Sequence[str]) -> Grid:
         """From a WeatherBench2 grid name, lon x lat: ``Grid.named("64x32", ["t2m"])``."""
-        n_lon, n_lat = (int(n) for n in grid.split("x"))
+        n_lon, n_lat = parse_grid(grid)
         return cls(tuple(channels), n_lat, n_lon)
 
     @property

@@ -11,7 +11,7 @@ import xarray as xr
 
 from sparta.data.cds import normalise, regrid_conservative
 from sparta.data.store import DataError, PreparedStore
-from sparta.data.synthetic import grid_coords
+from sparta.grids import grid_coords
 from sparta.data.units import UNITS
 from sparta.data.weatherbench import open_source, prepare, select_fields
 

@@ -1,6 +1,6 @@
 """Where a grid lies: the whole globe (WeatherBench2's equiangular grids) or a regional lat/lon box.
 
-A global grid ``LONxLAT`` has the coordinates of :func:`sparta.data.synthetic.grid_coords`, longitudes
+A global grid ``LONxLAT`` has the coordinates of :func:`sparta.grids.grid_coords`, longitudes
 0..360 and periodic. A regional grid is ``LONxLAT`` points spread evenly over a box
 ``(lat_first, lat_last, lon_first, lon_last)`` of cell centres, both ends included (how the CDS
 and most national services cut an area: ``[50, 58, -10, 2]`` at 49x33 is the 0.25 degree grid over
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from sparta.grids import grid_coords, parse_grid
 
 #: Coordinates closer than this (degrees) are the same point.
 TOL = 1e-3
@@ -50,7 +52,7 @@ class Box:
 
     def coords(self, grid: str) -> tuple[np.ndarray, np.ndarray]:
         """``(lat, lon)`` of the ``LONxLAT`` grid over the box: evenly spaced, both ends included."""
-        n_lon, n_lat = (int(n) for n in grid.split("x"))
+        n_lon, n_lat = parse_grid(grid)
         return np.linspace(self.lat_first, self.lat_last, n_lat), np.linspace(self.lon_first, self.lon_last, n_lon)
 
     def as_list(self) -> list[float]:
@@ -62,8 +64,6 @@ class Box:
 
 def target_coords(grid: str, box: Box | None) -> tuple[np.ndarray, np.ndarray]:
     """``(lat, lon)`` of ``grid``: WeatherBench2's global equiangular grid, or evenly spaced over ``box``."""
-    from sparta.data.synthetic import grid_coords  # on use: the store imports this module and stays light
-
     return grid_coords(grid) if box is None else box.coords(grid)
 
 

@@ -38,7 +38,6 @@ lazily per chunk of days by dask, resuming from the saved state.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import dask
@@ -49,6 +48,7 @@ import xarray as xr
 
 from sparta.config import DEFAULT_VARIABLES
 from sparta.data.variables import parse_variables
+from sparta.grids import grid_coords, parse_grid
 
 SURFACE_VARIABLES = ("2m_temperature",)
 LEVEL_VARIABLES = ("geopotential", "temperature", "u_component_of_wind", "v_component_of_wind", "specific_humidity")
@@ -107,29 +107,6 @@ NOISE = {"t2m": 0.4, "t": 0.2, "z": 10.0, "u": 0.4, "v": 0.4, "rh": 0.1}
 _NOISE_IDS = {name: i for i, name in enumerate(NOISE)}
 
 
-def _parse_grid(grid: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", grid)
-    if not match or int(match[1]) < 2 or int(match[2]) < 2:
-        raise ValueError(f"grid '{grid}' is not of the form LONxLAT with at least 2 points each, e.g. 64x32")
-    return int(match[1]), int(match[2])
-
-
-def grid_coords(grid: str) -> tuple[np.ndarray, np.ndarray]:
-    """``'64x32'`` -> ``(lat ascending, lon)`` in degrees of the WeatherBench2 equiangular grid.
-
-    Even LAT: cell centres without poles (64x32: -87.1875..87.1875 step 5.625); odd LAT
-    (e.g. 240x121): both poles included. Longitudes start at 0 with step 360/LON.
-    """
-    n_lon, n_lat = _parse_grid(grid)
-    lon = np.arange(n_lon) * 360.0 / n_lon
-    if n_lat % 2:
-        lat = np.linspace(-90.0, 90.0, n_lat)
-    else:
-        step = 180.0 / n_lat
-        lat = -90.0 + step / 2 + step * np.arange(n_lat)
-    return lat, lon
-
-
 # --- the spectral state ------------------------------------------------------------------------------------
 
 
@@ -146,7 +123,7 @@ class _Modes:
 
     @classmethod
     def for_grid(cls, grid: str) -> _Modes:
-        n_lon, n_lat = _parse_grid(grid)
+        n_lon, n_lat = parse_grid(grid)
         k = np.arange(min(K_MAX, (n_lon - 1) // 2) + 1)
         m = np.arange(1, min(M_MAX, n_lat - 1) + 1)
         n = np.hypot(k[:, None], GAMMA * m[None, :])

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from sparta.data import cds
 from sparta.data.domain import TOL, Box, contiguous_start, describe, is_global, is_global_lon, to_frame
 from sparta.data.store import DataError, PreparedStore, write_store
-from sparta.data.synthetic import grid_coords
+from sparta.grids import grid_coords, rename_lat_lon
 from sparta.data.units import conversion, level_scale
 from sparta.data.variables import Variable, parse_variables
 
@@ -315,7 +315,7 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
         raise DataError(str(err)) from None
     if cds.is_cds(ds):
         ds = cds.normalise(ds)
-    ds = ds.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.variables or k in ds.dims})
+    ds = rename_lat_lon(ds)
     if "time" not in ds.dims:
         raise DataError(f"the store has no 'time' dimension (dims: {', '.join(map(str, ds.dims))}); "
                         "it must be a time series of fields")
