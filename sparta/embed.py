@@ -19,7 +19,6 @@ units. Models load only through the safe checkpoint loader; files are read with 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,26 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from torch import Tensor
 
 from sparta import __version__, grids
-from sparta.checkpoint import CheckpointError
-from sparta.data.domain import to_frame
 from sparta.data.store import DataError, PreparedStore, Store, check_domain, open_store
-from sparta.grids import Grid
-from sparta.data.synthetic import grid_coords
-from sparta.data.units import UNITS
-from sparta.evaluate import load_frozen
+from sparta.inference import (channel_units, check_keep, checkpoint_path, fields_dataset, grid_dims,
+                              load, load_frozen, mask_values, weights_digest)
 from sparta.outputs import check_output_file, foreign_entries, listing
-from sparta.runs import Run
-from sparta.training import load_trained, resolve_device
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".zarr", ".nc")
 TITLES = ("SPARTA embeddings", "SPARTA decoded fields")
-CHECKPOINTS = ("best", "last")
-BATCH_SIZE = 256
 _PICKLE_CODEC = re.compile(r'"(id|name)"\s*:\s*"(numcodecs\.)?pickle"')
 
 
@@ -64,22 +54,6 @@ class _Normalised:
 
     def __getitem__(self, index: slice) -> grids.Fields:
         return self.store.normalise(self.store.read(index))
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """Short hash of a model's weights: tells two runs (or two checkpoints) of one config apart."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _checkpoint_path(run_dir: str | Path, checkpoint: str) -> tuple[Run, Path]:
-    if checkpoint not in CHECKPOINTS:
-        raise CheckpointError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got '{checkpoint}'")
-    run = Run.open(run_dir)
-    return run, run.require_best() if checkpoint == "best" else run.require_last()
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -180,7 +154,6 @@ def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tenso
     coordinates must match the store's within 1e-3 degrees).
     """
     path = Path(path)
-    expected = (len(store.lat), len(store.lon))
     if path.suffix == ".npy":
         if not path.is_file():
             raise DataError(f"mask '{path}' does not exist")
@@ -189,41 +162,19 @@ def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tenso
         except ValueError as err:
             raise DataError(f"mask '{path}' is not a plain numpy array: {err}") from None
     else:
-        values = _mask_from_dataset(_open(path, "mask"), path, store, expected)
-    if values.shape != expected:
-        raise DataError(f"mask '{path}' has shape {values.shape}, expected (n_lat, n_lon) = {expected} "
-                        f"for the store's grid {store.grid}")
-    if values.dtype != np.bool_:
-        if values.dtype.kind not in "biuf" or not np.isin(values, (0, 1)).all():
-            raise DataError(f"mask '{path}' has non-boolean values ({values.dtype}); use True/False or 0/1 "
-                            "(True = observed)")
-        values = values.astype(bool)
-    if not values.any():
-        raise DataError(f"mask '{path}' observes no grid point (all False); True marks observed points")
-    return torch.from_numpy(np.ascontiguousarray(values))
+        values = mask_values(_mask_variable(_open(path, "mask"), path), store.lat, store.lon, f"mask '{path}'",
+                             store.grid)
+    return check_keep(values, f"mask '{path}'", (len(store.lat), len(store.lon)), store.grid)
 
 
-def _mask_from_dataset(ds: xr.Dataset, path: Path, store: PreparedStore, expected: tuple[int, int]) -> np.ndarray:
-    ds = ds.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.variables or k in ds.dims})
+def _mask_variable(ds: xr.Dataset, path: Path) -> xr.DataArray:
+    """The one variable over (lat, lon) of a mask file."""
+    ds = grids.rename_lat_lon(ds)
     candidates = [name for name, var in ds.data_vars.items() if set(var.dims) == {"lat", "lon"}]
     if len(candidates) != 1:
         found = ", ".join(f"{n}{tuple(map(str, v.dims))}" for n, v in ds.data_vars.items()) or "none"
         raise DataError(f"mask '{path}' needs exactly one variable over (lat, lon), found: {found}")
-    mask = ds[candidates[0]].transpose("lat", "lon")
-    if mask.shape != expected:
-        raise DataError(f"mask '{path}' has shape {mask.shape}, expected (n_lat, n_lon) = {expected} "
-                        f"for the store's grid {store.grid}")
-    if "lon" in mask.coords:
-        mask = mask.assign_coords(lon=to_frame(mask["lon"].values, float(store.lon[0]))).sortby("lon")  # store's frame
-    if "lat" in mask.coords:
-        mask = mask.sortby("lat")  # conventions: latitude ascending
-    for name, want in (("lat", store.lat), ("lon", store.lon)):
-        if name in mask.coords:
-            gap = float(np.abs(mask[name].values - want).max())
-            if gap > 1e-3:
-                raise DataError(f"mask '{path}' {name} coordinates do not match the store's grid {store.grid} "
-                                f"(off by up to {gap:.4g} degrees); regrid the mask to the store's coordinates")
-    return mask.values
+    return ds[candidates[0]]
 
 
 def embed(
@@ -250,7 +201,7 @@ def embed(
         raise DataError("--mask and --mask-ratio are mutually exclusive; give one of them")
     if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
         raise DataError(f"--mask-ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
-    run, path = _checkpoint_path(run_dir, checkpoint)
+    run, path = checkpoint_path(run_dir, checkpoint)
     if isinstance(store, (str, Path)):
         store = open_store(store)
     try:
@@ -283,10 +234,10 @@ def embed(
         data_vars,
         coords={"time": store.times.astype("datetime64[ns]"), "feature": np.arange(h.shape[1]),
                 "channel": list(store.channels),
-                "channel_units": ("channel", _channel_units(store.variables, store.channels, store.units),
+                "channel_units": ("channel", channel_units(store.variables, store.channels, store.units),
                                   {"long_name": "CF units of each channel's physical values"}),
                 **{dim: values for part in store.parts
-                   for dim, values in zip(_grid_dims(part.layout[0], store.layout), (part.lat, part.lon))}},
+                   for dim, values in zip(grid_dims(part.layout[0], store.layout), (part.lat, part.lon))}},
         attrs={
             "title": "SPARTA embeddings",
             "sparta_version": __version__,
@@ -344,9 +295,10 @@ def decode(
         file_units = (dict(zip(map(str, ds["channel"].values), map(str, ds["channel_units"].values)))
                       if "channel_units" in ds.coords else {})
         aggregation = ds.attrs.get("time_aggregation")
-    run, path = _checkpoint_path(run_dir, str(attrs.get("checkpoint", "best")))
-    dev = resolve_device(device)
-    model, cfg, state = load_trained(path, dev)
+    checkpoint = str(attrs.get("checkpoint", "best"))
+    run, path = checkpoint_path(run_dir, checkpoint)
+    frozen = load(run.path, checkpoint, device)
+    cfg = frozen.cfg
     made_by = f"(made by run {attrs.get('run', '?')}); decode them with that run"
     if h.shape[1] != cfg.model.embed_dim:
         raise DataError(f"'{embeddings}' holds {h.shape[1]}-dim embeddings, the model of {run.path} expects "
@@ -354,60 +306,23 @@ def decode(
     if attrs["config_digest"] != cfg.digest():
         raise DataError(f"'{embeddings}' were made by another model/config (digest {attrs['config_digest']} "
                         f"!= {cfg.digest()} of {run.path}) {made_by}")
-    if attrs.get("weights_digest") != weights_digest(model):
+    if attrs.get("weights_digest") != weights_digest(frozen.model):
         raise DataError(f"'{embeddings}' were made with other weights than {path} (another run of the same "
                         f"config, or the run was trained further since) {made_by}")
 
-    layout = model.layout
-    data_vars, out_coords = {}, {"time": times}
-    specs = dict(zip(state["channels"], state["variables"]))
-    units = dict(zip(state["channels"], _channel_units(state["variables"], state["channels"], file_units or None)))
-    for grid, fields in zip(layout, _decode_fields(model, h, state["mean"], state["std"], dev)):
-        lat_dim, lon_dim = _grid_dims(grid, layout)
-        lat, lon = coords.get(lat_dim), coords.get(lon_dim)
-        if lat is None or lon is None or (len(lat), len(lon)) != (grid.n_lat, grid.n_lon):
-            lat, lon = grid_coords(grid.name)
-        out_coords.update({lat_dim: lat, lon_dim: lon})
-        for c, name in enumerate(grid.channels):
-            var_attrs = {"long_name": specs[name], "units": units[name]}
-            if aggregation and aggregation.startswith(("daily mean", "instantaneous")):
-                var_attrs["cell_methods"] = "time: mean" if aggregation.startswith("daily mean") else "time: point"
-            data_vars[name] = (("time", lat_dim, lon_dim), fields[:, c].numpy(), var_attrs)
-    result = xr.Dataset(
-        data_vars,
-        coords=out_coords,
+    model_coords = frozen.coords()
+    for name, values in model_coords.items():  # the file's coordinates where it has them for the model's grid
+        if name in coords and len(coords[name]) == len(values):
+            model_coords[name] = coords[name]
+    units = channel_units(frozen.variables, frozen.channels, file_units or None)
+    result = fields_dataset(
+        frozen.layout, grids.as_list(frozen.decode(h)), times, frozen.variables, frozen.channels, units,
+        model_coords, aggregation,
         attrs={"title": "SPARTA decoded fields", "sparta_version": __version__, "run": str(run.path.resolve()),
-               "checkpoint": attrs.get("checkpoint", "best"), "config_digest": cfg.digest(),
-               "weights_digest": attrs["weights_digest"], "grid": state["grid"],
+               "checkpoint": checkpoint, "config_digest": cfg.digest(),
+               "weights_digest": attrs["weights_digest"], "grid": frozen.state["grid"],
                "embeddings": str(embeddings.resolve()), "masking": attrs.get("masking", "none"),
                **({"time_aggregation": aggregation} if aggregation else {})},
     )
     _write(result, out)
     return result
-
-
-def _channel_units(variables: list[str], channels: list[str], known: dict[str, str] | None) -> list[str]:
-    """Each channel's CF units: as recorded (store or embeddings file), else SPARTA's unit of the variable
-    (every store holds SPARTA's units, see sparta.data.units), else 'unknown'."""
-    out = []
-    for spec, channel in zip(variables, channels):
-        name = spec.partition("@")[0]
-        out.append((known or {}).get(channel) or UNITS.get(name, ("unknown",))[0])
-    return out
-
-
-def _grid_dims(grid: Grid, layout: list[Grid]) -> tuple[str, str]:
-    """Names of a grid's coordinates in embeddings and decoded files: lat/lon, or lat_LONxLAT/lon_LONxLAT
-    when the variables are on several grids."""
-    if len(layout) == 1:
-        return "lat", "lon"
-    return f"lat_{grid.name}", f"lon_{grid.name}"
-
-
-@torch.no_grad()
-def _decode_fields(model: torch.nn.Module, h: Tensor, mean: Tensor, std: Tensor, device: torch.device) -> list[Tensor]:
-    """Embeddings (N, D) -> physical fields (N, C, H, W) on CPU, one per grid, batch by batch."""
-    out = [grids.each(lambda part: part.float().cpu(), model.decode(chunk.to(device))) for chunk in h.split(BATCH_SIZE)]
-    pieces = zip(grids.per_grid(std.numpy(), model.layout), grids.per_grid(mean.numpy(), model.layout))
-    return [x * x.new_tensor(scale[:, None, None]) + x.new_tensor(shift[:, None, None])
-            for x, (scale, shift) in zip(grids.as_list(grids.cat(out)), pieces)]

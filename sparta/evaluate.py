@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -28,81 +27,21 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sparta import grids, metrics, plots
-from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter, random_keep_mask
-from sparta.config import Config
-from sparta.data.store import DataError, PreparedStore, Store, check_matches, split_bounds
+from sparta.augment import random_keep_mask
+from sparta.data.store import DataError, PreparedStore, Store, split_bounds
 from sparta.grids import Fields
+from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
 from sparta.downstream.classify import evaluate_classifier, train_classifier
 from sparta.downstream.diffusion import generate, train_diffusion
 from sparta.downstream.forecast import make_windows, rollout, train_forecaster
 from sparta.runs import Run
 from sparta.seeding import derive_seed, generator
-from sparta.training import load_trained, resolve_device
 
 log = logging.getLogger(__name__)
 
 TASKS = ("forecast", "diffusion", "classify", "diagnostics", "robustness")
 ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
-
-
-@dataclass
-class FrozenModel:
-    """A trained encoder/decoder with the data conventions it was trained with."""
-
-    model: torch.nn.Module
-    cfg: Config
-    store: Store
-    augmenter: Augmenter | MultiGridAugmenter
-    device: torch.device
-    batch_size: int = 256
-
-    @torch.no_grad()
-    def encode(self, fields: Fields, mask: float | tuple[float, float] | None = None, seed: int = 0,
-               keep: Tensor | None = None) -> Tensor:
-        """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
-
-        ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
-        fields); ``keep`` is a fixed observation mask that replaces the random one. A model that
-        takes the mask itself (``accepts_keep``: the EOF baseline) gets the native fields and the
-        mask, with the same draws, instead of an input with the hidden points zeroed.
-        """
-        low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
-        gen = generator(seed)
-        out = []
-        for start in range(0, grids.length(fields), self.batch_size):
-            x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
-                           grids.take(fields, slice(start, start + self.batch_size)))
-            if getattr(self.model, "accepts_keep", False):
-                seen = None if mask is None and keep is None else self.augmenter.keep_mask(x, gen, low, high, keep)
-                out.append(self.model.encode(x, keep=seen).float().cpu())
-                continue
-            if mask is None and keep is None:
-                x = self.augmenter.encoder_input(x)
-            else:
-                x = self.augmenter.mask(x, gen, low, high, keep=keep)
-            out.append(self.model.encode(x).float().cpu())
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def decode(self, h: Tensor) -> Fields:
-        """Embeddings (N, D) -> fields (N, C, H, W) (one per grid) in physical units, on CPU."""
-        out = [grids.each(lambda part: part.float().cpu(), self.model.decode(chunk.to(self.device)))
-               for chunk in h.split(self.batch_size)]
-        return self.store.denormalise(grids.cat(out))
-
-
-def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
-                expect_digest: str | None = None) -> FrozenModel:
-    dev = resolve_device(device)
-    model, cfg, state = load_trained(checkpoint, dev, expect_digest)
-    check_matches(store, state["variables"], state["grid"])
-    if not np.allclose(store.mean, state["mean"].numpy(), rtol=1e-5):
-        log.warning("store %s has other normalisation statistics than the model; using the model's", store.path)
-        means, stds = (grids.per_grid(state[k].numpy(), store.layout) for k in ("mean", "std"))
-        for part, mean, std in zip(store.parts, means, stds):
-            part.mean, part.std = mean, std
-    return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev)
 
 
 FIELD_METRICS = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")

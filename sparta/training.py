@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from sparta import dist, grids
 from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sparta.config import Config, validate
+from sparta.config import Config
 from sparta.data.store import Store
-from sparta.grids import Grid
+from sparta.inference import build_model, load_trained, resolve_device  # noqa: F401 (re-exported)
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import eddy_correlation, embedding_std, rrmse
 from sparta.models import SpartaModel
@@ -109,20 +109,6 @@ def plan_stages(cfg: Config) -> list[Stage]:
         Stage("blend", t.epochs_blend, t.lr, True, True, True, True, True),
         Stage("decoder", t.epochs_decoder, t.lr, False, False, True, False, False),
     ]
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel | EOFModel:
-    if cfg.method == "pca":  # empty buffers: fit_eof or a checkpoint fills them
-        return EOFModel(cfg.model.embed_dim, layout)
-    return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
 
 
 def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[bool, str]:
@@ -599,25 +585,3 @@ def fit_eof_run(run: Run, store: Store) -> Run:
 
 def _float(x: grids.Fields) -> grids.Fields:
     return grids.each(lambda part: part.float(), x)
-
-
-def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
-                 expect_digest: str | None = None) -> tuple[SpartaModel | EOFModel, Config, dict]:
-    """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
-
-    ``expect_digest`` (a run's ``Config.digest()``) refuses a checkpoint of another model/config.
-    """
-    state = load_checkpoint(checkpoint, expect_digest=expect_digest)
-    cfg = validate(state["config"])
-    if "layout" in state:
-        layout = [Grid(tuple(channels), n_lat, n_lon) for channels, n_lat, n_lon in state["layout"]]
-    else:  # written before variables could have their own grids
-        layout = [Grid.named(state["grid"], state["channels"])]
-    model = build_model(cfg, layout)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint '{checkpoint}' does not match the model its config describes: "
-                              f"{str(err).splitlines()[0]}") from None
-    model.to(device).eval().requires_grad_(False)
-    return model, cfg, state

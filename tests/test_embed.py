@@ -13,7 +13,7 @@ from sparta.cli import app
 from sparta.config import load_config, validate
 from sparta.data.store import DataError, PreparedStore, write_store
 from sparta.embed import decode, embed, load_observation_mask
-from sparta.evaluate import load_frozen
+from sparta.inference import load_frozen
 from sparta.runs import Run
 from sparta.seeding import generator
 from sparta.training import Trainer
