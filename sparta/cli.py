@@ -153,24 +153,26 @@ def config_validate(path: Path) -> None:
 @_user_errors
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a finished training run directory")],
-    tasks: Annotated[str, typer.Option(help="comma-separated: forecast,diffusion,classify,diagnostics,robustness")] =
-        "forecast,diffusion,classify,diagnostics,robustness",
+    tasks: Annotated[Optional[str], typer.Option(
+        help="comma-separated task names (forecast, diffusion, classify, diagnostics, robustness: the table "
+             "sparta.evaluate.TASKS); default: all")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
-    from sparta.evaluate import Evaluation
+    from sparta.evaluate import TASKS, Evaluation
     from sparta.runs import Run
     from sparta.tables import paper_tables
+    from sparta.variants import run_label
 
     from sparta.outputs import check_output_dir
 
     run = Run.open(run_dir)
     check_output_dir(run.path, "run directory")  # metrics and figures go there
     store = open_or_prepare(run.config.data, progress, prepare=False)
-    results = Evaluation(run, store, progress=progress).run_tasks([t.strip() for t in tasks.split(",") if t.strip()])
-    label = {"autoencoder": "Autoencoder", "pca": "EOF/PCA (linear)"}.get(results["method"],
-                                                                         f"SPARTA ({results['fusion']})")
+    results = Evaluation(run, store, progress=progress).run_tasks(
+        list(TASKS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
+    label = run_label(results["method"], results["fusion"])
     metrics = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")  # the paper's, then ours
     tables = "\n".join(t.markdown() for t in paper_tables({label: results}, metrics, per_channel=True))
     (run.evaluation / "tables.md").write_text(tables)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from tqdm.auto import tqdm
 
 from sparta import grids, metrics, plots
 from sparta.augment import random_keep_mask
-from sparta.data.store import DataError, PreparedStore, Store, split_bounds
+from sparta.config import ConfigError
+from sparta.data.store import DataError, Store, month_index, split_bounds
 from sparta.grids import Fields
 from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
 from sparta.downstream.classify import evaluate_classifier, train_classifier
@@ -36,10 +39,10 @@ from sparta.downstream.diffusion import generate, train_diffusion
 from sparta.downstream.forecast import make_windows, rollout, train_forecaster
 from sparta.runs import Run
 from sparta.seeding import derive_seed, generator
+from sparta.variants import run_label
 
 log = logging.getLogger(__name__)
 
-TASKS = ("forecast", "diffusion", "classify", "diagnostics", "robustness")
 ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
@@ -115,7 +118,14 @@ def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float
 
 
 class Evaluation:
-    """Runs the downstream tasks for one trained run and writes their results."""
+    """The frozen model and the data every downstream task reads, and the results written so far.
+
+    Holds the test split (normalised and in physical units), its seasons, times and inner
+    train/val/test cut, and its complete and masked encodings. Downstream models that several tasks
+    use are trained on demand and cached by their settings and seed (:meth:`forecaster`,
+    :meth:`classifier`): training is seeded, so a task gets the same model whether or not another
+    task trained it first, and no task depends on another having run.
+    """
 
     def __init__(self, run: Run, store: Store, progress: bool = True, device: str = "auto"):
         self.run, self.progress = run, progress
@@ -136,10 +146,13 @@ class Evaluation:
         log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
         self.h_clean = self.frozen.encode(self.fields)
         self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
-        self.forecaster: tuple[torch.nn.Module, int] | None = None  # kept for the robustness task
-        self.classifier: torch.nn.Module | None = None
+        self._models: dict[tuple, object] = {}  # downstream models by (kind, settings, seed)
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
                               "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS}
+
+    @property
+    def label(self) -> str:
+        return run_label(self.cfg.method, self.cfg.model.fusion)
 
     @cached_property
     def train_range(self) -> tuple:
@@ -155,53 +168,6 @@ class Evaluation:
         a, b = self.inner[name]
         return x[a:b]
 
-    # ---------------------------------------------------------------- forecasting
-    def forecast(self) -> dict:
-        ds, out, curves_rows = self.ds, {}, []
-        steps = ds.rollout_steps
-        climatology = self._monthly_climatology()
-        for lookback, stride in ds.forecast_settings:
-            label = f"LB{lookback}_S{stride}"
-            seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-            # inputs: 70%-masked days, re-masked at every read (a random one of the mask draws per day);
-            # targets: embeddings of the complete next days, which are decoded
-            horizon = ds.forecast_horizon
-            self._check_forecast_lengths(label, lookback, horizon)
-            days = torch.arange(len(self.h_clean))[:, None]
-            ctx, _ = make_windows(self._part("train", days), lookback, stride, horizon)
-            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
-            val_ctx, _ = make_windows(self._part("val", days), lookback, stride, horizon)
-            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
-            ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into self.mask_draws
-            a, b = self.inner["test"]
-            n_windows = b - a - lookback - steps + 1
-            starts = torch.arange(a, a + n_windows)
-            test_ctx = self.h_masked[starts[:, None] + torch.arange(lookback)]
-            per_seed = []
-            for seed in seeds:
-                model, _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, ds, seed=seed, progress=self.progress,
-                                            draws=self.mask_draws)
-                if self.forecaster is None:
-                    self.forecaster = (model, lookback)
-                pred = rollout(model, test_ctx, steps).cpu()
-                per_seed.append(self._score_rollout(pred, starts + lookback, label, seed, curves_rows))
-            out[label] = self._summarise_seeds(per_seed)
-            baselines = self._baselines(starts + lookback, climatology)
-            out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
-                                                 for name, curve in per_name.items()}
-                                       for formula, per_name in baselines.items()}
-            baseline_curves: dict[str, dict[str, np.ndarray]] = {}
-            for formula, per_name in baselines.items():
-                for name, curve in per_name.items():
-                    baseline_curves.setdefault(name, {})[formula] = np.array(curve)
-            plots.plot_forecast_curves({self._label(): {k: np.array(v) for k, v in out[label]["curve"].items()},
-                                        **baseline_curves},
-                                       self.run.figures / f"forecast_curves_{label}.png",
-                                       f"{self._label()}: forecast {label}")
-        self._write_curves(curves_rows)
-        self.results["forecast"] = out
-        return out
-
     @cached_property
     def mask_draws(self) -> Tensor:
         """(K, days, D): ``downstream.forecast_mask_draws`` encodings of every test-split day, each with its own
@@ -212,6 +178,41 @@ class Evaluation:
                  for k in range(1, self.ds.forecast_mask_draws)]
         return torch.stack([self.h_masked, *extra])
 
+    # ---------------------------------------------------------------- downstream models, trained on demand
+    def forecaster(self, lookback: int, stride: int, seed: int) -> torch.nn.Module:
+        """The latent forecaster of one look-back/stride setting and seed, trained on the inner train/val.
+
+        Inputs: 70%-masked days, re-masked at every read (a random one of the mask draws per day);
+        targets: embeddings of the complete next days.
+        """
+        key = ("forecast", lookback, stride, seed)
+        if key not in self._models:
+            self._check_forecast_lengths(f"LB{lookback}_S{stride}", lookback, self.ds.forecast_horizon)
+            horizon = self.ds.forecast_horizon
+            days = torch.arange(len(self.h_clean))[:, None]
+            ctx, _ = make_windows(self._part("train", days), lookback, stride, horizon)
+            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
+            val_ctx, _ = make_windows(self._part("val", days), lookback, stride, horizon)
+            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
+            ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into self.mask_draws
+            self._models[key], _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, self.ds, seed=seed,
+                                                    progress=self.progress, draws=self.mask_draws)
+        return self._models[key]
+
+    def classifier(self) -> tuple[torch.nn.Module, Tensor]:
+        """The season classifier and the embeddings it was trained on (masked with a ratio drawn per day in
+        ``downstream.classify_mask_low..high``), trained on the inner train/val."""
+        key = ("classify",)
+        if key not in self._models:
+            ds, seed = self.ds, derive_seed(self.cfg.train.seed, "classify")
+            h = self.frozen.encode(self.fields, (ds.classify_mask_low, ds.classify_mask_high), seed=seed)
+            model, _ = train_classifier(self._part("train", h), self._part("train", self.seasons),
+                                        self._part("val", h), self._part("val", self.seasons), ds, seed=seed,
+                                        progress=self.progress)
+            self._models[key] = (model, h)
+        return self._models[key]
+
+    # ---------------------------------------------------------------- forecast helpers
     def _check_forecast_lengths(self, label: str, lookback: int, horizon: int) -> None:
         need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + self.ds.rollout_steps}
         short = {k: (b - a, need[k]) for k, (a, b) in self.inner.items() if b - a < need[k]}
@@ -234,10 +235,10 @@ class Evaluation:
             if step + 1 in self.ds.lead_times:
                 per_channel[step + 1] = metrics.rrmse(fields, truth, per_channel=True).tolist()
             if step + 1 == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
-                for part, pred_g, true_g in zip(self.frozen.store.parts, grids.as_list(fields), grids.as_list(truth)):
-                    plots.plot_error_maps(pred_g[0].numpy(), true_g[0].numpy(), part.channels, part.lat, part.lon,
-                                          f"{self._label()} forecast {label}, T={map_lead}",
-                                          self._figure(f"forecast_error_{label}_T{map_lead}", part))
+                self._save_maps(f"forecast_error_{label}_T{map_lead}", "error",
+                                f"{self.label} forecast {label}, T={map_lead}",
+                                {"prediction": [p[0] for p in grids.as_list(fields)],
+                                 "truth": [t[0] for t in grids.as_list(truth)]})
         return {"curve": curve, "rrmse_l2_per_channel": per_channel}
 
     def _map_setting(self) -> str:
@@ -262,7 +263,7 @@ class Evaluation:
         """Mean field per calendar month over the store's train split (physical units; 0 for an absent month)."""
         store = self.frozen.store
         a, b = store.split_range("train")
-        months = store.times[a:b].astype("datetime64[M]").astype(int) % 12
+        months = month_index(store.times[a:b])
         per_month = []
         for m in range(12):
             days = np.flatnonzero(months == m) + a
@@ -287,7 +288,7 @@ class Evaluation:
         persistence (the last look-back day, complete), monthly climatology and the model's reconstruction
         ceiling: its decoder on the true (complete-input) latents of the target days, the best any latent
         forecast can score through this decoder."""
-        months = torch.as_tensor(self.times.astype("datetime64[M]").astype(int) % 12)
+        months = torch.as_tensor(month_index(self.times))
         names = ("persistence", "climatology", "reconstruction ceiling")
         formulas = {"rrmse_paper": metrics.rrmse_paper, "rrmse_l2": metrics.rrmse}
         out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
@@ -307,105 +308,25 @@ class Evaluation:
                                                                       / (ref1[targets].sum() / n) * 100.0))
         return out
 
-    def _write_curves(self, rows: list[dict]) -> None:
-        path = self.run.evaluation / "forecast_curves.csv"
+    def _write_csv(self, name: str, rows: list[dict], fields: list[str]) -> None:
+        path = self.run.evaluation / name
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["setting", "seed", "lead", "metric", "value"])
+            writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
 
-    # ---------------------------------------------------------------- diffusion
-    def diffusion(self) -> dict:
-        ds = self.ds
-        seed = derive_seed(self.cfg.train.seed, "diffusion")
-        model, schedule, standardizer, _ = train_diffusion(
-            self._part("train", self.h_clean), self._part("train", self.h_masked),
-            self._part("val", self.h_clean), self._part("val", self.h_masked), ds, seed=seed, progress=self.progress)
-        a, b = self.inner["test"]
-        idx = torch.arange(a, b)
-        if ds.max_conditions and len(idx) > ds.max_conditions:
-            idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
-        gen = generate(model, schedule, standardizer, self.h_masked[idx], ds.diffusion_samples, generator(seed),
-                       batch_size=max(ds.batch_size, 256), progress=self.progress).cpu()  # (N, S, D)
-        mean_latents = gen.mean(1)
-        mean_fields = self.frozen.decode(mean_latents)
-        truth = grids.take(self.physical, idx)
-        out = {"conditions": len(idx), "samples": ds.diffusion_samples,
-               **field_scores(mean_fields, truth, self.train_range),
-               **diffusion_latent_scores(gen, self._part("test", self.h_clean), standardizer.to("cpu"),
-                                         ds.density_sigma, ds.realism_k)}
-        gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
-        for part, true_g, gen_g in zip(self.frozen.store.parts, grids.as_list(truth), grids.as_list(mean_fields)):
-            observed = true_g[0].clone()
-            keep = random_keep_mask(1, len(part.lat), len(part.lon), ds.condition_mask, ds.condition_mask, gen_mask)
-            observed[:, ~keep[0, 0]] = float("nan")
-            plots.plot_reconstructions(true_g[0].numpy(), observed.numpy(), gen_g[0].numpy(), part.channels,
-                                       part.lat, part.lon, self._figure("diffusion_reconstruction", part),
-                                       f"{self._label()}: conditional diffusion, mean of {ds.diffusion_samples}")
-        self.results["diffusion"] = out
-        return out
-
-    # ---------------------------------------------------------------- classification
-    def classify(self) -> dict:
-        ds, seed = self.ds, derive_seed(self.cfg.train.seed, "classify")
-        h = self.frozen.encode(self.fields, (ds.classify_mask_low, ds.classify_mask_high), seed=seed)
-        model, _ = train_classifier(self._part("train", h), self._part("train", self.seasons),
-                                    self._part("val", h), self._part("val", self.seasons), ds, seed=seed,
-                                    progress=self.progress)
-        out = evaluate_classifier(model, self._part("test", h), self._part("test", self.seasons))
-        plots.plot_confusion(out["confusion"], SEASONS, self.run.figures / "classification_confusion.png",
-                             f"{self._label()}: season classification")
-        self.results["classify"] = out
-        self.classifier = model
-        return out
-
-    # ---------------------------------------------------------------- robustness
-    def robustness(self) -> dict:
-        """Classification accuracy and one-step forecast RRMSE vs the input mask ratio (0-95%).
-
-        Uses the classifier and the first forecaster trained in this evaluation, on the inner test.
-        """
-        if self.classifier is None or self.forecaster is None:
-            raise ValueError("the robustness task needs the forecast and classify tasks in the same evaluation")
-        forecaster, lookback = self.forecaster
-        a, b = self.inner["test"]
-        starts = torch.arange(b - a - lookback)
-        out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse_l2": []}
-        for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not self.progress):
-            h = self.frozen.encode(grids.take(self.fields, slice(a, b)), ratio,
-                                   seed=derive_seed(self.cfg.train.seed, "robust", str(ratio)))
-            out["accuracy"].append(evaluate_classifier(self.classifier, h, self.seasons[a:b])["accuracy"])
-            pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
-            truth = grids.take(self.physical, a + starts + lookback)
-            out["rrmse_l2"].append(float(metrics.rrmse(self.frozen.decode(pred), truth)))
-        plots.plot_robustness({self._label(): {k: np.array(v) for k, v in out.items()}},
-                              self.run.figures / "robustness.png")
-        self.results["robustness"] = out
-        return out
-
-    # ---------------------------------------------------------------- diagnostics
-    def diagnostics(self) -> dict:
-        n = min(self.ds.smoothness_days, len(self.h_masked))
-        h = self.h_masked[:n]
-        out = {}
-        for name, fn in (("temporal", metrics.step_distances), ("cycle", metrics.cycle_distances)):
-            for suffix, normalise in (("", False), ("_normalised", True)):
-                mean, std = metrics.mean_std(fn(h, normalise=normalise))
-                out[f"{name}{suffix}"] = {"mean": mean, "std": std}
-        label = self._label()
-        figs = self.run.figures
-        plots.plot_distance_series({label: metrics.step_distances(h).numpy()}, "||h_t - h_{t-1}||^2",
-                                   figs / "temporal_distance.png")
-        plots.plot_distance_series({label: metrics.cycle_distances(h).numpy()}, "||h_{t-1} - 2h_t + h_{t+1}||^2",
-                                   figs / "cycle_distance.png")
-        plots.plot_pca({label: h.numpy()}, figs / "pca.png")
-        np.save(self.run.evaluation / "smoothness_latents.npy", h.numpy())
-        windows = self._trajectory_windows()
-        if windows is not None:
-            plots.plot_trajectories({label: windows}, figs / "trajectories.png", seed=self.cfg.train.seed)
-        self.results["smoothness"] = out
-        return out
+    def _save_maps(self, stem: str, kind: str, title: str, columns: dict[str, list]) -> None:
+        """Save (C, H, W) maps, one per grid under each column name, with each grid's coordinates and channels,
+        for :func:`draw_figures` (``evaluation/maps/<stem>.npz``)."""
+        arrays: dict[str, np.ndarray] = {"kind": np.array(kind), "title": np.array(title)}
+        for g, part in enumerate(self.frozen.store.parts):
+            arrays.update({f"{g}/lat": np.asarray(part.lat), f"{g}/lon": np.asarray(part.lon),
+                           f"{g}/channels": np.array(list(part.channels)), f"{g}/grid": np.array(part.grid)})
+            for name, per_grid in columns.items():
+                arrays[f"{g}/{name}"] = np.asarray(per_grid[g])
+        (self.run.evaluation / "maps").mkdir(parents=True, exist_ok=True)
+        np.savez(self.run.evaluation / "maps" / f"{stem}.npz", **arrays)
 
     def _trajectory_windows(self, lookback: int = 5, stride: int = 5, count: int = 64):
         """Mean embedding of non-overlapping masked look-back windows and the next (masked) day."""
@@ -417,27 +338,239 @@ class Evaluation:
         return means.numpy(), self.h_masked[starts + lookback].numpy()
 
     # ---------------------------------------------------------------- driver
-    def _figure(self, stem: str, part: PreparedStore) -> Path:
-        """Figure path; maps of a store on several grids get one figure per grid."""
-        suffix = f"_{part.grid}" if len(self.frozen.store.parts) > 1 else ""
-        return self.run.figures / f"{stem}{suffix}.png"
-
-    def _label(self) -> str:
-        if self.cfg.method == "pca":
-            return "EOF/PCA"
-        return "Autoencoder" if self.cfg.method == "autoencoder" else f"SPARTA ({self.cfg.model.fusion})"
-
     def run_tasks(self, tasks: list[str]) -> dict:
+        """Run ``tasks`` (names in :data:`TASKS`, in the table's order), write ``metrics.json`` after each, then draw
+        every figure from the saved results."""
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+            raise ConfigError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
         self.run.evaluation.mkdir(parents=True, exist_ok=True)
         path = self.run.evaluation / "metrics.json"
         if path.exists():  # keep results of tasks not re-run
             self.results = {**json.loads(path.read_text()), **self.results}
-        for task in TASKS:
-            if task in tasks:
-                log.info("%s: %s", self.run.path, task)
-                getattr(self, task)()
+        for name, task in TASKS.items():
+            if name in tasks:
+                log.info("%s: %s", self.run.path, name)
+                self.results[task.key] = task.run(self)
                 path.write_text(json.dumps(self.results, indent=1))
+        draw_figures(self.run, [TASKS[name] for name in TASKS if name in tasks])
         return self.results
+
+
+# ==================================================================== the downstream tasks
+# Each takes the evaluation's frozen model and data and returns its results (the ``key`` entry of
+# metrics.json); arrays its figures need go to ``evaluation/``. ``draw`` redraws its figures from
+# those saved files alone (``sparta report`` does, without retraining).
+
+
+def forecast(ev: Evaluation) -> dict:
+    """Latent forecasting: LSTM rollouts from masked look-back windows, decoded and scored per lead step,
+    beside persistence, monthly climatology and the decoder's reconstruction ceiling."""
+    ds, out, curves_rows, baseline_rows = ev.ds, {}, [], []
+    steps = ds.rollout_steps
+    climatology = ev._monthly_climatology()
+    for lookback, stride in ds.forecast_settings:
+        label = f"LB{lookback}_S{stride}"
+        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
+        ev._check_forecast_lengths(label, lookback, ds.forecast_horizon)
+        a, b = ev.inner["test"]
+        n_windows = b - a - lookback - steps + 1
+        starts = torch.arange(a, a + n_windows)
+        test_ctx = ev.h_masked[starts[:, None] + torch.arange(lookback)]
+        per_seed = []
+        for seed in seeds:
+            pred = rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu()
+            per_seed.append(ev._score_rollout(pred, starts + lookback, label, seed, curves_rows))
+        out[label] = ev._summarise_seeds(per_seed)
+        baselines = ev._baselines(starts + lookback, climatology)
+        out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
+                                             for name, curve in per_name.items()}
+                                   for formula, per_name in baselines.items()}
+        baseline_rows += [{"setting": label, "baseline": name, "lead": lead + 1, "metric": formula, "value": v}
+                          for formula, per_name in baselines.items() for name, curve in per_name.items()
+                          for lead, v in enumerate(curve)]
+    ev._write_csv("forecast_curves.csv", curves_rows, ["setting", "seed", "lead", "metric", "value"])
+    ev._write_csv("forecast_baselines.csv", baseline_rows, ["setting", "baseline", "lead", "metric", "value"])
+    return out
+
+
+def _draw_forecast(run: Run, results: dict, label: str) -> None:
+    baselines: dict[str, dict[str, dict[str, list[float]]]] = {}
+    path = run.evaluation / "forecast_baselines.csv"
+    if path.exists():
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                baselines.setdefault(row["setting"], {}).setdefault(row["baseline"], {}).setdefault(
+                    row["metric"], []).append(float(row["value"]))
+    for setting, summary in results.get("forecast", {}).items():
+        curves = {label: {k: np.array(v) for k, v in summary["curve"].items()}}
+        curves.update({name: {k: np.array(v) for k, v in per_metric.items()}
+                       for name, per_metric in baselines.get(setting, {}).items()})
+        plots.plot_forecast_curves(curves, run.figures / f"forecast_curves_{setting}.png", f"{label}: forecast {setting}")
+
+
+def diffusion(ev: Evaluation) -> dict:
+    """Conditional latent diffusion: complete-day latents generated from masked ones, scored as decoded fields
+    (mean of the draws) and in latent space."""
+    ds = ev.ds
+    seed = derive_seed(ev.cfg.train.seed, "diffusion")
+    model, schedule, standardizer, _ = train_diffusion(
+        ev._part("train", ev.h_clean), ev._part("train", ev.h_masked),
+        ev._part("val", ev.h_clean), ev._part("val", ev.h_masked), ds, seed=seed, progress=ev.progress)
+    a, b = ev.inner["test"]
+    idx = torch.arange(a, b)
+    if ds.max_conditions and len(idx) > ds.max_conditions:
+        idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
+    gen = generate(model, schedule, standardizer, ev.h_masked[idx], ds.diffusion_samples, generator(seed),
+                   batch_size=max(ds.batch_size, 256), progress=ev.progress).cpu()  # (N, S, D)
+    mean_latents = gen.mean(1)
+    mean_fields = ev.frozen.decode(mean_latents)
+    truth = grids.take(ev.physical, idx)
+    out = {"conditions": len(idx), "samples": ds.diffusion_samples,
+           **field_scores(mean_fields, truth, ev.train_range),
+           **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), standardizer.to("cpu"),
+                                     ds.density_sigma, ds.realism_k)}
+    gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
+    observed_parts = []
+    for part, true_g in zip(ev.frozen.store.parts, grids.as_list(truth)):
+        observed = true_g[0].clone()
+        keep = random_keep_mask(1, len(part.lat), len(part.lon), ds.condition_mask, ds.condition_mask, gen_mask)
+        observed[:, ~keep[0, 0]] = float("nan")
+        observed_parts.append(observed)
+    ev._save_maps("diffusion_reconstruction", "reconstruction",
+                  f"{ev.label}: conditional diffusion, mean of {ds.diffusion_samples}",
+                  {"truth": [t[0] for t in grids.as_list(truth)], "sparse input": observed_parts,
+                   "generated mean": [g[0] for g in grids.as_list(mean_fields)]})
+    return out
+
+
+def classify(ev: Evaluation) -> dict:
+    """Season classification from sparse embeddings: cross-entropy and accuracy on the inner test."""
+    model, h = ev.classifier()
+    return evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons))
+
+
+def _draw_classify(run: Run, results: dict, label: str) -> None:
+    if "classify" in results:
+        plots.plot_confusion(results["classify"]["confusion"], SEASONS,
+                             run.figures / "classification_confusion.png", f"{label}: season classification")
+
+
+def robustness(ev: Evaluation) -> dict:
+    """Classification accuracy and one-step forecast RRMSE vs the input mask ratio (0-95%), on the inner test.
+
+    Uses the season classifier and the forecaster of the first forecast setting and seed (trained here
+    unless this evaluation already trained them: the same seeded models either way).
+    """
+    lookback, stride = ev.ds.forecast_settings[0]
+    forecaster = ev.forecaster(lookback, stride, ev.ds.forecast_seeds[0])
+    classifier, _ = ev.classifier()
+    a, b = ev.inner["test"]
+    starts = torch.arange(b - a - lookback)
+    out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse_l2": []}
+    for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not ev.progress):
+        h = ev.frozen.encode(grids.take(ev.fields, slice(a, b)), ratio,
+                             seed=derive_seed(ev.cfg.train.seed, "robust", str(ratio)))
+        out["accuracy"].append(evaluate_classifier(classifier, h, ev.seasons[a:b])["accuracy"])
+        pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
+        truth = grids.take(ev.physical, a + starts + lookback)
+        out["rrmse_l2"].append(float(metrics.rrmse(ev.frozen.decode(pred), truth)))
+    return out
+
+
+def _draw_robustness(run: Run, results: dict, label: str) -> None:
+    if "robustness" in results:
+        plots.plot_robustness({label: {k: np.array(v) for k, v in results["robustness"].items()}},
+                              run.figures / "robustness.png")
+
+
+def diagnostics(ev: Evaluation) -> dict:
+    """Smoothness of the masked embeddings' trajectory: temporal and cycle distances (raw and normalised)."""
+    n = min(ev.ds.smoothness_days, len(ev.h_masked))
+    h = ev.h_masked[:n]
+    out = {}
+    for name, fn in (("temporal", metrics.step_distances), ("cycle", metrics.cycle_distances)):
+        for suffix, normalise in (("", False), ("_normalised", True)):
+            mean, std = metrics.mean_std(fn(h, normalise=normalise))
+            out[f"{name}{suffix}"] = {"mean": mean, "std": std}
+    np.save(ev.run.evaluation / "smoothness_latents.npy", h.numpy())
+    windows = ev._trajectory_windows()
+    path = ev.run.evaluation / "trajectory_windows.npz"
+    if windows is not None:
+        np.savez(path, means=windows[0], next=windows[1])
+    else:
+        path.unlink(missing_ok=True)
+    return out
+
+
+def _draw_diagnostics(run: Run, results: dict, label: str) -> None:
+    path = run.evaluation / "smoothness_latents.npy"
+    if not path.exists():
+        return
+    h = torch.from_numpy(np.load(path))
+    figs = run.figures
+    plots.plot_distance_series({label: metrics.step_distances(h).numpy()}, "||h_t - h_{t-1}||^2",
+                               figs / "temporal_distance.png")
+    plots.plot_distance_series({label: metrics.cycle_distances(h).numpy()}, "||h_{t-1} - 2h_t + h_{t+1}||^2",
+                               figs / "cycle_distance.png")
+    plots.plot_pca({label: h.numpy()}, figs / "pca.png")
+    windows = run.evaluation / "trajectory_windows.npz"
+    if windows.exists():
+        with np.load(windows) as saved:
+            plots.plot_trajectories({label: (saved["means"], saved["next"])}, figs / "trajectories.png",
+                                    seed=run.config.train.seed)
+
+
+def _draw_maps(run: Run, stems: tuple[str, ...]) -> None:
+    """Figures of the maps saved under ``evaluation/maps`` whose name starts with one of ``stems``: one per grid
+    when the variables are on several."""
+    for path in sorted((run.evaluation / "maps").glob("*.npz")):
+        if not path.stem.startswith(stems):
+            continue
+        with np.load(path) as saved:
+            n_grids = len({key.split("/")[0] for key in saved.files if "/" in key})
+            kind, title = str(saved["kind"]), str(saved["title"])
+            for g in range(n_grids):
+                lat, lon, channels = saved[f"{g}/lat"], saved[f"{g}/lon"], list(map(str, saved[f"{g}/channels"]))
+                suffix = f"_{saved[f'{g}/grid']}" if n_grids > 1 else ""
+                out = run.figures / f"{path.stem}{suffix}.png"
+                if kind == "error":
+                    plots.plot_error_maps(saved[f"{g}/prediction"], saved[f"{g}/truth"], channels, lat, lon, title, out)
+                else:
+                    plots.plot_reconstructions(saved[f"{g}/truth"], saved[f"{g}/sparse input"],
+                                               saved[f"{g}/generated mean"], channels, lat, lon, out, title)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A downstream task: ``run(evaluation) -> results`` (stored under ``key`` in metrics.json) and
+    ``draw(run, metrics, label)``, which redraws its figures from saved files only."""
+
+    name: str
+    run: Callable[[Evaluation], dict]
+    draw: Callable[[Run, dict, str], None]
+    key: str
+    description: str
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("forecast", forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
+         "forecast", "latent LSTM forecasts, decoded and scored per lead, with baselines"),
+    Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
+         "conditional latent diffusion from sparse inputs"),
+    Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings"),
+    Task("diagnostics", diagnostics, _draw_diagnostics, "smoothness", "smoothness and trajectories of the latents"),
+    Task("robustness", robustness, _draw_robustness, "robustness", "accuracy and forecast error vs mask ratio"),
+)}
+"""The downstream tasks, in the order ``sparta evaluate`` runs them; the CLI and the report read this table."""
+
+
+def draw_figures(run: Run, tasks: list[Task] | None = None) -> None:
+    """Redraw the evaluation figures of ``run`` (every task's, or ``tasks``') from its saved results alone."""
+    path = run.evaluation / "metrics.json"
+    if not path.exists():
+        return
+    results = json.loads(path.read_text())
+    label = run_label(results.get("method", run.config.method), results.get("fusion", run.config.model.fusion))
+    for task in tasks if tasks is not None else TASKS.values():
+        task.draw(run, results, label)

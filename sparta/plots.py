@@ -14,6 +14,8 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from sparta import variants  # noqa: E402
+
 LOSS_TERMS = ("total", "nt_xent", "cycle", "recon_views", "recon", "embed_std")
 
 
@@ -48,15 +50,8 @@ def plot_training_curves(history: list[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
-# Fixed colours so one model looks the same in every figure, under its report label (sparta.report.VARIANTS)
-# and its evaluation label; other names get a stable hashed colour.
-MODEL_COLORS = {"autoencoder": "tab:orange",
-                "sparta - early-fusion hn + cycle": "tab:blue", "sparta (early)": "tab:blue",
-                "sparta - early-fusion": "tab:cyan", "sparta - early-fusion cycle": "tab:olive",
-                "sparta - early-fusion hn": "tab:brown",
-                "sparta - late-fusion, self-attention": "tab:green", "sparta (attention)": "tab:green",
-                "sparta - late-fusion, gnn": "tab:purple", "sparta (gnn)": "tab:purple",
-                "eof/pca (linear)": "tab:red", "eof/pca": "tab:red"}
+# Fixed colours per model come from the variants registry (sparta.variants.color); other names get a stable
+# hashed colour.
 BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
                    "climatology": {"color": "0.65", "linestyle": "--"},
                    "reconstruction ceiling": {"color": "0.2", "linestyle": ":"}}
@@ -68,7 +63,7 @@ METRIC_LABELS = {"rrmse": "RRMSE (%)", "rrmse_paper": "RRMSE, paper formula (%)"
 
 def model_color(name: str) -> str:
     """Colour of a model label, identical across figures and runs."""
-    return MODEL_COLORS.get(name.lower()) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+    return variants.color(name) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
 
 
 def _legend_below(fig, ax) -> None:

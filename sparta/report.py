@@ -21,20 +21,8 @@ import torch
 
 from sparta import metrics, plots
 from sparta.tables import Table, forecast_settings, paper_tables
+from sparta.variants import VARIANTS
 
-# Variant name -> (row label in the paper's tables, method, config overrides).
-VARIANTS: dict[str, tuple[str, str, list[str]]] = {
-    "autoencoder": ("Autoencoder", "autoencoder", []),
-    "pca": ("EOF/PCA (linear)", "pca", []),
-    "sparta": ("SPARTA - Early-Fusion HN + Cycle", "sparta", []),
-    "sparta-none": ("SPARTA - Early-Fusion", "sparta", ["sampler.hard_negatives=false", "loss.cycle=false"]),
-    "sparta-cycle": ("SPARTA - Early-Fusion Cycle", "sparta", ["sampler.hard_negatives=false"]),
-    "sparta-hn": ("SPARTA - Early-Fusion HN", "sparta", ["loss.cycle=false"]),
-    # late fusion cannot start from EOFs (model.linear_init=eof is one early-fusion projection)
-    "sparta-attention": ("SPARTA - Late-Fusion, Self-Attention", "sparta",
-                         ["model.fusion=attention", "model.linear_init=random"]),
-    "sparta-gnn": ("SPARTA - Late-Fusion, GNN", "sparta", ["model.fusion=gnn", "model.linear_init=random"]),
-}
 # The paper's three comparisons (section 7), each a list of variants in row order.
 SECTIONS = [
     ("Early fusion vs autoencoder and EOF/PCA (paper tables 1-5, plus the linear baseline)",
@@ -105,7 +93,7 @@ def relative_improvements(sparta: dict, autoencoder: dict) -> list[str]:
 def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], tag: str) -> list[Block]:
     """Overlaid smoothness, PCA and forecast curves for the variants of one section."""
     figs = out / "report_figures"
-    labels = {VARIANTS[n][0]: n for n in names}
+    labels = {VARIANTS[n].label: n for n in names}
     latents = {label: np.load(out / n / "evaluation" / "smoothness_latents.npy") for label, n in labels.items()
                if (out / n / "evaluation" / "smoothness_latents.npy").is_file()}
     blocks = []
@@ -120,7 +108,7 @@ def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], t
             Block("figure", str(plots.plot_pca(latents, figs / f"pca_{tag}.png")), "PCA of consecutive latents"),
         ]
     for setting in forecast_settings({n: results[n] for n in names if n in results}):
-        curves = {VARIANTS[n][0]: {k: np.array(v) for k, v in results[n]["forecast"][setting]["curve"].items()}
+        curves = {VARIANTS[n].label: {k: np.array(v) for k, v in results[n]["forecast"][setting]["curve"].items()}
                   for n in names if setting in results.get(n, {}).get("forecast", {})}
         blocks.append(Block("figure", str(plots.plot_forecast_curves(curves, figs / f"forecast_{setting}_{tag}.png",
                                                                      f"Forecast {setting}")),
@@ -130,7 +118,7 @@ def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], t
 
 def _run_figure(out: Path, name: str, pattern: str, caption: str) -> list[Block]:
     hits = sorted((out / name / "figures").glob(pattern))
-    return [Block("figure", str(hits[0]), f"{VARIANTS[name][0]}: {caption}")] if hits else []
+    return [Block("figure", str(hits[0]), f"{VARIANTS[name].label}: {caption}")] if hits else []
 
 
 def decoder_skill(out: Path, names: list[str]) -> list[Block]:
@@ -143,7 +131,7 @@ def decoder_skill(out: Path, names: list[str]) -> list[Block]:
             with open(path, newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if r.get("skill_rrmse_vs_climatology")]
             if rows:
-                skills[VARIANTS[name][0]] = rows[-1]
+                skills[VARIANTS[name].label] = rows[-1]
     if not skills:
         return []
     listed = "; ".join(f"{label} {float(r['skill_rrmse_vs_climatology']):.2f}x, "
@@ -173,7 +161,7 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
                          "paper's formula divides by means near 0 for u850 and v850.")]
     blocks += decoder_skill(out, list(results))
     for title, names in SECTIONS:
-        rows = {VARIANTS[n][0]: results[n] for n in names if n in results}
+        rows = {VARIANTS[n].label: results[n] for n in names if n in results}
         if len(rows) < 2:
             continue
         tag = "autoencoder" if "autoencoder" in names else names[-1] if names[0] == "sparta" else names[0]
@@ -182,10 +170,10 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
         if names[0] == "sparta" and "autoencoder" in names:  # the paper's conclusion, and the same against EOFs
             for base in ("autoencoder", "pca"):
                 if {"sparta", base} <= results.keys():
-                    blocks += [Block("p", f"SPARTA vs {VARIANTS[base][0]}: {line}")
+                    blocks += [Block("p", f"SPARTA vs {VARIANTS[base].label}: {line}")
                                for line in relative_improvements(results["sparta"], results[base])]
         blocks += _comparison_figures(out, results, [n for n in names if n in results], tag)
-    robust = {VARIANTS[n][0]: {k: np.array(v) for k, v in r["robustness"].items()}
+    robust = {VARIANTS[n].label: {k: np.array(v) for k, v in r["robustness"].items()}
               for n, r in results.items() if "robustness" in r}
     if robust:
         blocks += [Block("h2", "Robustness to sparsity (beyond the paper)"),
@@ -238,8 +226,22 @@ def render_html(blocks: list[Block]) -> str:
     return "".join(parts)
 
 
-def build_report(out: str | Path, preset: str | None = None) -> tuple[Path, Path]:
+def redraw_run_figures(out: Path) -> None:
+    """Each evaluated variant's own figures, redrawn from its saved results (nothing is retrained)."""
+    from sparta.evaluate import draw_figures
+    from sparta.runs import Run
+
+    for name in VARIANTS:
+        if (out / name / "evaluation" / "metrics.json").is_file() and (out / name / "config.yaml").is_file():
+            draw_figures(Run.open(out / name))
+
+
+def build_report(out: str | Path, preset: str | None = None, redraw: bool = True) -> tuple[Path, Path]:
+    """``report.md`` and ``report.html`` from the saved results under ``out`` (with ``redraw``, every variant's
+    figures are redrawn from its saved results first)."""
     out = Path(out)
+    if redraw:
+        redraw_run_figures(out)
     blocks = build_blocks(out, preset)
     md, page = out / "report.md", out / "report.html"
     md.write_text(render_markdown(blocks, out))

@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 from sparta.config import ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.evaluate import TASKS, Evaluation
-from sparta.report import VARIANTS, build_report
+from sparta.report import build_report
 from sparta.runs import Run, RunError
 from sparta.training import train_run
+from sparta.variants import VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,13 @@ def reproduce(preset: str, out: str | Path, only: list[str] | None = None, overr
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    configs = {n: load_config(preset, [*(overrides or []), *VARIANTS[n][2]], method=VARIANTS[n][1]) for n in names}
+    configs = {n: load_config(preset, [*(overrides or []), *VARIANTS[n].overrides], method=VARIANTS[n].method)
+               for n in names}
     store = open_or_prepare(next(iter(configs.values())).data, progress)
     for name in tqdm(names, desc="variants", disable=not progress, position=0):
-        log.info("variant %s: %s", name, VARIANTS[name][0])
+        log.info("variant %s: %s", name, VARIANTS[name].label)
         run = _train(out / name, configs[name], store, progress)
         if not (run.evaluation / "COMPLETE").exists():
             Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
             (run.evaluation / "COMPLETE").touch()
-    return build_report(out, preset)
+    return build_report(out, preset, redraw=False)  # each evaluation drew its figures

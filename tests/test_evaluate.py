@@ -127,7 +127,7 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     # a perfect forecaster of day-index latents: the next days after the last context day
     monkeypatch.setattr(E, "train_forecaster", fake_train)
     monkeypatch.setattr(E, "rollout", lambda model, ctx, steps: ctx[:, -1:] + torch.arange(1, steps + 1)[None, :, None])
-    out = ev.forecast()["LB5_S1"]
+    out = E.forecast(ev)["LB5_S1"]
     ctx, tgt, val_ctx, _ = calls[0]
     (ta, _), (va, _), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
     assert ctx[0].tolist() == list(range(ta, ta + 5)) and float(tgt[0, 0, 0]) == ta + 5  # target: the next day
@@ -171,7 +171,7 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
 
     monkeypatch.setattr(E, "train_diffusion", fake_train)
     monkeypatch.setattr(E, "generate", fake_generate)
-    out = ev.diffusion()
+    out = E.diffusion(ev)
     (ta, tb), (va, vb), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
     assert torch.equal(seen["train"][0], ev.h_clean[ta:tb]) and torch.equal(seen["train"][1], ev.h_masked[ta:tb])
     assert torch.equal(seen["val"][0], ev.h_clean[va:vb])  # targets: complete days; conditions: masked days
@@ -202,3 +202,23 @@ def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_s
     assert draws.shape == (ev.ds.forecast_mask_draws, *ev.h_masked.shape)
     assert torch.equal(draws[0], ev.h_masked) and not torch.allclose(draws[1], draws[0])
     assert not torch.allclose(draws[1], ev.h_clean)  # masked, not complete
+
+
+def test_robustness_alone_equals_robustness_after_the_other_tasks(tmp_path, trained, evaluated, micro_store):
+    """No task depends on state another left: robustness trains (or reuses) the same seeded models itself."""
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
+    alone = Evaluation(Run.open(copy), micro_store, progress=False).run_tasks(["robustness"])
+    assert alone["robustness"] == evaluated["robustness"]
+    assert "forecast" not in alone and "classify" not in alone
+
+
+def test_figures_are_redrawn_from_saved_results_alone(tmp_path, trained, evaluated):
+    from sparta.evaluate import draw_figures
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("figures"))
+    draw_figures(Run.open(copy))
+    drawn = {p.name for p in (copy / "figures").glob("*.png")}
+    assert drawn == {p.name for p in trained.figures.glob("*.png")
+                     if not p.name.startswith(("loss_", "adjacency"))}, drawn

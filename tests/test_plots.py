@@ -33,11 +33,13 @@ def fields(rng: np.random.Generator) -> np.ndarray:
 
 def test_model_color_is_stable_and_distinct() -> None:
     assert plots.model_color("autoencoder") == plots.model_color("Autoencoder")
-    from sparta.report import VARIANTS
+    from sparta.variants import VARIANTS
 
-    labels = [label for label, _, _ in VARIANTS.values()]
+    labels = [v.label for v in VARIANTS.values()]
     assert len({plots.model_color(label) for label in labels}) == len(labels)  # every report variant its own colour
     assert plots.model_color("SPARTA (gnn)") == plots.model_color("SPARTA - Late-Fusion, GNN")
+    assert plots.model_color("SPARTA (early)") == plots.model_color("SPARTA - Early-Fusion HN + Cycle")
+    assert plots.model_color("EOF/PCA") == plots.model_color("EOF/PCA (linear)") == "tab:red"
     assert plots.model_color("custom-model") == plots.model_color("custom-model")
 
 

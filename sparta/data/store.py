@@ -96,9 +96,14 @@ def claim_store_directory(path: str | Path, overwrite: bool = False, create: boo
     return path
 
 
+def month_index(times: np.ndarray) -> np.ndarray:
+    """Calendar month of each datetime64 time, 0 (January) .. 11 (December)."""
+    return times.astype("datetime64[M]").astype(np.int64) % 12
+
+
 def season_labels(times: np.ndarray) -> np.ndarray:
     """Meteorological seasons from the month: DJF=0, MAM=1, JJA=2, SON=3."""
-    months = times.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    months = month_index(times) + 1
     return ((months % 12) // 3).astype(np.int64)
 
 
