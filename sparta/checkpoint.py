@@ -17,12 +17,13 @@ from typing import Any
 import torch
 
 from sparta import __version__
+from sparta.errors import UserError
 
 CHECKPOINT_FORMAT = 1
 _MAGIC = "sparta-checkpoint"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, corrupt, foreign or incompatible; the message says which."""
 
 

@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from sparta.checkpoint import CheckpointError
 from sparta.config import ConfigError, available_presets, load_config
-from sparta.data.store import DataError
+from sparta.errors import UserError
 
 app = typer.Typer(help="SPARTA: contrastive embeddings of sparse gridded weather data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -31,18 +30,19 @@ Overrides = Annotated[Optional[list[str]], typer.Argument(help="config overrides
 
 
 def _user_errors(fn):
-    """Turn the library's user-facing errors into one red line and exit status 2 (no traceback)."""
-    from sparta.runs import RunError
-    from sparta.training import TrainingError, TrainingInterrupted
+    """Turn the library's user-facing errors (:class:`sparta.errors.UserError`) into one red line and exit status
+    2 (no traceback); an interrupted run exits 128 + the signal. Any other exception is a bug and keeps its
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except TrainingInterrupted as err:
-            console.print(f"[yellow]interrupted:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(128 + err.signum) from None
-        except (ConfigError, DataError, CheckpointError, RunError, TrainingError, ValueError) as err:
+        except UserError as err:
+            signum = getattr(err, "signum", None)  # sparta.training.TrainingInterrupted
+            if signum is not None:
+                console.print(f"[yellow]interrupted:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(128 + signum) from None
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
             console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
@@ -207,7 +207,8 @@ def reproduce(
 @app.command()
 @_user_errors
 def report(out: Annotated[Path, typer.Argument(help="a `sparta reproduce` output directory")]) -> None:
-    """Rebuild report.md and report.html from saved metrics and figures, without retraining."""
+    """Rebuild report.md and report.html and every run's figures from saved results, without retraining."""
+    from sparta.data.store import DataError
     from sparta.outputs import check_report_outputs
     from sparta.report import build_report
 

@@ -22,8 +22,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from sparta.errors import UserError
 
-class OutputError(ValueError):
+
+class OutputError(UserError, ValueError):
     """An output path cannot be written, or would replace files SPARTA did not write."""
 
 

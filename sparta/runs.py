@@ -25,6 +25,7 @@ import yaml
 
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
 from sparta.config import Config, ConfigError, load_config_file
+from sparta.errors import UserError
 from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ RUN_DIRS = {"checkpoints": (".pt",), "figures": (".png", ".pdf", ".svg"),
 _REMOTE = ("gs://", "gcs://", "s3://", "http://", "https://")
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A run directory cannot be created or resumed as asked."""
 
 

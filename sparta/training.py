@@ -32,6 +32,7 @@ from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config
 from sparta.data.store import Store
+from sparta.errors import UserError
 from sparta.inference import build_model, load_trained, resolve_device  # noqa: F401 (re-exported)
 from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import eddy_correlation, embedding_std, rrmse
@@ -45,7 +46,7 @@ from sparta.seeding import derive_seed, generator
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the message names stage, epoch and term."""
 
 

@@ -377,3 +377,34 @@ def test_errors_are_one_verbatim_line(tmp_path):
     source = tmp_path / "[old]" / "a-rather-long-directory-name-for-the-era5-record.zarr"
     stderr = _prepare(source, tmp_path / "out", "cannot open")
     assert stderr.count("\n") == 1 and str(source) in stderr
+
+
+def test_cli_keeps_the_traceback_of_internal_errors(monkeypatch):
+    """Only UserError subclasses become one-line errors; a bare ValueError from a bug is not hidden."""
+    import sparta.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli._user_errors(broken)()
+    from sparta.config import ConfigError
+
+    def wrong(*args, **kwargs):
+        raise ConfigError("a user mistake")
+
+    import typer
+
+    with pytest.raises(typer.Exit) as exit_info:
+        cli._user_errors(wrong)()
+    assert exit_info.value.exit_code == 2
+
+
+def test_cli_import_stays_light():
+    """Importing the CLI (for --help) does not import torch: every command imports what it needs."""
+    import subprocess
+    import sys
+
+    code = "import sys, sparta.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

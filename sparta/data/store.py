@@ -34,6 +34,7 @@ import numpy as np
 
 from sparta.data.domain import Box, is_global_lon
 from sparta.data.variables import Variable, parse_variables
+from sparta.errors import UserError
 from sparta.grids import Grid, layout_label
 from sparta.outputs import check_free_space, check_output_dir, foreign_entries, listing
 
@@ -44,7 +45,7 @@ STORE_MARKER = ".sparta-store"
 _STORE_FILES = ("meta.json", "fields.npy", "seasons.npy", STORE_MARKER)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data cannot be used as given; the message says what is wrong and how to fix it."""
 
 
