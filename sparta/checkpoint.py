@@ -28,19 +28,15 @@ class CheckpointError(UserError, ValueError):
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Write via a temporary file + fsync + rename, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write via a temporary file + fsync + rename (:func:`sparta.outputs.atomic_write`), so a crash never leaves
+    a half-written file; ``write(fh)`` writes to a binary file handle."""
+    from sparta.outputs import atomic_write
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            write(fh)
+
+    atomic_write(path, to_file, path.with_name(f".{path.name}.tmp-{os.getpid()}"), durable=True)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from sparta import __version__, grids
 from sparta.data.store import DataError, PreparedStore, Store, check_domain, open_store
 from sparta.inference import (channel_units, check_keep, checkpoint_path, fields_dataset, grid_dims,
                               load, load_frozen, mask_values, weights_digest)
-from sparta.outputs import check_output_file, foreign_entries, listing
+from sparta.outputs import atomic_write, check_output_file, foreign_entries, listing
 
 log = logging.getLogger(__name__)
 
@@ -102,25 +100,11 @@ def _not_written_by_sparta(out: Path) -> str | None:
 
 
 def _write(ds: xr.Dataset, out: Path) -> None:
-    """Write ``ds`` to a temporary sibling, then move it into place (no half-written outputs)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
-        if out.suffix == ".zarr":
-            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)  # v2: readable by every zarr
-        else:
-            ds.to_netcdf(tmp, engine="netcdf4")
-    except BaseException:  # a full disk, Ctrl-C: nothing half-written stays behind
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    os.replace(tmp, out)
+    """Write ``ds`` atomically (no half-written outputs): zarr format 2 (readable by every zarr) or netCDF4."""
+    if out.suffix == ".zarr":
+        atomic_write(out, lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True))
+    else:
+        atomic_write(out, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4"))
 
 
 def _open(path: Path, what: str) -> xr.Dataset:

@@ -164,3 +164,36 @@ def check_report_outputs(out: str | Path) -> None:
             if head != start:
                 raise OutputError(f"'{path}' exists and was not written by SPARTA; the report would replace it: "
                                   "move it away or choose another directory")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], tmp: Path | None = None, durable: bool = False) -> None:
+    """Write ``path`` (a file or a directory such as a zarr store) so that it is never seen half-written.
+
+    ``write(tmp)`` writes a temporary sibling (``tmp``, by default ``.<name>.partial-<pid>``), which then
+    replaces ``path``; if ``write`` fails (a full disk, Ctrl-C) the temporary is removed. ``durable``:
+    fsync the file and its directory, so the rename survives a power cut (checkpoints).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp or path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        write(tmp)
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    if path.is_dir() and not tmp.is_file():
+        shutil.rmtree(path)
+    elif path.is_dir():
+        raise OutputError(f"'{path}' is a directory; it cannot be replaced by a file")
+    os.replace(tmp, path)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

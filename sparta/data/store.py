@@ -36,7 +36,7 @@ from sparta.data.domain import Box, is_global_lon
 from sparta.data.variables import Variable, parse_variables
 from sparta.errors import UserError
 from sparta.grids import Grid, layout_label
-from sparta.outputs import check_free_space, check_output_dir, foreign_entries, listing
+from sparta.outputs import atomic_write, check_free_space, check_output_dir, foreign_entries, listing
 
 STORE_FORMAT = 1
 MIXED_FORMAT = "mixed-1"
@@ -244,9 +244,8 @@ def write_store(
     }
     np.save(path / "seasons.npy", season_labels(times))
     os.replace(tmp, path / "fields.npy")
-    meta_tmp = path / "meta.json.partial"
-    meta_tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(meta_tmp, path / "meta.json")  # written last: its presence marks a complete store
+    # written last: its presence marks a complete store
+    atomic_write(path / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)), path / "meta.json.partial")
     return PreparedStore.open(path)
 
 
@@ -465,9 +464,7 @@ def write_mixed_meta(path: str | Path, parts: list[PreparedStore], source: str) 
     """Mark ``path`` as a mixed store over the per-grid stores ``parts`` (its subdirectories)."""
     path = Path(path)
     meta = {"format": MIXED_FORMAT, "source": source, "grids": [part.path.name for part in parts]}
-    tmp = path / "meta.json.partial"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path / "meta.json")
+    atomic_write(path / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)), path / "meta.json.partial")
     return MixedStore.open(path)
 
 
