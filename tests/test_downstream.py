@@ -315,3 +315,20 @@ def test_forecaster_trains_on_mask_draws_and_a_single_draw_is_the_plain_context(
     ctx = h[days[:3]]
     assert rollout(m1, ctx, 2).shape == (3, 2, 4) and not torch.equal(rollout(m_days, ctx, 2), rollout(m1, ctx, 2))
     assert torch.isfinite(rollout(m0, ctx, 2)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classifier_scores_equal_a_counting_reference(seed):
+    """torchmetrics' confusion matrix and accuracy equal counting by hand (row = true, column = predicted)."""
+    from sparta.downstream.classify import evaluate_classifier
+
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(37, 4, generator=gen)
+    y = torch.randint(0, 4, (37,), generator=gen)
+    model = torch.nn.Sequential(torch.nn.Identity())
+    model.register_parameter("dummy", torch.nn.Parameter(torch.zeros(1)))
+    out = evaluate_classifier(model, logits, y)
+    pred = logits.argmax(-1)
+    expected = [[int(((y == i) & (pred == j)).sum()) for j in range(4)] for i in range(4)]
+    assert out["confusion"] == expected
+    assert out["accuracy"] == float((pred == y).float().mean())

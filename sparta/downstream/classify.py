@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
 from sparta.config import DownstreamConfig
 from sparta.downstream.common import fit, seeded
@@ -57,9 +58,8 @@ def evaluate_classifier(model: SeasonClassifier, h: Tensor, y: Tensor) -> dict[s
     y = y.long().cpu()
     n_classes = logits.shape[-1]
     pred = logits.argmax(-1)
-    confusion = torch.bincount(y * n_classes + pred, minlength=n_classes**2).view(n_classes, n_classes)
     return {
         "cross_entropy": float(F.cross_entropy(logits, y)),
-        "accuracy": float((pred == y).float().mean()),
-        "confusion": confusion.tolist(),
+        "accuracy": float(multiclass_accuracy(pred, y, n_classes, average="micro")),
+        "confusion": multiclass_confusion_matrix(pred, y, n_classes).tolist(),
     }
