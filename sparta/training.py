@@ -31,10 +31,10 @@ from sparta import dist, grids
 from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config
-from sparta.data.store import Store
+from sparta.data.store import Store, month_index
 from sparta.errors import UserError
 from sparta.inference import build_model, load_trained, resolve_device  # noqa: F401 (re-exported)
-from sparta.losses import blend_alpha, cycle_loss, reconstruction_loss, temporal_contrastive_loss
+from sparta.losses import blend_alpha, blended_loss, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import eddy_correlation, embedding_std, rrmse
 from sparta.models import SpartaModel
 from sparta.models.eof import EOFModel, fit_eof, split_rrmse
@@ -193,7 +193,7 @@ def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, gr
     va, vb = store.split_range("val")
     days = np.unique(np.linspace(va, vb - 1, min(max_days, vb - va)).round().astype(int))
     ta, tb = store.split_range("train")
-    month = store.times.astype("datetime64[M]").astype(int) % 12
+    month = month_index(store.times)
     def as_tensor(x: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
@@ -305,7 +305,7 @@ class Trainer:
                 contrastive = contrastive + terms["recon_views"]
             if stage.reconstruct_masked:
                 terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor)
-                terms["total"] = alpha * contrastive + (1 - alpha) * terms["recon"]
+                terms["total"] = blended_loss(contrastive, terms["recon"], alpha)
             else:
                 terms["total"] = contrastive
             terms["embed_std"] = torch.tensor(embedding_std(h_t.detach().float()))
