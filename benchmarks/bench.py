@@ -137,7 +137,7 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
     torch.manual_seed(0)
     model = SpartaModel(cfg.model, [Grid(tuple(channels), n_lat, n_lon)]).to(device).train()
     model.decoder.requires_grad_(False)
-    precision, channels_last = fast_path(cfg, device, model)  # the trainer's settings: on for CUDA, off on CPU
+    precision, channels_last = fast_path(cfg, device, model)  # the trainer's settings (bf16 where native)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
                               enabled=precision != "fp32")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
