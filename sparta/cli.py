@@ -161,6 +161,7 @@ def evaluate(
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
     from sparta.evaluate import TASKS, Evaluation
+    from sparta.metrics import FIELD_METRICS
     from sparta.runs import Run
     from sparta.tables import paper_tables
     from sparta.variants import run_label
@@ -173,8 +174,7 @@ def evaluate(
     results = Evaluation(run, store, progress=progress).run_tasks(
         list(TASKS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
     label = run_label(results["method"], results["fusion"])
-    metrics = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")  # the paper's, then ours
-    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, metrics, per_channel=True))
+    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, tuple(FIELD_METRICS), per_channel=True))
     (run.evaluation / "tables.md").write_text(tables)
     sys.stdout.write(tables)
     console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")

@@ -47,24 +47,12 @@ ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
 
-FIELD_METRICS = ("rrmse_paper", "rrmse_l2", "ssim_paper", "ssim", "psnr_paper", "psnr")
+FIELD_METRICS = tuple(metrics.FIELD_METRICS)
 """Keys of :func:`field_scores`, the scores of decoded fields (forecast per lead, diffusion)."""
 
 DEFINITIONS = {
-    "rrmse_paper": "RRMSE (paper formula), %: sqrt(mean (pred - true)^2) / mean(true) x 100, pooled over samples, "
-                   "channels and grid points in physical units (the authors' compute_error); the paper's tables",
-    "rrmse_l2": "RRMSE (L2, ours), %: ||pred - true||_2 / ||true||_2 x 100, pooled in physical units; per channel "
-                "(rrmse_l2_per_channel) it stays well conditioned where the paper formula divides by a mean near 0 "
-                "(u850, v850)",
+    **{key: metric.definition for key, metric in metrics.FIELD_METRICS.items()},
     "rrmse_l2_per_channel": "forecast RRMSE (L2, ours) per channel at each reported lead, %",
-    "ssim_paper": "SSIM (paper): both fields min-max scaled per channel with the downstream-train block's minimum and "
-                  "maximum, torchmetrics defaults (11x11 Gaussian window, sigma 1.5, data range 1), per image jointly "
-                  "over channels, mean over images",
-    "psnr_paper": "PSNR (paper), dB: the same min-max scaling, 10 log10(1 / MSE) per image, mean over images",
-    "ssim": "SSIM (ours): per channel, 7x7 Gaussian window (sigma 0.955), data range = the truth's max - min of that "
-            "channel over the scored days, mean over channels",
-    "psnr": "PSNR (ours), dB: per channel, MSE pooled over the scored days, data range = the truth's max - min of "
-            "that channel, mean over channels",
     "robustness.rrmse_l2": "one-step forecast RRMSE (L2, ours) vs the input mask ratio, %",
     "latent_std_all_samples": "diffusion Std dev (paper): std of every value of every generated draw of every "
                               "condition (the authors' zh_samples.std())",
@@ -85,9 +73,7 @@ def field_scores(pred: Fields, true: Fields, train_range: tuple) -> dict[str, fl
     paper's formula and by ours, SSIM and PSNR by the authors' definitions (``train_range``: per-channel
     minimum and maximum of the downstream-train block) and by ours."""
     lo, hi = train_range
-    return {"rrmse_paper": float(metrics.rrmse_paper(pred, true)), "rrmse_l2": float(metrics.rrmse(pred, true)),
-            "ssim_paper": float(metrics.ssim_paper(pred, true, lo, hi)), "ssim": float(metrics.ssim(pred, true)),
-            "psnr_paper": float(metrics.psnr_paper(pred, true, lo, hi)), "psnr": float(metrics.psnr(pred, true))}
+    return {key: float(metric.score(pred, true, lo, hi)) for key, metric in metrics.FIELD_METRICS.items()}
 
 
 def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:

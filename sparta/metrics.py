@@ -10,6 +10,10 @@ density, realism and smoothness. Field metrics are computed in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -415,3 +419,52 @@ def embedding_std(h: torch.Tensor) -> float:
         h: ``(N, d)`` embeddings.
     """
     return F.normalize(h.double(), dim=1).std(dim=0, correction=0).mean().item()
+
+
+@dataclass(frozen=True)
+class FieldMetric:
+    """A score of decoded fields against the truth in physical units (forecast leads, diffusion): its table
+    name, axis label, metrics.json definition, direction, and ``score(pred, true, lo, hi)`` (``lo``/``hi``:
+    per-channel minimum and maximum of the downstream-train block, for the paper's min-max scaling)."""
+
+    table_name: str
+    axis_label: str
+    definition: str
+    lower_is_better: bool
+    score: Callable[[Fields, Fields, Any, Any], torch.Tensor]
+
+
+FIELD_METRICS: dict[str, FieldMetric] = {  # the paper's definition first, then ours; tables and figures follow this order
+    "rrmse_paper": FieldMetric(
+        "RRMSE (paper formula, %)", "RRMSE, paper formula (%)",
+        "RRMSE (paper formula), %: sqrt(mean (pred - true)^2) / mean(true) x 100, pooled over samples, channels and "
+        "grid points in physical units (the authors' compute_error); the paper's tables",
+        True, lambda pred, true, lo, hi: rrmse_paper(pred, true)),
+    "rrmse_l2": FieldMetric(
+        "RRMSE (L2, ours, %)", "RRMSE, L2 (%)",
+        "RRMSE (L2, ours), %: ||pred - true||_2 / ||true||_2 x 100, pooled in physical units; per channel "
+        "(rrmse_l2_per_channel) it stays well conditioned where the paper formula divides by a mean near 0 (u850, v850)",
+        True, lambda pred, true, lo, hi: rrmse(pred, true)),
+    "ssim_paper": FieldMetric(
+        "SSIM (paper: 11x11, train min-max, per image)", "SSIM, paper (11x11, train range)",
+        "SSIM (paper): both fields min-max scaled per channel with the downstream-train block's minimum and maximum, "
+        "torchmetrics defaults (11x11 Gaussian window, sigma 1.5, data range 1), per image jointly over channels, "
+        "mean over images",
+        False, ssim_paper),
+    "ssim": FieldMetric(
+        "SSIM (ours: 7x7, truth's range per channel)", "SSIM",
+        "SSIM (ours): per channel, 7x7 Gaussian window (sigma 0.955), data range = the truth's max - min of that "
+        "channel over the scored days, mean over channels",
+        False, lambda pred, true, lo, hi: ssim(pred, true)),
+    "psnr_paper": FieldMetric(
+        "PSNR (paper: per image, train min-max, dB)", "PSNR, paper, per image (dB)",
+        "PSNR (paper), dB: the same min-max scaling, 10 log10(1 / MSE) per image, mean over images",
+        False, psnr_paper),
+    "psnr": FieldMetric(
+        "PSNR (ours: MSE pooled per channel, dB)", "PSNR (dB)",
+        "PSNR (ours), dB: per channel, MSE pooled over the scored days, data range = the truth's max - min of that "
+        "channel, mean over channels",
+        False, lambda pred, true, lo, hi: psnr(pred, true)),
+}
+"""Every score of decoded fields: adding one here adds it to metrics.json, its definitions, the forecast tables
+and curves."""

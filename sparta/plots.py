@@ -15,6 +15,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from sparta import variants  # noqa: E402
+from sparta.metrics import FIELD_METRICS  # noqa: E402
 
 LOSS_TERMS = ("total", "nt_xent", "cycle", "recon_views", "recon", "embed_std")
 
@@ -56,9 +57,8 @@ BASELINE_STYLES = {"persistence": {"color": "0.35", "linestyle": "--"},
                    "climatology": {"color": "0.65", "linestyle": "--"},
                    "reconstruction ceiling": {"color": "0.2", "linestyle": ":"}}
 _PALETTE = ("tab:pink", "tab:gray", "black")
-METRIC_LABELS = {"rrmse": "RRMSE (%)", "rrmse_paper": "RRMSE, paper formula (%)", "rrmse_l2": "RRMSE, L2 (%)",
-                 "ssim": "SSIM", "ssim_paper": "SSIM, paper (11x11, train range)", "psnr": "PSNR (dB)",
-                 "psnr_paper": "PSNR, paper, per image (dB)"}
+# axis labels of the field scores; "rrmse" is how curves files written before the two formulas name ours (L2)
+METRIC_LABELS = {"rrmse": "RRMSE (%)", **{key: metric.axis_label for key, metric in FIELD_METRICS.items()}}
 
 
 def model_color(name: str) -> str:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparta.metrics import FIELD_METRICS
+
 Results = dict[str, dict]
 
 
@@ -66,17 +68,7 @@ def make_table(title: str, header: list[str], rows: dict[str, list[float | None]
 MODEL_BASELINES = ("reconstruction ceiling",)
 """Forecast baselines that depend on the model (its decoder), unlike persistence and climatology."""
 
-METRIC_NAMES = {
-    "rrmse_paper": "RRMSE (paper formula, %)",
-    "rrmse_l2": "RRMSE (L2, ours, %)",
-    "ssim_paper": "SSIM (paper: 11x11, train min-max, per image)",
-    "ssim": "SSIM (ours: 7x7, truth's range per channel)",
-    "psnr_paper": "PSNR (paper: per image, train min-max, dB)",
-    "psnr": "PSNR (ours: MSE pooled per channel, dB)",
-}
-"""Table names of the forecast metrics (keys of ``forecast.<setting>.at``); ``evaluate.DEFINITIONS`` defines each."""
-
-LOWER_IS_BETTER = ("rrmse_paper", "rrmse_l2")
+LOWER_IS_BETTER = tuple(key for key, metric in FIELD_METRICS.items() if metric.lower_is_better)
 
 
 def _at(entry: dict, metric: str) -> dict | None:
@@ -120,7 +112,7 @@ def forecast_table(results: Results, setting: str, metric: str = "rrmse_paper", 
     lookback, stride = setting[2:].split("_S")
     n_seeds = first.get("seeds", 1)
     steps = len(first["curve"].get(metric, first["curve"].get("rrmse", [])))
-    title = (f"Autoregressive {METRIC_NAMES[metric]} - {steps} steps, look-back {lookback}, "
+    title = (f"Autoregressive {FIELD_METRICS[metric].table_name} - {steps} steps, look-back {lookback}, "
              f"sampling interval {stride}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""))
     rule = "min" if metric in LOWER_IS_BETTER else "max"
     return make_table(title, [f"T={t}" for t in leads], rows, [rule] * len(leads), [2] * len(leads), spreads)

@@ -10,6 +10,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sparta.metrics import (
+    FIELD_METRICS,
     eddy_correlation,
     cycle_distances,
     embedding_std,
@@ -281,3 +282,14 @@ def test_ssim_and_psnr_paper_scale_by_the_train_range_and_score_per_image() -> N
     assert psnr_paper(*parts).item() == pytest.approx(psnr_paper(pred, true, lo, hi).item(), rel=1e-6)
     with pytest.raises(ValueError, match="hi > lo"):
         psnr_paper(pred, true, hi, lo)
+
+
+def test_every_field_metric_ranks_the_closer_prediction_better():
+    """The registry's direction is each score's: a prediction with less noise scores better on every metric."""
+    g = torch.Generator().manual_seed(0)
+    true = 280.0 + torch.randn(3, 2, 16, 32, generator=g).cumsum(-1)
+    noise = torch.randn(true.shape, generator=g)
+    lo, hi = true.amin(dim=(0, 2, 3)), true.amax(dim=(0, 2, 3))
+    for key, metric in FIELD_METRICS.items():
+        close, far = (float(metric.score(true + s * noise, true, lo, hi)) for s in (0.1, 1.0))
+        assert (close < far) if metric.lower_is_better else (close > far), key
