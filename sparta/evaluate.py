@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from sparta import grids, metrics, plots
 from sparta.augment import random_keep_mask
 from sparta.config import ConfigError
-from sparta.data.store import DataError, Store, month_index, split_bounds
+from sparta.data.store import DataError, Store, month_index, monthly_climatology, split_bounds
 from sparta.grids import Fields
 from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
 from sparta.downstream.classify import evaluate_classifier, train_classifier
@@ -247,15 +247,7 @@ class Evaluation:
 
     def _monthly_climatology(self) -> Fields:
         """Mean field per calendar month over the store's train split (physical units; 0 for an absent month)."""
-        store = self.frozen.store
-        a, b = store.split_range("train")
-        months = month_index(store.times[a:b])
-        per_month = []
-        for m in range(12):
-            days = np.flatnonzero(months == m) + a
-            per_month.append(grids.each(lambda x: torch.as_tensor(x, dtype=torch.float64).sum(0) / max(days.size, 1),
-                                        store.read(days)))
-        return grids.each(lambda x: x.float(), grids.stack(per_month))
+        return grids.each(torch.from_numpy, monthly_climatology(self.frozen.store))
 
     @cached_property
     def _reconstruction_errors(self) -> tuple[Tensor, Tensor, Tensor, int]:

@@ -31,7 +31,7 @@ from sparta import dist, grids
 from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config
-from sparta.data.store import Store, month_index
+from sparta.data.store import Store, month_index, monthly_climatology
 from sparta.errors import UserError
 from sparta.inference import build_model, load_trained, resolve_device  # noqa: F401 (re-exported)
 from sparta.losses import blend_alpha, blended_loss, cycle_loss, reconstruction_loss, temporal_contrastive_loss
@@ -192,14 +192,9 @@ def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, gr
     (both physical, float32): the yardstick of :meth:`Trainer._skill`."""
     va, vb = store.split_range("val")
     days = np.unique(np.linspace(va, vb - 1, min(max_days, vb - va)).round().astype(int))
-    ta, tb = store.split_range("train")
-    month = month_index(store.times)
-    def as_tensor(x: np.ndarray) -> Tensor:
-        return torch.as_tensor(np.asarray(x), dtype=torch.float32)
-
-    clim = [grids.each(lambda x: as_tensor(x.astype(np.float64).mean(0)),
-                       store.read(np.flatnonzero(month[ta:tb] == m) + ta)) for m in month[days]]
-    return grids.each(as_tensor, store.read(days)), grids.stack(clim)
+    months = month_index(store.times[days])
+    climatology = grids.each(lambda clim: torch.from_numpy(clim[months]), monthly_climatology(store))
+    return grids.each(lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32), store.read(days)), climatology
 
 
 class Trainer:

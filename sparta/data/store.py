@@ -102,6 +102,25 @@ def month_index(times: np.ndarray) -> np.ndarray:
     return times.astype("datetime64[M]").astype(np.int64) % 12
 
 
+def monthly_climatology(store) -> list[np.ndarray] | np.ndarray:
+    """Mean field of each calendar month over the store's train split, physical units: (12, C, H, W) float32
+    (sums in float64), one array per grid for several; zeros for a month the split lacks."""
+    a, b = store.split_range("train")
+    months = month_index(store.times[a:b])
+    per_month = []
+    for m in range(12):
+        days = np.flatnonzero(months == m) + a
+        mean = [(np.asarray(part, dtype=np.float64).sum(0) / max(days.size, 1)).astype(np.float32)
+                for part in _parts(store.read(days))]
+        per_month.append(mean)
+    stacked = [np.stack(parts) for parts in zip(*per_month)]
+    return stacked if len(stacked) > 1 else stacked[0]
+
+
+def _parts(x) -> list:
+    return x if isinstance(x, list) else [x]
+
+
 def season_labels(times: np.ndarray) -> np.ndarray:
     """Meteorological seasons from the month: DJF=0, MAM=1, JJA=2, SON=3."""
     months = month_index(times) + 1

@@ -170,6 +170,12 @@ class EOFModel(nn.Module):
             g = picked.transpose(1, 2) @ picked
         return full - g if use_hidden else g
 
+    def linear_maps(self) -> tuple[Tensor, Tensor]:
+        """The complete-field maps as matrices: (projection (K, F), expansion (F, K)) with ``encode(x) =
+        projection (x - mean)`` and ``decode(h) = expansion h + mean`` on flattened fields."""
+        std = self.pc_std
+        return self.components * self.weights / std[:, None], (self.components / self.weights).T * std
+
     def decode(self, h: Tensor) -> Fields:
         """h (B, K) -> normalised fields on the native grid (a list, one per grid, for several)."""
         flat = (h * self.pc_std) @ self.components / self.weights + self.mean

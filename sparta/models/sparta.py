@@ -17,6 +17,7 @@ from sparta.models.decoder import Decoder, build_decoder
 from sparta.models.eof import EOFModel
 from sparta.models.fusion import EarlyFusion, build_fusion
 from sparta.models.heads import projector
+from sparta.models.resnet import LinearPath
 
 
 class SpartaModel(nn.Module):
@@ -63,15 +64,14 @@ class SpartaModel(nn.Module):
             raise ConfigError("model.linear_init=eof needs one grid and model.fusion=early")
         if eof.embed_dim != self.fusion.encoder.fc.out_features:
             raise ValueError(f"{eof.embed_dim} EOFs for an embedding of {self.fusion.encoder.fc.out_features}")
-        std = eof.pc_std
-        self.fusion.encoder.start_from_projection(eof.components * eof.weights / std[:, None], eof.mean)
-        self.decoder.start_from_expansion((eof.components / eof.weights).T * std, eof.mean)
+        projection, expansion = eof.linear_maps()
+        self.fusion.encoder.start_from_projection(projection, eof.mean)
+        self.decoder.start_from_expansion(expansion, eof.mean)
 
     def linear_path_parameters(self) -> list[nn.Parameter]:
         """The encoder's and decoder's linear paths (empty without ``model.linear_path``)."""
-        paths = [getattr(self.fusion, "encoder", None), *getattr(self.fusion, "encoders", [])]
-        paths = [m.linear for m in paths if m is not None and m.linear is not None]
-        paths += [d.linear for d in getattr(self.decoder, "decoders", [self.decoder]) if d.linear is not None]
+        paths = [m for m in self.fusion.modules() if isinstance(m, LinearPath)]
+        paths += [m.linear for m in self.decoder.modules() if isinstance(m, Decoder) and m.linear is not None]
         return [p for m in paths for p in m.parameters()]
 
     def encoder_parameters(self) -> list[nn.Parameter]:
