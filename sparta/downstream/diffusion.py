@@ -1,12 +1,15 @@
 """Conditional DDPM in latent space (paper section 4.2, Algorithm 1).
 
-Written here rather than taken from diffusers: the whole method is a schedule, an epsilon loss
-and an ancestral sampler, and latents must never be clipped (diffusers clips to [-1, 1] by
-default). The DDPM runs on standardised latents (unit variance per dimension): the reference fed
-raw, small-scale latents to a unit-variance noise process. The condition (the latent of a masked
-sample) is standardised with the same statistics, since it lives in the same space.
+The noise schedule and the ancestral sampler are diffusers' ``DDPMScheduler``: Ho et al.'s linear
+betas, epsilon prediction, and the sampler's variance sigma_t^2 = beta_t (diffusers' "fixed_large",
+Algorithm 1's choice; "fixed_small" would be the posterior variance). Latents must never be clipped,
+so ``clip_sample=False`` (diffusers clips to [-1, 1] by default). The DDPM runs on standardised
+latents (unit variance per dimension): the reference fed raw, small-scale latents to a
+unit-variance noise process. The condition (the latent of a masked sample) is standardised with
+the same statistics, since it lives in the same space.
 
-Timesteps are 1..T; index 0 of the schedule tensors is the clean state (beta 0, alpha_bar 1).
+Timesteps are diffusers' indices k = 0..T-1, k meaning k + 1 noising steps (the paper's t = k + 1);
+the denoiser sees the paper's t / T = (k + 1) / T.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+from diffusers import DDPMScheduler
 from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -26,47 +30,46 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> 
     return torch.randn(shape, generator=generator, device=generator.device).to(like.device, like.dtype)
 
 
-class DDPMSchedule:
-    """Linear beta schedule of Ho et al.: ``betas[t]`` for t = 1..T, with alphas and alpha_bars."""
+def make_scheduler(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DDPMScheduler:
+    """Linear beta schedule of Ho et al. over ``steps`` timesteps, sampled with sigma_t^2 = beta_t, no clipping."""
+    if not 0 < beta_start <= beta_end < 1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    return DDPMScheduler(num_train_timesteps=steps, beta_start=beta_start, beta_end=beta_end,
+                         beta_schedule="linear", variance_type="fixed_large", clip_sample=False,
+                         prediction_type="epsilon")
 
-    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
-        if not 0 < beta_start <= beta_end < 1:
-            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
-        self.steps = steps
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64),
-                           torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)])
-        self.betas = betas.float()
-        self.alphas = (1 - betas).float()
-        self.alpha_bars = torch.cumprod(1 - betas, 0).float()
 
-    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, for integer t (B,)."""
-        abar = self.alpha_bars.to(x0.device)[t][:, None]
-        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+def model_time(k: Tensor, scheduler: DDPMScheduler) -> Tensor:
+    """The denoiser's time input for diffusers' timestep indices ``k``: the paper's t / T = (k + 1) / T."""
+    return (k + 1) / scheduler.config.num_train_timesteps
 
-    def training_loss(self, model: nn.Module, x0: Tensor, cond: Tensor, generator: torch.Generator) -> Tensor:
-        """Epsilon-prediction MSE with t ~ U{1..T} (t = 0 would be a noiseless, useless target)."""
-        t = torch.randint(1, self.steps + 1, (len(x0),), generator=generator, device=generator.device).to(x0.device)
-        noise = _randn(tuple(x0.shape), generator, x0)
-        return F.mse_loss(model(self.q_sample(x0, t, noise), t / self.steps, cond), noise)
 
-    def sample(self, model: nn.Module, cond: Tensor, generator: torch.Generator, progress: bool = False) -> Tensor:
-        """Algorithm 1: ancestral sampling from N(0, I), sigma_t = sqrt(beta_t), no noise at t = 1.
+def diffusion_loss(scheduler: DDPMScheduler, model: nn.Module, x0: Tensor, cond: Tensor,
+                   generator: torch.Generator) -> Tensor:
+    """Epsilon-prediction MSE with the paper's t ~ U{1..T} (k ~ U{0..T-1}; t = 0 would be a noiseless, useless target)."""
+    k = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator,
+                      device=generator.device).to(x0.device)
+    noise = _randn(tuple(x0.shape), generator, x0)
+    return F.mse_loss(model(scheduler.add_noise(x0, noise, k), model_time(k, scheduler), cond), noise)
 
-        The condition lives in the latent space, so the sample takes its shape. The paper's printed
-        update divides by sqrt(1 - alpha_t); the DDPM update (and the reference code) divides by
-        sqrt(1 - alpha_bar_t), which is what is used. No clipping.
-        """
-        model.eval()
-        x = _randn(tuple(cond.shape), generator, cond)
-        with torch.no_grad():
-            for t in tqdm(range(self.steps, 0, -1), desc="sample", disable=not progress, leave=False):
-                a, abar, beta = float(self.alphas[t]), float(self.alpha_bars[t]), float(self.betas[t])
-                eps = model(x, torch.full((len(x),), t / self.steps, device=x.device), cond)
-                x = (x - (1 - a) / math.sqrt(1 - abar) * eps) / math.sqrt(a)
-                if t > 1:
-                    x = x + math.sqrt(beta) * _randn(tuple(x.shape), generator, x)
-        return x
+
+def sample(scheduler: DDPMScheduler, model: nn.Module, cond: Tensor, generator: torch.Generator,
+           progress: bool = False) -> Tensor:
+    """Algorithm 1: ancestral sampling from N(0, I), sigma_t = sqrt(beta_t), no noise at the last step (t = 1).
+
+    The condition lives in the latent space, so the sample takes its shape. The paper's printed
+    update divides by sqrt(1 - alpha_t); the DDPM update (the reference code, and diffusers) divides
+    by sqrt(1 - alpha_bar_t). Every draw comes from ``generator``, in the same order as before
+    diffusers (x_T, then one draw per step after the denoiser's call), so a seed gives the same draws.
+    """
+    model.eval()
+    x = _randn(tuple(cond.shape), generator, cond)
+    with torch.no_grad():
+        for k in tqdm(range(scheduler.config.num_train_timesteps - 1, -1, -1), desc="sample",
+                      disable=not progress, leave=False):
+            eps = model(x, model_time(torch.full((len(x),), k, device=x.device), scheduler), cond)
+            x = scheduler.step(eps, k, x, generator=generator).prev_sample
+    return x
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -181,7 +184,7 @@ class LatentStandardizer(nn.Module):
 
 def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_conds: Tensor,
                     cfg: DownstreamConfig, seed: int = 0, progress: bool = True
-                    ) -> tuple[LatentUNet, DDPMSchedule, LatentStandardizer, list[dict[str, float]]]:
+                    ) -> tuple[LatentUNet, DDPMScheduler, LatentStandardizer, list[dict[str, float]]]:
     """Fit the standardiser on ``latents``, then the denoiser on (target latent, condition) pairs.
 
     Adam lr ``cfg.diffusion_lr``, batch ``cfg.batch_size``, ``cfg.diffusion_epochs`` epochs; the
@@ -189,10 +192,10 @@ def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_con
     (the reference's running mean over all epochs kept the LR from ever dropping).
     """
     standardizer = LatentStandardizer.fit(latents)
-    schedule = DDPMSchedule(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
+    scheduler = make_scheduler(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
-        return schedule.training_loss(model, batch[0], batch[1], generator)
+        return diffusion_loss(scheduler, model, batch[0], batch[1], generator)
 
     train = (standardizer(latents), standardizer(conds))
     val = (standardizer(val_latents), standardizer(val_conds))
@@ -200,10 +203,10 @@ def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_con
         model = LatentUNet(latents.shape[-1], cfg.diffusion_hidden, cond_tokens=cfg.condition_tokens)
         history = fit(model, train, val, loss_fn, epochs=cfg.diffusion_epochs, lr=cfg.diffusion_lr,
                       batch_size=cfg.batch_size, seed=seed, progress=progress, desc="diffusion")
-    return model, schedule, standardizer, history
+    return model, scheduler, standardizer, history
 
 
-def generate(model: LatentUNet, schedule: DDPMSchedule, standardizer: LatentStandardizer, conds: Tensor,
+def generate(model: LatentUNet, scheduler: DDPMScheduler, standardizer: LatentStandardizer, conds: Tensor,
              n_samples: int, generator: torch.Generator, batch_size: int = 512,
              progress: bool = True) -> Tensor:
     """``n_samples`` DDPM draws per condition: (N, D) conditions -> (N, n_samples, D), original scale.
@@ -214,5 +217,5 @@ def generate(model: LatentUNet, schedule: DDPMSchedule, standardizer: LatentStan
     device = next(model.parameters()).device
     standardizer = standardizer.to(device)
     rows = standardizer(conds.to(device)).repeat_interleave(n_samples, 0)
-    out = [schedule.sample(model, chunk, generator, progress) for chunk in rows.split(batch_size)]
+    out = [sample(scheduler, model, chunk, generator, progress) for chunk in rows.split(batch_size)]
     return standardizer.inverse(torch.cat(out)).view(len(conds), n_samples, -1)
