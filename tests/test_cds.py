@@ -293,6 +293,50 @@ def test_prepare_regrids_when_asked(tmp_path: Path) -> None:
     np.testing.assert_allclose(store.fields, exact, atol=0.02)
 
 
+def _smooth(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A smooth temperature-like field (K, range about 269..317) with zonal and meridional structure."""
+    la, lo = np.deg2rad(lat)[:, None], np.deg2rad(lon)[None, :]
+    return 280 + 30 * np.cos(la) ** 2 + 5 * np.sin(2 * lo) * np.cos(la) + 3 * np.sin(la) * np.cos(3 * lo) + 8 * np.sin(la)
+
+
+def _xarray_regrid(da: xr.DataArray, grid: str) -> np.ndarray:
+    import xarray_regrid  # noqa: F401 - registers the .regrid accessor (test extra)
+
+    lat, lon = grid_coords(grid)
+    target = xr.Dataset(coords={"lat": lat, "lon": lon})
+    return da.regrid.conservative(target, time_dim=None).transpose(*da.dims).values
+
+
+def test_regrid_against_xarray_regrid() -> None:
+    """Ours against xarray-regrid's conservative regridding (issue 18: keep ours unless they agree).
+
+    They agree away from the poles on nested grids, but xarray-regrid (0.4.2) pads the source with a
+    point at each pole holding the zonal mean of the first row, weights a source cell by its degree
+    overlap times its whole area (not the area of the overlap), and leaves pole rows of a target with
+    pole points empty; ours integrates the overlap areas exactly (sin-latitude edges clipped to the
+    poles, as WeatherBench2's regridder), so it keeps the area mean. Measured numbers in the asserts.
+    """
+    # 1.40625 -> 5.625 degrees (WeatherBench2's 256x128 -> 64x32): four source rows per target row
+    lat, lon = grid_coords("256x128")
+    src = xr.DataArray(_smooth(lat, lon), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    ours, theirs = regrid_conservative(src, "64x32").values, _xarray_regrid(src, "64x32")
+    diff = np.abs(ours - theirs).max(axis=1)
+    assert diff[1:-1].max() < 1e-11  # measured 1.1e-13
+    assert 1e-3 < diff[0] < 1e-2 and 1e-3 < diff[-1] < 1e-2  # the polar rows: measured 6.6e-3 and 6.1e-3 K
+    truth = area_mean(src.values, lat)
+    assert abs(area_mean(ours, LAT) - truth) < 1e-10  # measured 0
+    assert 1e-6 < abs(area_mean(theirs, LAT) - truth) < 1e-4  # measured 1.0e-5 K
+    # 5.625 -> 1.5 degrees (64x32 -> 240x121): target cells straddle source cells; a pole row in the target
+    lat, lon = grid_coords("64x32")
+    src = xr.DataArray(_smooth(lat, lon), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    lat_t, _ = grid_coords("240x121")
+    ours, theirs = regrid_conservative(src, "240x121").values, _xarray_regrid(src, "240x121")
+    assert not np.isnan(ours).any()
+    assert np.isnan(theirs[0]).all() and np.isnan(theirs[-1]).all() and not np.isnan(theirs[1:-1]).any()
+    assert 0.1 < np.abs(ours - theirs)[1:-1].max() < 0.2  # measured 0.15 K, at straddling rows (e.g. 67.5 S)
+    assert abs(area_mean(ours, lat_t) - area_mean(src.values, lat)) < 1e-10  # measured 0
+
+
 def test_regrid_refuses_irregular_or_regional_grids() -> None:
     lat, lon = grid_coords("128x64")
     with pytest.raises(DataError, match="latitudes are not regularly spaced"):
