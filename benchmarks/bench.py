@@ -95,7 +95,7 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
     from sparta.config import load_config
     from sparta.data.store import PreparedStore
     from sparta.data.variables import parse_variables
-    from sparta.grids import Grid
+    from sparta.grids import Grid, parse_grid
     from sparta.losses import cycle_loss, temporal_contrastive_loss
     from sparta.models import SpartaModel
     from sparta.sampling import ContrastiveBatchSampler, ContrastiveDataset
@@ -128,7 +128,7 @@ def _case_train(size: str, mode: str, steps: int, warmup: int, store_path: str |
             return b["minus"], b["anchor"], b["plus"]
     else:
         channels = [v.short for v in parse_variables(variables or VARIABLES_5)]
-        n_lon, n_lat = (int(s) for s in grid.split("x"))
+        n_lon, n_lat = parse_grid(grid)
         data_gen = torch.Generator().manual_seed(0)
 
         def next_batch():

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sparta.errors import UserError
+from sparta.grids import parse_grid
 
 
 class ConfigError(UserError, ValueError):
@@ -25,6 +26,15 @@ class ConfigError(UserError, ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _grid_name(value: str) -> str:
+    parse_grid(value, least=1)  # the format's one home; grids too small for the encoder get advice later
+    return value
+
+
+#: A WeatherBench2 grid name, LONxLAT (``64x32``), checked by ``sparta.grids.parse_grid``.
+GridName = Annotated[str, AfterValidator(_grid_name)]
 
 
 DEFAULT_VARIABLES = [
@@ -41,8 +51,8 @@ class DataConfig(_Strict):
     store: str = Field("data/synthetic", description="prepared store directory that training reads")
     variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
                                  description="WeatherBench2 variable names, '@level' for pressure levels")
-    grid: str = Field("64x32", pattern=r"^\d+x\d+$", description="lon x lat, as WeatherBench2 names its grids")
-    variable_grids: dict[str, Annotated[str, StringConstraints(pattern=r"^\d+x\d+$")]] = Field(
+    grid: GridName = Field("64x32", description="lon x lat, as WeatherBench2 names its grids")
+    variable_grids: dict[str, GridName] = Field(
         default_factory=dict, description="variables on a grid other than data.grid, e.g. "
         "{2m_temperature: 128x64}; each is encoded and decoded on its own grid (late fusion only)")
     box: tuple[float, float, float, float] | None = Field(
@@ -92,11 +102,11 @@ class DataConfig(_Strict):
 
     @property
     def n_lon(self) -> int:
-        return int(self.grid.split("x")[0])
+        return parse_grid(self.grid)[0]
 
     @property
     def n_lat(self) -> int:
-        return int(self.grid.split("x")[1])
+        return parse_grid(self.grid)[1]
 
 
 class AugmentConfig(_Strict):
@@ -150,7 +160,7 @@ class ModelConfig(_Strict):
     stem: Literal["imagenet", "cifar"] = Field(
         "imagenet", description="imagenet: 7x7 stride-2 conv + max-pool, 32x downsampling (paper); "
         "cifar: 3x3 stride-1 conv, no pool, 8x downsampling (keeps resolution on coarse grids)")
-    pool: str = Field("1x1", pattern=r"^\d+x\d+$", description="LONxLAT grid the encoder's last map is "
+    pool: GridName = Field("1x1", description="LONxLAT grid the encoder's last map is "
                       "average-pooled to before the fc layer; 1x1 = global pooling (paper), larger grids keep "
                       "where features are")
     decoder_channels: int = Field(500, ge=5, description="channels at the decoder's coarsest level")
@@ -170,7 +180,7 @@ class ModelConfig(_Strict):
     @property
     def pool_hw(self) -> tuple[int, int]:
         """``pool`` as (lat, lon) cells."""
-        n_lon, n_lat = (int(v) for v in self.pool.split("x"))
+        n_lon, n_lat = parse_grid(self.pool, least=1)
         return n_lat, n_lon
 
 
@@ -264,7 +274,7 @@ def _too_small_grids(data: DataConfig, augment: AugmentConfig, stem: str) -> str
     least = MIN_ENCODER_INPUT.get(stem, 16)
     scale = augment.crop_factor if augment.mode == "paper" else 1.0
     for grid in dict.fromkeys([data.grid, *data.variable_grids.values()]):
-        n_lon, n_lat = (int(n) for n in grid.split("x"))
+        n_lon, n_lat = parse_grid(grid, least=1)  # tiny grids get the advice below, not parse_grid's message
         size = (round(n_lon * scale), round(n_lat * scale))
         if min(size) >= least:
             continue
@@ -377,6 +387,8 @@ def _format_error(err: ValidationError) -> str:
             lines.append(f"unknown config key '{key}'")
         elif e["type"] == "value_error" and not e["loc"]:  # a whole-config check: its message says it all
             lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):  # a field check (e.g. a grid name)
+            lines.append(f"invalid value for '{key}': {e['ctx']['error']}")
         else:
             lines.append(f"invalid value for '{key}': {e['msg']}")
     return "; ".join(lines)

@@ -21,11 +21,15 @@ A = TypeVar("A")
 Fields = Any  # a numpy array or torch tensor (N, C, H, W), or a list of them (one per grid)
 
 
-def parse_grid(grid: str) -> tuple[int, int]:
-    """``'64x32'`` (WeatherBench2's name: longitudes x latitudes) -> ``(n_lon, n_lat)``."""
+def parse_grid(grid: str, least: int = 2) -> tuple[int, int]:
+    """``'64x32'`` (WeatherBench2's name: longitudes x latitudes) -> ``(n_lon, n_lat)``.
+
+    Each axis needs ``least`` points (2 for a grid of cells; 1 for a pooling size such as ``model.pool=1x1``).
+    """
     match = re.fullmatch(r"(\d+)x(\d+)", grid)
-    if not match or int(match[1]) < 2 or int(match[2]) < 2:
-        raise ValueError(f"grid '{grid}' is not of the form LONxLAT with at least 2 points each, e.g. 64x32")
+    if not match or int(match[1]) < least or int(match[2]) < least:
+        points = "point" if least == 1 else "points"
+        raise ValueError(f"grid '{grid}' is not of the form LONxLAT with at least {least} {points} each, e.g. 64x32")
     return int(match[1]), int(match[2])
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from sparta.config import Config, ConfigError, available_presets, load_config, parse_overrides
+from sparta.grids import parse_grid
 
 
 def test_presets_ship_with_the_package():
@@ -54,12 +55,25 @@ def test_overrides_are_typed_and_nested():
     ("train.lr=-1", "invalid value for 'train.lr'"),
     ("train.batch_size=10", "multiple of 3"),
     ("augment.mask_low=0.95", "mask_low"),
-    ("data.grid=64by32", "invalid value for 'data.grid'"),
+    ("data.grid=64by32", "invalid value for 'data.grid': grid '64by32' is not of the form LONxLAT"),
+    ("data.variable_grids={2m_temperature: 128by64}", "invalid value for 'data.variable_grids.2m_temperature': grid "
+                                                       "'128by64' is not of the form LONxLAT"),
+    ("model.pool=2by1", "invalid value for 'model.pool': grid '2by1' is not of the form LONxLAT"),
     ("noequals", "section.key=value"),
 ])
 def test_bad_config_fails_naming_the_key(override, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         load_config("quick", [override])
+
+
+def test_grid_sizes_come_from_grids_parse_grid():
+    cfg = load_config("quick", ["data.grid=128x64", "model.pool=2x1"])
+    assert (cfg.data.n_lon, cfg.data.n_lat) == parse_grid("128x64") == (128, 64)
+    assert cfg.model.pool_hw == (1, 2)  # (lat, lon) cells
+    assert load_config("quick").model.pool_hw == (1, 1)  # global pooling: one point per axis is a valid pool
+    assert parse_grid("1x1", least=1) == (1, 1)
+    with pytest.raises(ValueError, match="'1x32' is not of the form LONxLAT with at least 2 points each"):
+        parse_grid("1x32")  # a grid of cells needs two per axis
 
 
 def test_unknown_preset():

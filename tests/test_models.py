@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sparta.config import ConfigError, ModelConfig
-from sparta.grids import Grid
+from sparta.grids import Grid, parse_grid
 from sparta.models import (
     AttentionFusion,
     Decoder,
@@ -79,7 +79,7 @@ def test_projector_structure_and_shape() -> None:
 
 @pytest.mark.parametrize("grid", ["64x32", "128x64", "240x121"])
 def test_decoder_exact_grid(grid: str) -> None:
-    n_lon, n_lat = map(int, grid.split("x"))
+    n_lon, n_lat = parse_grid(grid)
     dec = Decoder(16, 5, n_lat, n_lon, base_channels=10)
     assert dec(_x(2, 16)).shape == (2, 5, n_lat, n_lon)
 
