@@ -210,7 +210,11 @@ def test_seasons_learnable(record):
     assert accuracy > 0.6  # chance is 0.25; seeds 0-3 give 0.75, 0.82, 0.75, 0.64
 
 
-def test_next_day_partly_predictable(record):
+def test_next_day_predictable_beyond_persistence(record):
+    # Tomorrow's weather follows from today's and yesterday's much better than persistence, as in the atmosphere,
+    # where day-1 forecasts beat persistence by far. Measured on the leading 20 PCs of the anomalies (error
+    # variance / climatology): 2-day linear 0.117, 1-day linear 0.149, persistence 0.174. The AR(1) weather
+    # before the two-stage amplitudes: 0.297, 0.291, 0.317 (new random steps each day; nothing to learn).
     ds, f = record
     x = _stack(f)
     days = (ds["time"].values - ds["time"].values[0]) / np.timedelta64(1, "D")
@@ -219,22 +223,21 @@ def test_next_day_partly_predictable(record):
     train = days < 365 * (YEARS - 1)
     coef = np.linalg.lstsq(design[train], x[train], rcond=None)[0]
     anomaly = x - design @ coef  # departure from the fitted seasonal climatology
-    # Forecast the leading 20 principal components of tomorrow's anomaly from today's.
     pcs = PCA(20, svd_solver="randomized", random_state=0).fit(anomaly[train]).transform(anomaly)
-    inputs = np.concatenate([pcs, np.ones((len(pcs), 1))], 1)
-    fit, test = train[:-1] & train[1:], ~train[:-1]
-    weights_ls = np.linalg.lstsq(inputs[:-1][fit], pcs[1:][fit], rcond=None)[0]
-    target = pcs[1:][test]
-    climatology = (target**2).mean()
-    linear = ((inputs[:-1][test] @ weights_ls - target) ** 2).mean()
-    persistence = ((pcs[:-1][test] - target) ** 2).mean()
-    assert persistence < 0.8 * climatology
-    assert 0.1 * climatology < linear < min(persistence, 0.6 * climatology)  # partly, not perfectly, predictable
+    inputs = np.concatenate([pcs[1:-1], pcs[:-2], np.ones((len(pcs) - 2, 1))], 1)  # today and yesterday
+    target = pcs[2:]
+    fit, test = train[2:], ~train[2:]
+    weights_ls = np.linalg.lstsq(inputs[fit], target[fit], rcond=None)[0]
+    climatology = (target[test] ** 2).mean()
+    linear = ((inputs[test] @ weights_ls - target[test]) ** 2).mean()
+    persistence = ((pcs[1:-1][test] - target[test]) ** 2).mean()
+    assert persistence < 0.3 * climatology
+    assert 0.05 * climatology < linear < 0.8 * persistence  # predictable, not perfectly
 
 
 @pytest.mark.parametrize("short, lo", [("t2m", 0.7), ("z850", 0.7), ("u850", 0.6)])
 def test_consecutive_day_pattern_correlation(record, short, lo):
-    # Measured 0.79, 0.81, 0.69 (was 0.7-0.97 for all): u850's zonal departures are now mostly synoptic
+    # Measured 0.83, 0.86, 0.70 (was 0.7-0.97 for all): u850's zonal departures are now mostly synoptic
     # geostrophic waves that move and decay within days; without orography no large stationary wind pattern
     # holds them in place.
     ds, f = record
@@ -322,7 +325,7 @@ def test_zonal_spectrum_smooth_without_cutoff(record):
 @pytest.mark.parametrize("short, lo, hi", [("z850", 0.6, 0.9), ("t2m", 0.6, 0.9), ("u850", 0.5, 0.9),
                                            ("q850", 0.6, 0.9), ("v850", 0.3, 0.8)])
 def test_day_to_day_persistence(record, short, lo, hi):
-    # Lag-1 autocorrelation of daily anomalies at midlatitude points (measured 0.81, 0.79, 0.66, 0.75 and 0.47:
+    # Lag-1 autocorrelation of daily anomalies at midlatitude points (measured 0.86, 0.84, 0.67, 0.79 and 0.37:
     # the winds, v most, carry more of the faster, shorter synoptic waves).
     ds, f = record
     a = anomalies(f[short])[:, midlatitudes(ds["latitude"].values)]

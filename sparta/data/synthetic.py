@@ -14,9 +14,10 @@ the variables in the real atmosphere (docs/synthetic-data.md has the measured nu
   is flat up to total wavenumber ~4, then falls off smoothly: zonal power ~ k^-3 through the
   synoptic scales, ~ k^-5 towards the grid scale (humidity keeps ~ k^-3); modes spanning both
   hemispheres and zonal-mean modes are weak, so each hemisphere has its own weather. Every
-  mode's complex amplitude is an AR(1) process whose memory shrinks with scale (~9 days for
-  planetary waves, 2-3 for the smallest) and which travels east (slowly for long waves, up to
-  7 deg/day). The temperature weather is mostly the geopotential wave shifted a quarter
+  mode's complex amplitude is an AR(1) process of an AR(1) process, so it changes smoothly from
+  day to day and most of a day's change is predictable, as in the atmosphere; its memory shrinks
+  with scale (~9 days for planetary waves, 2-3 for the smallest) and it travels east (slowly for
+  long waves, up to 11 deg/day). The temperature weather is mostly the geopotential wave shifted a quarter
   wavelength east (warm air ahead of troughs, so troughs tilt west with height); relative
   humidity has weather of its own, plus moist lows and warm sectors;
 * physics, at any grid and level set: a constant-lapse-rate troposphere under an isothermal
@@ -31,7 +32,7 @@ the variables in the real atmosphere (docs/synthetic-data.md has the measured nu
 Random numbers are drawn per block of days (and, for the weather, per group of modes), seeded
 by the seed and the block: every grid shares the modes it resolves (a coarse grid sees the same
 weather as a fine one, minus the small scales), a record is a prefix of any longer record with
-the same seed and start, and values never depend on ``chunk_days``. The AR(1) state is carried
+the same seed and start, and values never depend on ``chunk_days``. The two stages' state is carried
 through the record once up front (cheap, and no field is built there); the fields are computed
 lazily per chunk of days by dask, resuming from the saved state.
 """
@@ -83,7 +84,7 @@ K_MAX = 127  # at most; a grid keeps k <= (LON - 1) // 2, below its Nyquist
 M_MAX = 127  # at most; a grid keeps m <= LAT - 1
 GROUP = 16  # innovations are drawn per GROUP x GROUP modes, so grids share the modes they have in common
 BLOCK = 32  # days of innovations per draw
-STATE_FIELDS = 3  # unit-variance AR(1) states: geopotential, own temperature, own humidity
+STATE_FIELDS = 3  # unit-variance amplitudes: geopotential, own temperature, own humidity
 N_FLAT = 4.0  # total wavenumber up to which the mode variance is about flat
 SLOPE = 2.0  # mode variance ~ n ** (-2 SLOPE) beyond: a zonal power spectrum ~ k ** (1 - 2 SLOPE) = k^-3
 N_STEEP = 4.0  # total wavenumber beyond which geopotential and temperature fall off faster:
@@ -92,7 +93,10 @@ GAMMA = 1.2  # meridional mode m counts as GAMMA * m in the total wavenumber n
 M_LOCAL = 4.0  # meridional modes m << M_LOCAL (spanning both hemispheres) are damped
 ZONAL_MEAN = 0.25  # amplitude of the zonal-mean (k = 0) modes relative to waves (sqrt 2 would give equal variance)
 MEMORY = (2.2, 9.0, 4.0)  # e-folding time of a mode's amplitude: a + b / (1 + (n / c) ** 2) days
-PHASE_SPEED = 7.0  # deg/day eastward for short waves; k ** 2 / (k ** 2 + K_SLOW ** 2) of it for long ones
+# Each amplitude is AR(1) of an AR(1), autocorrelation (1 + u) exp(-u) at lag tau, u = tau * SMOOTH_EFOLD / memory
+# (for memory >> 1 day): it falls to 1/e at the memory when (1 + u) exp(-u) = 1/e.
+SMOOTH_EFOLD = 2.1462
+PHASE_SPEED = 11.0  # deg/day eastward for short waves; k ** 2 / (k ** 2 + K_SLOW ** 2) of it for long ones
 K_SLOW = 5.0
 Z_AMPLITUDE = 2000.0  # m2 s-2, strength of the 1000 hPa geopotential weather (rms ~600 in the storm tracks)
 T_AMPLITUDE = 11.0  # K, strength of the column temperature weather
@@ -116,8 +120,8 @@ class _Modes:
 
     k: np.ndarray  # (K,) 0..K
     m: np.ndarray  # (M,) 1..M
-    rho: np.ndarray  # (K, M, 1) lag-1 day coefficient
-    innovation: np.ndarray  # (K, M, 1) sqrt(1 - rho ** 2)
+    rho: np.ndarray  # (K, M, 1) lag-1 day coefficient of each of the two stages
+    gain: np.ndarray  # (K, M, 1) scales the second stage to unit variance
     scale: np.ndarray  # (3, K, M) amplitude of each mode: the spectra of z, t, rh (unit sum of squares over all modes)
     speed: np.ndarray  # (K,) eastward phase speed, rad/day
 
@@ -128,14 +132,16 @@ class _Modes:
         m = np.arange(1, min(M_MAX, n_lat - 1) + 1)
         n = np.hypot(k[:, None], GAMMA * m[None, :])
         memory = MEMORY[0] + MEMORY[1] / (1 + (n / MEMORY[2]) ** 2)
-        rho = np.exp(-1.0 / memory)[..., None].astype(np.float32)
+        rho = np.exp(-SMOOTH_EFOLD / memory)[..., None]
         scale = []
         for steepen in (STEEPEN, STEEPEN, 0.0):  # geopotential, temperature, humidity
             every = _spectrum(np.arange(K_MAX + 1), np.arange(1, M_MAX + 1), steepen)
             scale.append(_spectrum(k, m, steepen) / np.sqrt((every**2).sum()))  # over all modes: grid-independent
         scale = np.stack(scale)
         speed = np.deg2rad(PHASE_SPEED) * k**2 / (k**2 + K_SLOW**2)
-        return cls(k, m, rho, np.sqrt(1 - rho**2), scale, speed)
+        x = rho**2
+        gain = np.sqrt((1 - x) ** 3 / (1 + x))  # the second stage's stationary variance is (1 + x) / (1 - x) ** 3
+        return cls(k, m, rho.astype(np.float32), gain.astype(np.float32), scale, speed)
 
 
 def _spectrum(k: np.ndarray, m: np.ndarray, steepen: float) -> np.ndarray:
@@ -148,31 +154,45 @@ def _spectrum(k: np.ndarray, m: np.ndarray, steepen: float) -> np.ndarray:
     return amplitude
 
 
-def _innovations(seed: int, block: int, n_k: int, n_m: int) -> np.ndarray:
+def _innovations(seed: int, block: int, n_k: int, n_m: int, stream: int = 7919) -> np.ndarray:
     """(BLOCK, K, M, STATE_FIELDS) unit complex normals (complex64); a mode's draws do not depend on the grid."""
     out = np.empty((BLOCK, n_k, n_m, STATE_FIELDS), dtype=np.complex64)
     for k0 in range(0, n_k, GROUP):
         for m0 in range(0, n_m, GROUP):
-            rng = np.random.default_rng([seed, block, k0 // GROUP, m0 // GROUP, 7919])
+            rng = np.random.default_rng([seed, block, k0 // GROUP, m0 // GROUP, stream])
             z = rng.standard_normal((BLOCK, GROUP, GROUP, STATE_FIELDS * 2), dtype=np.float32).view(np.complex64)
             out[:, k0 : k0 + GROUP, m0 : m0 + GROUP] = z[:, : n_k - k0, : n_m - m0]
     return out * np.float32(np.sqrt(0.5))
 
 
 def _run_block(modes: _Modes, seed: int, block: int, before: np.ndarray | None) -> np.ndarray:
-    """(BLOCK, K, M, STATE_FIELDS) stationary unit-variance AR(1) amplitudes, continuing from ``before``."""
+    """(BLOCK, K, M, STATE_FIELDS, 2) states of the two AR(1) stages, continuing from ``before`` (the last day's).
+
+    Stage one is AR(1) in the daily innovations, stage two AR(1) in stage one: the amplitude (stage two)
+    changes smoothly from day to day, as the weather does, instead of taking a new random step each day.
+    """
     eps = _innovations(seed, block, len(modes.k), len(modes.m))
-    out = np.empty_like(eps)
-    prev = before
-    for d in range(BLOCK):
-        prev = eps[d] if prev is None else modes.rho * prev + modes.innovation * eps[d]  # start stationary
-        out[d] = prev
+    out = np.empty(eps.shape + (2,), dtype=np.complex64)
+    rho, x = modes.rho, modes.rho**2
+    if before is None:  # the record starts: draw both stages from their stationary joint distribution
+        first = eps[0] / np.sqrt(1 - x)
+        second = first / (1 - x) + np.sqrt(x / (1 - x) ** 3) * _innovations(seed, block, len(modes.k), len(modes.m),
+                                                                              stream=7927)[0]
+        before = np.stack([first, second], axis=-1)
+        out[0], days = before, range(1, BLOCK)
+    else:
+        days = range(BLOCK)
+    first, second = before[..., 0], before[..., 1]
+    for d in days:
+        first = rho * first + eps[d]
+        second = rho * second + first
+        out[d, ..., 0], out[d, ..., 1] = first, second
     return out
 
 
 @dataclass(frozen=True)
 class _State:
-    """Where to resume the AR(1) recursion: the state just before block ``block`` (None: the record starts)."""
+    """Where to resume the recursion: both stages just before block ``block`` (None: the record starts)."""
 
     modes: _Modes
     seed: int
@@ -187,7 +207,8 @@ class _State:
             before = _run_block(self.modes, self.seed, block, before)
             out.append(before)
             before = before[-1]
-        return np.concatenate(out)[start - self.block * BLOCK : stop - self.block * BLOCK]
+        stages = np.concatenate(out)[start - self.block * BLOCK : stop - self.block * BLOCK]
+        return self.modes.gain * stages[..., 1]
 
 
 def _checkpoints(modes: _Modes, seed: int, n_days: int) -> list[_State]:
