@@ -384,7 +384,9 @@ def test_six_hourly_daily_means_match_daily():
     for short, x in daily.items():
         y = means[short]
         assert abs(y.mean() - x.mean()) < 0.05 * x.std() + 1e-9
-        assert abs(y.std() / x.std() - 1) < 0.1
+        # A daily mean smooths waves that travel during the day: v850, whose variance sits in short waves moving
+        # up to 11 deg/day, keeps 0.88 of its std (measured; 0.91 at 7 deg/day), every other field >= 0.97.
+        assert abs(y.std() / x.std() - 1) < (0.15 if short == "v850" else 0.05)
         ax, ay = x - x.mean(0), y - y.mean(0)  # departures from the 40-day mean
         assert np.corrcoef(ax.ravel(), ay.ravel())[0, 1] > 0.8
 
