@@ -49,6 +49,8 @@ SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
 FIELD_METRICS = tuple(metrics.FIELD_METRICS)
 """Keys of :func:`field_scores`, the scores of decoded fields (forecast per lead, diffusion)."""
+EVERY_LEAD = tuple(key for key, metric in metrics.FIELD_METRICS.items() if metric.every_lead)
+"""The field scores a forecast computes at every lead step (its curves); the others at ``downstream.lead_times``."""
 
 DEFINITIONS = {
     **{key: metric.definition for key, metric in metrics.FIELD_METRICS.items()},
@@ -68,12 +70,14 @@ DEFINITIONS = {
 """One line per metric key of metrics.json, written beside the results (``definitions``)."""
 
 
-def field_scores(pred: Fields, true: Fields, train_range: tuple) -> dict[str, float]:
-    """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS`: pooled RRMSE by the
-    paper's formula and by ours, SSIM and PSNR by the authors' definitions (``train_range``: per-channel
-    minimum and maximum of the downstream-train block) and by ours."""
+def field_scores(pred: Fields, true: Fields, train_range: tuple, keys: tuple[str, ...] = FIELD_METRICS
+                 ) -> dict[str, float]:
+    """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS` (or those of ``keys``,
+    in the registry's order): pooled RRMSE by the paper's formula and by ours, SSIM and PSNR by the authors'
+    definitions (``train_range``: per-channel minimum and maximum of the downstream-train block) and by ours."""
     lo, hi = train_range
-    return {key: float(metric.score(pred, true, lo, hi)) for key, metric in metrics.FIELD_METRICS.items()}
+    return {key: float(metric.score(pred, true, lo, hi)) for key, metric in metrics.FIELD_METRICS.items()
+            if key in keys}
 
 
 def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:
@@ -208,24 +212,31 @@ class Evaluation:
                             "or lower downstream.rollout_steps / the look-back in downstream.forecast_settings")
 
     def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
-        """Decode each lead step of a (N, steps, D) rollout and score it against the truth."""
-        curve: dict[str, list[float]] = {k: [] for k in FIELD_METRICS}
+        """Decode each lead step of a (N, steps, D) rollout and score it against the truth: the :data:`EVERY_LEAD`
+        scores at every step (``curve``), every score at the reported ``downstream.lead_times`` (``at``)."""
+        curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
+        at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
         per_channel: dict[int, list[float]] = {}
         map_lead = min(50, pred.shape[1])
         for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
+            lead, reported = step + 1, step + 1 in self.ds.lead_times
             fields = self.frozen.decode(pred[:, step])
             truth = grids.take(self.physical, first_target + step)
-            for k, v in field_scores(fields, truth, self.train_range).items():
-                curve[k].append(v)
-                rows.append({"setting": label, "seed": seed, "lead": step + 1, "metric": k, "value": v})
-            if step + 1 in self.ds.lead_times:
-                per_channel[step + 1] = metrics.rrmse(fields, truth, per_channel=True).tolist()
+            scores = field_scores(fields, truth, self.train_range, FIELD_METRICS if reported else EVERY_LEAD)
+            for k, v in scores.items():
+                if k in curve:
+                    curve[k].append(v)
+                if reported:
+                    at[k][lead] = v
+                rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
+            if reported:
+                per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
             if step + 1 == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
                 self._save_maps(f"forecast_error_{label}_T{map_lead}", "error",
                                 f"{self.label} forecast {label}, T={map_lead}",
                                 {"prediction": [p[0] for p in grids.as_list(fields)],
                                  "truth": [t[0] for t in grids.as_list(truth)]})
-        return {"curve": curve, "rrmse_l2_per_channel": per_channel}
+        return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel}
 
     def _map_setting(self) -> str:
         lb, s = self.ds.forecast_settings[0]
@@ -234,11 +245,12 @@ class Evaluation:
     def _summarise_seeds(self, per_seed: list[dict]) -> dict:
         leads = self.ds.lead_times
         summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
-        for metric in FIELD_METRICS:
-            stacked = np.array([s["curve"][metric] for s in per_seed])  # (seeds, steps)
-            summary["curve"][metric] = stacked.mean(0).tolist()
-            summary["at"][metric] = {str(t): float(stacked[:, t - 1].mean()) for t in leads}
-            summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, t - 1].std()) for t in leads}
+        for metric in EVERY_LEAD:  # curves: the cheap scores at every step
+            summary["curve"][metric] = np.array([s["curve"][metric] for s in per_seed]).mean(0).tolist()
+        for metric in FIELD_METRICS:  # every score at the reported leads
+            stacked = np.array([[s["at"][metric][t] for t in leads] for s in per_seed])  # (seeds, leads)
+            summary["at"][metric] = {str(t): float(stacked[:, j].mean()) for j, t in enumerate(leads)}
+            summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}
         channels = self.frozen.store.channels
         summary["rrmse_l2_per_channel"] = {
             str(t): dict(zip(channels, np.mean([s["rrmse_l2_per_channel"][t] for s in per_seed], 0).tolist()))
@@ -347,6 +359,7 @@ def forecast(ev: Evaluation) -> dict:
     ds, out, curves_rows, baseline_rows = ev.ds, {}, [], []
     steps = ds.rollout_steps
     climatology = ev._monthly_climatology()
+    baselines_of: dict[int, dict] = {}  # by look-back: settings of one look-back share the target days
     for lookback, stride in ds.forecast_settings:
         label = f"LB{lookback}_S{stride}"
         seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
@@ -360,7 +373,9 @@ def forecast(ev: Evaluation) -> dict:
             pred = rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu()
             per_seed.append(ev._score_rollout(pred, starts + lookback, label, seed, curves_rows))
         out[label] = ev._summarise_seeds(per_seed)
-        baselines = ev._baselines(starts + lookback, climatology)
+        if lookback not in baselines_of:
+            baselines_of[lookback] = ev._baselines(starts + lookback, climatology)
+        baselines = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
                                              for name, curve in per_name.items()}
                                    for formula, per_name in baselines.items()}
@@ -381,7 +396,7 @@ def _draw_forecast(run: Run, results: dict, label: str) -> None:
                 baselines.setdefault(row["setting"], {}).setdefault(row["baseline"], {}).setdefault(
                     row["metric"], []).append(float(row["value"]))
     for setting, summary in results.get("forecast", {}).items():
-        curves = {label: {k: np.array(v) for k, v in summary["curve"].items()}}
+        curves = {label: plots.forecast_summary_curves(summary)}
         curves.update({name: {k: np.array(v) for k, v in per_metric.items()}
                        for name, per_metric in baselines.get(setting, {}).items()})
         plots.plot_forecast_curves(curves, run.figures / f"forecast_curves_{setting}.png", f"{label}: forecast {setting}")

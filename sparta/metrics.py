@@ -425,13 +425,19 @@ def embedding_std(h: torch.Tensor) -> float:
 class FieldMetric:
     """A score of decoded fields against the truth in physical units (forecast leads, diffusion): its table
     name, axis label, metrics.json definition, direction, and ``score(pred, true, lo, hi)`` (``lo``/``hi``:
-    per-channel minimum and maximum of the downstream-train block, for the paper's min-max scaling)."""
+    per-channel minimum and maximum of the downstream-train block, for the paper's min-max scaling).
+
+    ``every_lead``: scored at every lead step of a forecast rollout, for a per-step curve (the RRMSEs: pooled
+    sums, ~4 ms a step at the quick size). The others are scored at ``downstream.lead_times`` only (the windowed
+    SSIMs cost ~90-120 ms a call, the PSNRs 6-8 ms): metrics.json has them ``at`` those leads,
+    forecast_curves.csv has those rows, and the forecast figures draw those points."""
 
     table_name: str
     axis_label: str
     definition: str
     lower_is_better: bool
     score: Callable[[Fields, Fields, Any, Any], torch.Tensor]
+    every_lead: bool = False
 
 
 FIELD_METRICS: dict[str, FieldMetric] = {  # the paper's definition first, then ours; tables and figures follow this order
@@ -439,12 +445,12 @@ FIELD_METRICS: dict[str, FieldMetric] = {  # the paper's definition first, then 
         "RRMSE (paper formula, %)", "RRMSE, paper formula (%)",
         "RRMSE (paper formula), %: sqrt(mean (pred - true)^2) / mean(true) x 100, pooled over samples, channels and "
         "grid points in physical units (the authors' compute_error); the paper's tables",
-        True, lambda pred, true, lo, hi: rrmse_paper(pred, true)),
+        True, lambda pred, true, lo, hi: rrmse_paper(pred, true), every_lead=True),
     "rrmse_l2": FieldMetric(
         "RRMSE (L2, ours, %)", "RRMSE, L2 (%)",
         "RRMSE (L2, ours), %: ||pred - true||_2 / ||true||_2 x 100, pooled in physical units; per channel "
         "(rrmse_l2_per_channel) it stays well conditioned where the paper formula divides by a mean near 0 (u850, v850)",
-        True, lambda pred, true, lo, hi: rrmse(pred, true)),
+        True, lambda pred, true, lo, hi: rrmse(pred, true), every_lead=True),
     "ssim_paper": FieldMetric(
         "SSIM (paper: 11x11, train min-max, per image)", "SSIM, paper (11x11, train range)",
         "SSIM (paper): both fields min-max scaled per channel with the downstream-train block's minimum and maximum, "

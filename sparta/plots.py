@@ -173,18 +173,34 @@ def plot_reconstructions(true: np.ndarray, observed: np.ndarray, generated: np.n
     return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)), path)
 
 
-def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str,
+def forecast_summary_curves(summary: dict) -> dict[str, np.ndarray | dict[int, float]]:
+    """One forecast setting's metrics.json entry as :func:`plot_forecast_curves` draws it: each per-step
+    ``curve`` (the scores computed at every lead) as an array, and each score computed at the reported lead
+    times only (in ``at``, not in ``curve``) as ``{lead: value}``."""
+    curves: dict[str, np.ndarray | dict[int, float]] = {k: np.array(v) for k, v in summary["curve"].items()}
+    curves.update({k: {int(t): v for t, v in per_lead.items()} for k, per_lead in summary.get("at", {}).items()
+                   if k in FIELD_METRICS and k not in curves})
+    return curves
+
+
+def plot_forecast_curves(curves: dict[str, dict[str, np.ndarray | dict[int, float]]], path: Path, title: str,
                          step_days: float = 1.0) -> Path:
     """One panel per metric (rrmse/ssim/psnr) vs lead time; baselines (persistence, climatology) dashed grey,
-    the model's reconstruction ceiling dotted."""
+    the model's reconstruction ceiling dotted. A metric given as an array has one value per lead step from 1;
+    one given as ``{lead: value}`` (scored at the reported leads only) is drawn at those leads, with markers."""
     metrics = [m for m in METRIC_LABELS if any(m in per_label for per_label in curves.values())]
     fig, axes = _panels(len(metrics))
     for ax, metric in zip(axes, metrics):
         for label, per_label in curves.items():
             if metric not in per_label:
                 continue
-            values = np.asarray(per_label[metric], dtype=float)
             style = BASELINE_STYLES.get(label.lower(), {"color": model_color(label), "linestyle": "-"})
+            if isinstance(per_label[metric], dict):
+                leads = sorted(per_label[metric])
+                ax.plot(np.asarray(leads, dtype=float) * step_days, [per_label[metric][t] for t in leads], lw=1.3,
+                        marker="o", markersize=3, label=label, **style)
+                continue
+            values = np.asarray(per_label[metric], dtype=float)
             ax.plot(np.arange(1, len(values) + 1) * step_days, values, lw=1.3, label=label, **style)
         ax.set_xlabel("lead time (days)")
         ax.set_ylabel(METRIC_LABELS[metric])

@@ -108,7 +108,7 @@ def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], t
             Block("figure", str(plots.plot_pca(latents, figs / f"pca_{tag}.png")), "PCA of consecutive latents"),
         ]
     for setting in forecast_settings({n: results[n] for n in names if n in results}):
-        curves = {VARIANTS[n].label: {k: np.array(v) for k, v in results[n]["forecast"][setting]["curve"].items()}
+        curves = {VARIANTS[n].label: plots.forecast_summary_curves(results[n]["forecast"][setting])
                   for n in names if setting in results.get(n, {}).get("forecast", {})}
         blocks.append(Block("figure", str(plots.plot_forecast_curves(curves, figs / f"forecast_{setting}_{tag}.png",
                                                                      f"Forecast {setting}")),

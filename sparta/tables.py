@@ -111,7 +111,7 @@ def forecast_table(results: Results, setting: str, metric: str = "rrmse_paper", 
                     rows[f"{label}: {name}"] = [values[t] for t in leads]
     lookback, stride = setting[2:].split("_S")
     n_seeds = first.get("seeds", 1)
-    steps = len(first["curve"].get(metric, first["curve"].get("rrmse", [])))
+    steps = max(map(len, first["curve"].values()), default=0)  # the every-lead curves; SSIM/PSNR are at the leads only
     title = (f"Autoregressive {FIELD_METRICS[metric].table_name} - {steps} steps, look-back {lookback}, "
              f"sampling interval {stride}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""))
     rule = "min" if metric in LOWER_IS_BETTER else "max"

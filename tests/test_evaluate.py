@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from sparta.cli import app
 from sparta.config import load_config
-from sparta.evaluate import FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation
+from sparta.evaluate import EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -32,7 +32,10 @@ def test_every_task_writes_finite_results(trained, evaluated):
     s5 = evaluated["forecast"]["LB3_S5"]
     assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == 1
     assert len(s5["curve"]["rrmse_paper"]) == ds.rollout_steps and list(s5["at"]["rrmse_l2"]) == ["5", "10"]
-    assert set(s5["curve"]) == set(FIELD_METRICS) and set(s5["baselines"]) == {"rrmse_paper", "rrmse_l2"}
+    assert set(EVERY_LEAD) == {"rrmse_paper", "rrmse_l2"} and set(s5["curve"]) == set(EVERY_LEAD)
+    assert set(s5["at"]) == {k + suffix for k in FIELD_METRICS for suffix in ("", "_spread")}
+    assert all(list(s5["at"][k]) == ["5", "10"] and all(map(math.isfinite, s5["at"][k].values())) for k in s5["at"])
+    assert set(s5["baselines"]) == {"rrmse_paper", "rrmse_l2"}
     for per_name in s5["baselines"].values():
         assert set(per_name) == {"persistence", "climatology", "reconstruction ceiling"}
     assert set(s5["rrmse_l2_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
@@ -47,7 +50,8 @@ def test_every_task_writes_finite_results(trained, evaluated):
     assert all(math.isfinite(x) for x in numbers)
     lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
     assert lines[0] == "setting,seed,lead,metric,value"
-    assert len(lines) == 1 + len(FIELD_METRICS) * ds.rollout_steps * (1 + len(ds.forecast_seeds))
+    per_rollout = len(EVERY_LEAD) * ds.rollout_steps + (len(FIELD_METRICS) - len(EVERY_LEAD)) * len(ds.lead_times)
+    assert len(lines) == 1 + per_rollout * (1 + len(ds.forecast_seeds))  # SSIM/PSNR at the reported leads only
     for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
                  "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
                  "forecast_curves_LB5_S1.png"):
@@ -112,6 +116,7 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     import torch
 
     import sparta.evaluate as E
+    from sparta.metrics import psnr_paper, ssim
 
     ev = Evaluation(trained, micro_store, progress=False)
     a, b = micro_store.split_range("test")
@@ -140,6 +145,14 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
         paper = 100 * np.sqrt(1.0 / truth.shape[1]) / float(truth.mean())
         assert out["curve"]["rrmse_l2"][lead - 1] == pytest.approx(ours, rel=1e-6)  # float32 fields
         assert out["curve"]["rrmse_paper"][lead - 1] == pytest.approx(paper, rel=1e-6)
+        if lead in ev.ds.lead_times:  # the costly scores, at the reported leads only, of the same days
+            true = ev.physical[starts + 5 + lead - 1]
+            pred = true.clone()
+            pred[:, 0] += 1.0
+            assert out["at"]["rrmse_l2"][str(lead)] == out["curve"]["rrmse_l2"][lead - 1]
+            assert out["at"]["ssim"][str(lead)] == pytest.approx(float(ssim(pred, true)), rel=1e-9)
+            assert out["at"]["psnr_paper"][str(lead)] == pytest.approx(float(psnr_paper(pred, true, *ev.train_range)),
+                                                                   rel=1e-9)
     persistence = out["baselines"]["rrmse_paper"]["persistence"]["5"]  # the last context day against lead 5
     first = starts + 5
     pers_truth, pers_pred = ev.physical[first + 4].double(), ev.physical[first - 1].double()

@@ -84,6 +84,19 @@ def test_forecast_curves_with_baselines(tmp_path: Path, rng: np.random.Generator
     assert_png(plots.plot_forecast_curves(curves, path, "autoregressive rollout"), path)
 
 
+def test_forecast_curves_of_scores_at_the_reported_leads_only(tmp_path: Path, rng: np.random.Generator) -> None:
+    leads = ("1", "5", "10")
+    summary = {"curve": {"rrmse_paper": list(rng.random(10) * 20), "rrmse_l2": list(rng.random(10) * 10)},
+               "at": {**{m: {t: float(rng.random()) for t in leads} for m in ("rrmse_l2", "ssim", "psnr")},
+                      "ssim_spread": {t: 0.01 for t in leads}}}
+    curves = plots.forecast_summary_curves(summary)
+    assert set(curves) == {"rrmse_paper", "rrmse_l2", "ssim", "psnr"} and len(curves["rrmse_l2"]) == 10
+    assert curves["ssim"] == {int(t): v for t, v in summary["at"]["ssim"].items()}
+    curves = {"sparta-early": curves, "persistence": {"rrmse_l2": rng.random(10)}}
+    path = tmp_path / "forecast_at_leads.png"
+    assert_png(plots.plot_forecast_curves(curves, path, "rollout"), path)
+
+
 def test_confusion_with_empty_row(tmp_path: Path) -> None:
     path = tmp_path / "confusion.png"
     confusion = [[5, 1, 0, 0], [2, 7, 1, 0], [0, 0, 0, 0], [0, 1, 2, 9]]
