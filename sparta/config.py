@@ -37,6 +37,23 @@ def _grid_name(value: str) -> str:
 GridName = Annotated[str, AfterValidator(_grid_name)]
 
 
+FUSION_NAMES = ("early", "attention", "gnn")
+"""The values of ``model.fusion``: the names under which ``sparta.models.fusion`` registers its encoder fronts
+(``register_fusion``, which refuses a name missing here; a test checks the two agree). Listed here rather than read
+from that registry so that validating a config does not import torch and torch-geometric (~4 s)."""
+
+
+def _fusion_name(value: str) -> str:
+    if value not in FUSION_NAMES:  # worded as pydantic words a Literal's error
+        *first, last = [f"'{n}'" for n in FUSION_NAMES]
+        raise ValueError(f"Input should be {', '.join(first)} or {last}")
+    return value
+
+
+#: A ``model.fusion`` value: one of :data:`FUSION_NAMES`.
+FusionName = Annotated[str, AfterValidator(_fusion_name)]
+
+
 DEFAULT_VARIABLES = [
     "2m_temperature",
     "geopotential@850",
@@ -148,7 +165,8 @@ class SamplerConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    fusion: Literal["early", "attention", "gnn"] = Field("early", description="early: one encoder over all channels")
+    fusion: FusionName = Field("early", description=f"one of {', '.join(FUSION_NAMES)}; early: one encoder over "
+                               "all channels, the others one encoder per variable (late fusion)")
     width: int = Field(64, ge=4, description="ResNet-18 base width (64 in the paper)")
     embed_dim: int = Field(1000, ge=8, description="size of the embedding h")
     proj_dim: int = Field(128, ge=4, description="size of the projection z")
@@ -311,9 +329,10 @@ class Config(_Strict):
             raise ValueError(small)
         if self.data.mixed_grids and self.model.fusion == "early" and self.method != "pca":  # EOFs: any grids
             grids = ", ".join(f"{grid}: {', '.join(v)}" for grid, v in self.data.grouped_variables().items())
+            late = [name for name in FUSION_NAMES if name != "early"]
             raise ValueError(
                 f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "
-                "stacks all variables as channels of one image: use late fusion (model.fusion=attention or gnn), "
+                f"stacks all variables as channels of one image: use late fusion (model.fusion={' or '.join(late)}), "
                 "or drop data.variable_grids so every variable is regridded to data.grid (data.regrid=true)")
         if self.model.linear_init == "eof" and self.method != "pca":
             needs = [f"{key}={want} (is {have})" for key, want, have in [

@@ -51,7 +51,7 @@ def test_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(("override", "fragment"), [
     ("train.epochs=3", "unknown config key 'train.epochs'"),
     ("trian.lr=1", "unknown config key 'trian'"),
-    ("model.fusion=late", "invalid value for 'model.fusion'"),
+    ("model.fusion=late", "invalid value for 'model.fusion': Input should be 'early', 'attention' or 'gnn'"),
     ("train.lr=-1", "invalid value for 'train.lr'"),
     ("train.batch_size=10", "multiple of 3"),
     ("augment.mask_low=0.95", "mask_low"),
@@ -86,3 +86,15 @@ def test_digest_tracks_model_settings_only():
     assert a.digest() == b.digest()
     assert a.digest() != load_config("quick", ["model.width=8"]).digest()
     assert Config.model_validate(a.model_dump(mode="json")) == a  # the saved YAML/JSON round-trips
+
+
+def test_validating_a_config_does_not_import_torch():
+    """model.fusion is checked against config.FUSION_NAMES, not the registry in sparta.models.fusion (torch and
+    torch-geometric, seconds to import), so `sparta config show/validate` stay fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sparta.config import validate; validate({'model': {'fusion': 'gnn'}}); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparta.config import ConfigError, ModelConfig
+from sparta.config import FUSION_NAMES, ConfigError, ModelConfig
 from sparta.grids import Grid, parse_grid
 from sparta.models import (
     AttentionFusion,
@@ -22,6 +22,7 @@ from sparta.models import (
     validate_adjacency,
 )
 from sparta.models.eof import fit_eof
+from sparta.models.fusion import FUSIONS, register_fusion
 from sparta.models.resnet import LinearPath
 
 PAPER = ["t2m", "z850", "u850", "v850", "q850"]
@@ -91,10 +92,20 @@ def test_decoder_paper_channels() -> None:
     assert dec.seed_shape == (500, 1, 2)
 
 
-@pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_fusion_shapes(fusion: str) -> None:
     front = build_fusion(TINY.model_copy(update={"fusion": fusion}), PAPER)
     assert front(_x(3, 5, 32, 64)).shape == (3, 16)
+
+
+def test_fusion_registry_matches_the_config_names() -> None:
+    """build_fusion builds the class registered under model.fusion; config checks the name against its light
+    FUSION_NAMES (no torch import), so the two must agree, and registering a name config would refuse fails."""
+    assert set(FUSIONS) == set(FUSION_NAMES)
+    for name, cls in FUSIONS.items():
+        assert type(build_fusion(TINY.model_copy(update={"fusion": name}), PAPER)) is cls
+    with pytest.raises(ValueError, match="not in sparta.config.FUSION_NAMES"):
+        register_fusion("late")
 
 
 def test_late_fusion_rejects_wrong_channel_count() -> None:
@@ -177,7 +188,7 @@ def test_config_graph_overrides_default() -> None:
     assert _edges(front.adjacency, PAPER) == {frozenset(("q850", "t2m"))}
 
 
-@pytest.mark.parametrize("fusion", ["early", "attention", "gnn"])
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_gradients_reach_every_parameter(fusion: str) -> None:
     # Seeded: the tiny decoder's 4-channel levels start with every ReLU dead for some initialisations
     # (1 of 20 seeds for attention and for gnn, measured), which left this test depending on test order.

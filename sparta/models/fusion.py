@@ -7,12 +7,17 @@ graph of physically related variables. Variables are identified by channel short
 
 Adjacency convention: ``adj[i, j]`` is True when node i receives a message from node j (row = target,
 column = source); every node has a self-loop, so its own embedding always contributes.
+
+Each front is registered under its ``model.fusion`` name (:func:`register_fusion`, table :data:`FUSIONS`) and
+built from the config by its ``from_config``; :func:`build_fusion` looks the name up. A new fusion is a class
+here with that decorator, and its name in ``sparta.config.FUSION_NAMES`` (the light list configs are checked
+against).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,7 +25,7 @@ from torch import nn
 from torch_geometric.nn import DenseGATConv
 
 from sparta import grids
-from sparta.config import ConfigError, ModelConfig
+from sparta.config import FUSION_NAMES, ConfigError, ModelConfig
 from sparta.grids import Fields
 from sparta.models.resnet import ResNet18Encoder, grouped_encoders_forward
 
@@ -113,6 +118,31 @@ def validate_adjacency(adjacency: torch.Tensor, channels: Sequence[str], directe
     return adj
 
 
+FUSIONS: dict[str, type[nn.Module]] = {}
+"""``model.fusion`` name -> encoder front class, filled by :func:`register_fusion`; :func:`build_fusion` reads it."""
+
+
+def register_fusion(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: the class is the encoder front of ``model.fusion=name``.
+
+    :func:`build_fusion` calls its classmethod ``from_config(cfg, channels, channel_grids, **encoder)``
+    (``encoder``: the ResNet keywords every front takes). ``name`` must be in ``sparta.config.FUSION_NAMES``,
+    the list a config is validated against without importing this module.
+    """
+    if name not in FUSION_NAMES:
+        raise ValueError(f"fusion '{name}' is not in sparta.config.FUSION_NAMES ({', '.join(FUSION_NAMES)}): "
+                         "add it there so that model.fusion accepts it")
+
+    def register(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in FUSIONS:
+            raise ValueError(f"fusion '{name}' is registered twice ({FUSIONS[name].__name__}, {cls.__name__})")
+        FUSIONS[name] = cls
+        return cls
+
+    return register
+
+
+@register_fusion("early")
 class EarlyFusion(nn.Module):
     """One ResNet-18 over all channels stacked as image channels (the paper's main model)."""
 
@@ -121,6 +151,13 @@ class EarlyFusion(nn.Module):
         _check_channels(channels)
         self.channels = list(channels)
         self.encoder = ResNet18Encoder(len(channels), embed_dim, **encoder)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, channels: Sequence[str],
+                    channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> EarlyFusion:
+        if cfg.linear_path:
+            encoder["linear_grid"] = channel_grids[0]
+        return cls(channels, **encoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(x, list):
@@ -152,6 +189,14 @@ class LateFusion(nn.Module):
         self.linear_grids = list(grids_)
         self.batched = True
 
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, channels: Sequence[str],
+                    channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> LateFusion:
+        """The front of ``cfg``; subclasses with settings of their own add them to ``encoder`` and call this."""
+        if cfg.linear_path:
+            encoder["linear_grids"] = list(channel_grids)
+        return cls(channels, **encoder)
+
     def variable_embeddings(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W), or one such tensor per grid, -> (B, C, embed_dim): one embedding per variable.
 
@@ -176,6 +221,7 @@ class LateFusion(nn.Module):
         return torch.stack(out, dim=1)
 
 
+@register_fusion("attention")
 class AttentionFusion(LateFusion):
     """Variable embeddings as tokens, a learned CLS token, one transformer block; h = CLS output.
 
@@ -196,6 +242,11 @@ class AttentionFusion(LateFusion):
         self.norm_ffn = nn.LayerNorm(embed_dim)
         self.ffn = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
 
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, channels: Sequence[str],
+                    channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> AttentionFusion:
+        return super().from_config(cfg, channels, channel_grids, **encoder, heads=cfg.attention_heads)
+
     def token_outputs(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W) (or one tensor per grid) -> (B, C + 1, embed_dim): the block's outputs, CLS first."""
         tokens = self.variable_embeddings(x)
@@ -208,6 +259,7 @@ class AttentionFusion(LateFusion):
         return self.token_outputs(x)[:, 0]
 
 
+@register_fusion("gnn")
 class GraphFusion(LateFusion):
     """Variable embeddings as graph nodes, one graph-attention layer over a fixed graph; h = node mean.
 
@@ -222,6 +274,13 @@ class GraphFusion(LateFusion):
         self.register_buffer("adjacency", adj)
         self.gat = DenseGATConv(embed_dim, embed_dim, heads=1)
 
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, channels: Sequence[str],
+                    channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> GraphFusion:
+        """``cfg.graph`` (edges between channel names) replaces the default graph."""
+        adjacency = None if cfg.graph is None else adjacency_from_edges(channels, cfg.graph)
+        return super().from_config(cfg, channels, channel_grids, **encoder, adjacency=adjacency)
+
     def node_outputs(self, x: Fields) -> torch.Tensor:
         """(B, C, H, W) (or one tensor per grid) -> (B, C, embed_dim): each node's output after the graph layer."""
         return self.gat(self.variable_embeddings(x), self.adjacency, add_loop=False)
@@ -232,7 +291,8 @@ class GraphFusion(LateFusion):
 
 def build_fusion(cfg: ModelConfig, channels: Sequence[str],
                  channel_grids: Sequence[tuple[int, int]] | None = None) -> nn.Module:
-    """The encoder front that ``cfg.fusion`` names; ``cfg.graph`` (edges by name) overrides the default graph.
+    """The encoder front registered as ``cfg.fusion`` (:data:`FUSIONS`), built by its ``from_config``;
+    ``cfg.graph`` (edges by name) overrides the default graph.
 
     ``channel_grids``: each channel's native (n_lat, n_lon), needed by ``cfg.linear_path``.
     """
@@ -240,13 +300,4 @@ def build_fusion(cfg: ModelConfig, channels: Sequence[str],
                                   gn_groups=cfg.gn_groups, stem=cfg.stem, pool=cfg.pool_hw, norm=cfg.norm)
     if cfg.linear_path and channel_grids is None:
         raise ValueError("model.linear_path needs each channel's grid (channel_grids)")
-    if cfg.fusion == "early":
-        if cfg.linear_path:
-            common["linear_grid"] = channel_grids[0]
-        return EarlyFusion(channels, **common)
-    if cfg.linear_path:
-        common["linear_grids"] = list(channel_grids)
-    if cfg.fusion == "attention":
-        return AttentionFusion(channels, **common, heads=cfg.attention_heads)
-    adjacency = None if cfg.graph is None else adjacency_from_edges(channels, cfg.graph)
-    return GraphFusion(channels, **common, adjacency=adjacency)
+    return FUSIONS[cfg.fusion].from_config(cfg, channels, channel_grids, **common)
