@@ -6,15 +6,20 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from sparta.config import ConfigError, available_presets, load_config
 from sparta.errors import UserError
+from sparta.variants import VARIANTS
+
+if TYPE_CHECKING:
+    import click
 
 app = typer.Typer(help="SPARTA: contrastive embeddings of sparse gridded weather data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -149,13 +154,26 @@ def config_validate(path: Path) -> None:
     console.print(f"{path}: valid")
 
 
-@app.command()
+class _EvaluateCommand(TyperCommand):
+    """``sparta evaluate``: its ``--tasks`` help names the tasks of :data:`sparta.evaluate.TASKS`, read when the
+    help is shown (that module imports torch, which importing the CLI must not)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from sparta.evaluate import TASKS
+
+        for param in self.params:
+            if param.name == "tasks":
+                param.help = (f"comma-separated task names ({', '.join(TASKS)}: the table sparta.evaluate.TASKS); "
+                              "default: all")
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_EvaluateCommand)
 @_user_errors
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a finished training run directory")],
     tasks: Annotated[Optional[str], typer.Option(
-        help="comma-separated task names (forecast, diffusion, classify, diagnostics, robustness: the table "
-             "sparta.evaluate.TASKS); default: all")] = None,
+        help="comma-separated task names (the table sparta.evaluate.TASKS); default: all")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
@@ -180,7 +198,8 @@ def evaluate(
     console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")
 
 
-@app.command()
+@app.command(help="Train and evaluate the paper's grid (autoencoder, ablations, late fusion) and write the report."
+             f"\n\nVariants: {', '.join(VARIANTS)}.\nRe-running continues where an interrupted run stopped.")
 @_user_errors
 def reproduce(
     preset: Preset = "quick",
@@ -190,11 +209,7 @@ def reproduce(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
     overrides: Overrides = None,
 ) -> None:
-    """Train and evaluate the paper's grid (autoencoder, ablations, late fusion) and write the report.
-
-    Variants: autoencoder, pca, sparta, sparta-none, sparta-cycle, sparta-hn, sparta-attention, sparta-gnn.
-    Re-running continues where an interrupted run stopped.
-    """
+    """Train and evaluate the grid of :data:`sparta.variants.VARIANTS` and write the report (help: above)."""
     from sparta.outputs import check_report_outputs
     from sparta.reproduce import reproduce as run_grid
 
