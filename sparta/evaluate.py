@@ -39,6 +39,7 @@ from sparta.downstream.diffusion import generate, train_diffusion
 from sparta.downstream.forecast import make_windows, rollout, train_forecaster
 from sparta.runs import Run
 from sparta.seeding import derive_seed, generator
+from sparta.tables import Column
 from sparta.variants import run_label
 
 log = logging.getLogger(__name__)
@@ -537,25 +538,58 @@ def _draw_maps(run: Run, stems: tuple[str, ...]) -> None:
 @dataclass(frozen=True)
 class Task:
     """A downstream task: ``run(evaluation) -> results`` (stored under ``key`` in metrics.json) and
-    ``draw(run, metrics, label)``, which redraws its figures from saved files only."""
+    ``draw(run, metrics, label)``, which redraws its figures from saved files only.
+
+    ``columns``: its scalar results in the downstream table (:func:`sparta.tables.downstream_table`), whose title
+    names it ``table_name``; forecast and diagnostics have tables of their own layout in :mod:`sparta.tables`."""
 
     name: str
     run: Callable[[Evaluation], dict]
     draw: Callable[[Run, dict, str], None]
     key: str
     description: str
+    columns: tuple[Column, ...] = ()
+    table_name: str = ""
+
+
+def _field_column(metric: str, old_key: str | None = None, paper: bool = False) -> Column:
+    """A diffusion column of a decoded-field score, named and directed by :data:`sparta.metrics.FIELD_METRICS`."""
+    m = metrics.FIELD_METRICS[metric]
+    return Column(f"Diffusion {m.table_name}", metric, "min" if m.lower_is_better else "max", 2, paper, old_key)
+
+
+DIFFUSION_COLUMNS = (
+    _field_column("rrmse_paper", paper=True),
+    Column("Latent density (paper: mean of draws)", "density_paper", "max", 3, paper=True),
+    Column("Realism (paper: mean of draws)", "realism_paper", "max", 3, paper=True),
+    Column("Std dev (paper: all generated values)", "latent_std_all_samples", "min", 4, paper=True),
+    _field_column("rrmse_l2", old_key="rrmse"),
+    Column("Latent density (ours: every draw)", "density_per_draw", "max", 3, old_key="density"),
+    Column("Realism (ours: every draw)", "realism_per_draw", "max", 3, old_key="realism"),
+    Column("Std across draws (ours)", "latent_std_per_condition", "min", 4, old_key="latent_std"),
+    Column("Density (std. latents, every draw)", "density_per_draw_standardised", "max", 3, old_key="density_std"),
+    Column("Realism (std. latents, every draw)", "realism_per_draw_standardised", "max", 3, old_key="realism_std"),
+    Column("Std across draws (std. latents)", "latent_std_per_condition_standardised", "min", 4,
+           old_key="latent_std_std"),
+)
+CLASSIFY_COLUMNS = (
+    Column("Class. test loss", "cross_entropy", "min", 4, paper=True),
+    Column("Class. accuracy", "accuracy", "max", 3),
+)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("forecast", forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
          "forecast", "latent LSTM forecasts, decoded and scored per lead, with baselines"),
     Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
-         "conditional latent diffusion from sparse inputs"),
-    Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings"),
+         "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion"),
+    Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings",
+         CLASSIFY_COLUMNS, "latent classification"),
     Task("diagnostics", diagnostics, _draw_diagnostics, "smoothness", "smoothness and trajectories of the latents"),
     Task("robustness", robustness, _draw_robustness, "robustness", "accuracy and forecast error vs mask ratio"),
 )}
-"""The downstream tasks, in the order ``sparta evaluate`` runs them; the CLI and the report read this table."""
+"""The downstream tasks, in the order ``sparta evaluate`` runs them; the CLI, the tables and the report read this
+table."""
 
 
 def draw_figures(run: Run, tasks: list[Task] | None = None) -> None:

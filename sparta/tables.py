@@ -3,16 +3,25 @@
 Every builder takes ``{row label: results}`` (one results dict per trained model) and
 returns a :class:`Table` that renders to Markdown or HTML, the best value of each
 column marked in bold.
+
+The forecast and smoothness tables have layouts of their own (leads and baselines; mean ± std).
+Tasks with scalar results declare their columns in their entry of ``sparta.evaluate.TASKS``
+(:class:`Column`), and :func:`downstream_table` lays them out, so a new task of that kind needs
+no change here.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sparta.metrics import FIELD_METRICS
+
+if TYPE_CHECKING:
+    from sparta.evaluate import Task
 
 Results = dict[str, dict]
 
@@ -138,37 +147,45 @@ def channel_table(results: Results, setting: str) -> Table:
     return make_table(title, channels, rows, [""] * len(channels), [2] * len(channels))
 
 
-def downstream_table(results: Results) -> Table:
-    """Tables 5 / 9 / 14: conditional latent diffusion and latent classification.
+@dataclass(frozen=True)
+class Column:
+    """A column of :func:`downstream_table`: one scalar of a task's results, ``results[task.key][key]`` (or
+    ``[old_key]``, its name in metrics.json written before a rename). ``better``: 'min', 'max' or '' (no mark);
+    ``paper``: the paper's definition (those columns come first)."""
+
+    header: str
+    key: str
+    better: str
+    digits: int
+    paper: bool = False
+    old_key: str | None = None
+
+    def get(self, result: dict) -> float | None:
+        return result.get(self.key, result.get(self.old_key) if self.old_key else None)
+
+
+def _tasks(tasks: Iterable[Task] | None) -> list[Task]:
+    if tasks is None:
+        from sparta.evaluate import TASKS  # the task table (it imports torch): read when a table is built
+
+        tasks = TASKS.values()
+    return list(tasks)
+
+
+def downstream_table(results: Results, tasks: Iterable[Task] | None = None) -> Table:
+    """Tables 5 / 9 / 14: the scalar results of the tasks that declare table columns (``Task.columns``; of
+    ``tasks``, default :data:`sparta.evaluate.TASKS`): conditional latent diffusion and latent classification.
 
     The paper's columns first, by the paper's definitions (RRMSE formula, density and realism of the
-    mean of the draws, std of all generated values); ours beside them, named.
+    mean of the draws, std of all generated values); ours beside them, named; each group in task order.
     """
-    def get(key: str, old: str | None = None) -> Callable[[dict], float | None]:
-        return lambda d: d.get(key, d.get(old) if old else None)
-
-    cols: list[tuple[str, str, Callable[[dict], float | None], str, int]] = [
-        ("Diffusion RRMSE (paper formula, %)", "diffusion", get("rrmse_paper"), "min", 2),
-        ("Latent density (paper: mean of draws)", "diffusion", get("density_paper"), "max", 3),
-        ("Realism (paper: mean of draws)", "diffusion", get("realism_paper"), "max", 3),
-        ("Std dev (paper: all generated values)", "diffusion", get("latent_std_all_samples"), "min", 4),
-        ("Class. test loss", "classify", get("cross_entropy"), "min", 4),
-        ("Diffusion RRMSE (L2, ours, %)", "diffusion", get("rrmse_l2", "rrmse"), "min", 2),
-        ("Latent density (ours: every draw)", "diffusion", get("density_per_draw", "density"), "max", 3),
-        ("Realism (ours: every draw)", "diffusion", get("realism_per_draw", "realism"), "max", 3),
-        ("Std across draws (ours)", "diffusion", get("latent_std_per_condition", "latent_std"), "min", 4),
-        ("Density (std. latents, every draw)", "diffusion", get("density_per_draw_standardised", "density_std"),
-         "max", 3),
-        ("Realism (std. latents, every draw)", "diffusion", get("realism_per_draw_standardised", "realism_std"),
-         "max", 3),
-        ("Std across draws (std. latents)", "diffusion",
-         get("latent_std_per_condition_standardised", "latent_std_std"), "min", 4),
-        ("Class. accuracy", "classify", get("accuracy"), "max", 3),
-    ]
-    rows = {label: [fn(res[task]) if task in res else None for _, task, fn, _, _ in cols]
-            for label, res in results.items()}
-    return make_table("Conditional latent diffusion and latent classification (the paper's columns first, then "
-                      "ours)", [c[0] for c in cols], rows, [c[3] for c in cols], [c[4] for c in cols])
+    tasks = [t for t in _tasks(tasks) if t.columns]
+    cols = [(t.key, c) for paper in (True, False) for t in tasks for c in t.columns if c.paper is paper]
+    rows = {label: [c.get(res[key]) if key in res else None for key, c in cols] for label, res in results.items()}
+    names = [t.table_name for t in tasks]
+    title = " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+    return make_table(f"{title[:1].upper()}{title[1:]} (the paper's columns first, then ours)",
+                      [c.header for _, c in cols], rows, [c.better for _, c in cols], [c.digits for _, c in cols])
 
 
 def smoothness_table(results: Results) -> Table:
@@ -186,14 +203,16 @@ def forecast_settings(results: Results) -> list[str]:
 
 
 def paper_tables(results: Results, metrics: tuple[str, ...] = ("rrmse_paper", "rrmse_l2"),
-                 per_channel: bool = False) -> list[Table]:
+                 per_channel: bool = False, tasks: Iterable[Task] | None = None) -> list[Table]:
     """The paper's table group for these rows: forecasts per setting (each metric of ``metrics``; the paper's
-    formula first), smoothness, diffusion/classification; with ``per_channel`` the per-channel RRMSE too."""
+    formula first), smoothness, the tasks' columns (diffusion/classification; ``tasks``: default
+    :data:`sparta.evaluate.TASKS`); with ``per_channel`` the per-channel RRMSE too."""
     tables = [forecast_table(results, s, m) for s in forecast_settings(results) for m in metrics]
     if per_channel:
         tables += [channel_table(results, s) for s in forecast_settings(results)]
     if any("smoothness" in r for r in results.values()):
         tables.append(smoothness_table(results))
-    if any("diffusion" in r or "classify" in r for r in results.values()):
-        tables.append(downstream_table(results))
+    tasks = _tasks(tasks)
+    if any(t.key in r for t in tasks if t.columns for r in results.values()):
+        tables.append(downstream_table(results, tasks))
     return tables

@@ -104,6 +104,23 @@ def test_higher_is_better_columns_and_single_rows():
     assert "<b>" in downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)}).html()
 
 
+def test_downstream_table_lays_out_the_columns_each_task_declares():
+    """A task with scalar results declares its columns in its TASKS entry; the table needs no change for it."""
+    from sparta.evaluate import TASKS, Task
+    from sparta.tables import Column
+
+    extra = Task("extremes", lambda ev: {}, lambda run, res, label: None, "extremes", "extreme-event detection",
+                 (Column("Hit rate (paper)", "hits", "max", 2, paper=True), Column("False alarms (ours)", "false",
+                                                                                   "min", 3)), "extreme events")
+    results = {"A": {"extremes": {"hits": 0.5, "false": 0.25}}, "B": {"extremes": {"hits": 0.75, "false": 0.5}}}
+    (table,) = paper_tables(results, tasks=[*TASKS.values(), extra])
+    assert table.title == ("Conditional latent diffusion, latent classification and extreme events (the paper's "
+                           "columns first, then ours)")
+    assert table.header[4:6] == ["Class. test loss", "Hit rate (paper)"] and table.header[-1] == "False alarms (ours)"
+    assert table.rows["A"][5] == "0.50" and table.rows["A"][-1] == "0.250" and table.rows["A"][0] == "–"
+    assert table.best["B"][5] and table.best["A"][-1]
+
+
 def test_relative_improvement_line():
     lines = relative_improvements(fake_results(1.0), fake_results(2.0))
     assert lines[0] == "Forecast RRMSE (paper formula) reduction, LB30_S1: T=25: +50.0%, T=50: +50.0%"
