@@ -251,8 +251,10 @@ class DownstreamConfig(_Strict):
     lead_times: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 75, 100],
                                   description="leads reported in tables (paper: 25-100; 1-10 show short-range skill)")
     lstm_hidden: int = Field(128, ge=1)
-    forecast_residual: bool = Field(False, description="the LSTM's head predicts the change from the previous "
-                                    "latent and starts at zero, i.e. as persistence (paper: the latent itself)")
+    forecast_residual: bool = Field(False, description="the LSTM predicts each step's change from the previous "
+                                    "latent plus a learned decay towards the mean latent, starting as persistence "
+                                    "(paper: the latent itself)")
+    forecast_lr: float | None = Field(None, gt=0.0, description="the LSTM forecaster's lr; None: downstream.lr")
     forecast_horizon: int = Field(1, ge=1, description="training target length in steps (paper: 1, next step only; "
                                   "longer targets teach the LSTM its own rollout)")
     condition_mask: float = Field(0.7, ge=0.0, lt=1.0, description="mask ratio of forecast inputs and diffusion conditions")

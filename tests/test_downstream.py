@@ -101,6 +101,27 @@ def test_residual_forecaster_starts_as_persistence() -> None:
         torch.testing.assert_close(model(context, steps=3), context[:, -1:].expand(4, 3, 6))
 
 
+def test_residual_forecaster_decays_towards_the_mean() -> None:
+    # With the head silent, each step keeps (1 - decay) of the departure from the mean: long rollouts relax to it.
+    mean = torch.tensor([1.0, -2.0, 0.5])
+    model = Seq2SeqLSTM(3, hidden=4, residual=True, mean=mean)
+    with torch.no_grad():
+        model.decay.fill_(0.5)
+        context = torch.randn(2, 5, 3)
+        pred = model(context, steps=4)
+    expected = mean + (context[:, -1:] - mean) * 0.5 ** torch.arange(1, 5).reshape(1, 4, 1)
+    torch.testing.assert_close(pred, expected)
+
+
+def test_residual_forecaster_takes_the_targets_mean() -> None:
+    seq = torch.randn(80, 3) + torch.tensor([5.0, 0.0, -5.0])
+    ctx, tgt = make_windows(seq[:60], lookback=4, stride=1, horizon=1)
+    vctx, vtgt = make_windows(seq[60:], lookback=4, stride=1, horizon=1)
+    cfg = DownstreamConfig(forecast_epochs=1, lstm_hidden=4, batch_size=16, forecast_residual=True)
+    model, _ = train_forecaster(ctx, tgt, vctx, vtgt, cfg, seed=0, progress=False)
+    torch.testing.assert_close(model.mean, tgt.reshape(-1, 3).mean(0))
+
+
 def _rotation_sequence(steps: int, dim: int = 4) -> Tensor:
     """h_{t+1} = R h_t with R two planar rotations: linear, norm-preserving latent dynamics."""
     rot = torch.zeros(dim, dim)
