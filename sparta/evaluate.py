@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -232,7 +231,7 @@ class Evaluation:
                 rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
             if reported:
                 per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
-            if step + 1 == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
+            if lead == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
                 self._save_maps(f"forecast_error_{label}_T{map_lead}", "error",
                                 f"{self.label} forecast {label}, T={map_lead}",
                                 {"prediction": [p[0] for p in grids.as_list(fields)],

@@ -174,16 +174,15 @@ def _run_block(modes: _Modes, seed: int, block: int, before: np.ndarray | None) 
     eps = _innovations(seed, block, len(modes.k), len(modes.m))
     out = np.empty(eps.shape + (2,), dtype=np.complex64)
     rho, x = modes.rho, modes.rho**2
-    if before is None:  # the record starts: draw both stages from their stationary joint distribution
+    start = 0
+    if before is None:  # the record starts: day 0 drawn from the two stages' stationary joint distribution
         first = eps[0] / np.sqrt(1 - x)
         second = first / (1 - x) + np.sqrt(x / (1 - x) ** 3) * _innovations(seed, block, len(modes.k), len(modes.m),
                                                                               stream=7927)[0]
-        before = np.stack([first, second], axis=-1)
-        out[0], days = before, range(1, BLOCK)
-    else:
-        days = range(BLOCK)
+        out[0] = before = np.stack([first, second], axis=-1)
+        start = 1
     first, second = before[..., 0], before[..., 1]
-    for d in days:
+    for d in range(start, BLOCK):
         first = rho * first + eps[d]
         second = rho * second + first
         out[d, ..., 0], out[d, ..., 1] = first, second
