@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -168,7 +170,13 @@ def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[st
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if cuda if t.compile is None else t.compile:
+        if not cuda:  # inductor builds C++ kernels on CPU: without a compiler it fails at the first step
+            compiler = os.environ.get("CXX") or "g++"
+            if shutil.which(compiler) is None:
+                raise TrainingError(f"train.compile=true on CPU needs a C++ compiler for torch.compile and "
+                                    f"{compiler} was not found (set CXX, install g++, or set train.compile=false)")
         model.fusion.compile()
+        log.info("encoder compiled with torch.compile (train.compile=%s)", t.compile)
     return precision, channels_last
 
 
