@@ -207,6 +207,8 @@ def reproduce(
         Path("runs/reproduce"),
     only: Annotated[Optional[str], typer.Option(help="comma-separated variants (default: all)")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    jobs: Annotated[int, typer.Option(min=1, help="variants run at once, each in its own process with its share "
+                                      "of the CPU threads (no progress bars then)")] = 1,
     overrides: Overrides = None,
 ) -> None:
     """Train and evaluate the grid of :data:`sparta.variants.VARIANTS` and write the report (help: above)."""
@@ -215,7 +217,7 @@ def reproduce(
 
     check_report_outputs(out)  # before hours of training: the report must be writable there
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    md, page = run_grid(preset, out, names, overrides, progress)
+    md, page = run_grid(preset, out, names, overrides, progress, jobs)
     console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
 
 

@@ -3,17 +3,23 @@
 Each variant lives in ``OUT/<variant>``. A variant whose training and evaluation
 are complete is skipped, a half-trained one is resumed from its last checkpoint,
 so re-running the same command after an interruption continues where it stopped.
+With ``jobs > 1`` the variants run that many at a time, each in its own process
+with its share of the CPU threads.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from sparta.config import ConfigError, load_config
+from sparta.config import Config, ConfigError, load_config
 from sparta.data import open_or_prepare
+from sparta.data.store import Store, open_store
 from sparta.evaluate import TASKS, Evaluation
 from sparta.report import build_report
 from sparta.runs import Run, RunError
@@ -36,21 +42,65 @@ def _train(path: Path, cfg, store, progress: bool) -> Run:
     return run
 
 
+def _variant(name: str, path: Path, cfg: Config, store: Store, progress: bool) -> str:
+    """Train (or resume) and evaluate one variant; a finished one is left as it is."""
+    log.info("variant %s: %s", name, VARIANTS[name].label)
+    run = _train(path, cfg, store, progress)
+    if not (run.evaluation / "COMPLETE").exists():
+        Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
+        (run.evaluation / "COMPLETE").touch()
+    return name
+
+
+def _worker_setup(threads: int, level: int) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level, format="%(levelname)-8s %(message)s")
+
+
+def _variant_in_worker(name: str, path: Path, cfg: Config, store_path: str) -> str:
+    return _variant(name, path, cfg, open_store(store_path), progress=False)
+
+
+def _run_parallel(names: list[str], configs: dict[str, Config], store: Store, out: Path, jobs: int,
+                  progress: bool) -> None:
+    """``jobs`` variants at a time in spawned processes, each with ``1/jobs`` of this process's threads
+    (small models gain little from a second thread: the quick stage-1 step takes 0.07 s on 2 threads,
+    0.11 s on one). The first failure cancels the variants not yet started and is raised once the
+    running ones end."""
+    threads = max(1, torch.get_num_threads() // jobs)
+    log.info("%d variants, %d at a time with %d thread(s) each", len(names), jobs, threads)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup,
+                             initargs=(threads, logging.getLogger("sparta").getEffectiveLevel())) as pool:
+        # late fusion (one encoder per variable) steps cost 2.5-3.4x early fusion's: start it first, the rest fills in
+        ordered = sorted(names, key=lambda n: configs[n].model.fusion == "early")
+        futures = {pool.submit(_variant_in_worker, n, out / n, configs[n], str(store.path)): n for n in ordered}
+        with tqdm(total=len(futures), desc="variants", disable=not progress) as bar:
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()
+                log.info("variant %s finished", futures[future])
+                bar.update()
+
+
 def reproduce(preset: str, out: str | Path, only: list[str] | None = None, overrides: list[str] | None = None,
-              progress: bool = True) -> tuple[Path, Path]:
-    """Train + evaluate each variant (``only`` restricts the list), then build ``report.md``/``report.html``."""
+              progress: bool = True, jobs: int = 1) -> tuple[Path, Path]:
+    """Train + evaluate each variant (``only`` restricts the list; ``jobs`` at a time), then build
+    ``report.md``/``report.html``."""
     out = Path(out)
     names = only or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     configs = {n: load_config(preset, [*(overrides or []), *VARIANTS[n].overrides], method=VARIANTS[n].method)
                for n in names}
     store = open_or_prepare(next(iter(configs.values())).data, progress)
-    for name in tqdm(names, desc="variants", disable=not progress, position=0):
-        log.info("variant %s: %s", name, VARIANTS[name].label)
-        run = _train(out / name, configs[name], store, progress)
-        if not (run.evaluation / "COMPLETE").exists():
-            Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
-            (run.evaluation / "COMPLETE").touch()
+    if min(jobs, len(names)) > 1:
+        _run_parallel(names, configs, store, out, min(jobs, len(names)), progress)
+    else:
+        for name in tqdm(names, desc="variants", disable=not progress, position=0):
+            _variant(name, out / name, configs[name], store, progress)
     return build_report(out, preset, redraw=False)  # each evaluation drew its figures

@@ -1,0 +1,43 @@
+"""The grid runner: variants run in parallel processes give the results of a sequential run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sparta.config import ConfigError
+from sparta.reproduce import reproduce
+
+VARIANTS = ["pca", "autoencoder"]
+
+
+def _metrics(out) -> dict:
+    scores = {}
+    for name in VARIANTS:
+        results = json.loads((out / name / "evaluation" / "metrics.json").read_text())
+        results.pop("run")  # the run's own path
+        scores[name] = results
+    return scores
+
+
+def test_parallel_variants_score_as_a_sequential_grid(tmp_path, micro_store):
+    overrides = [f"data.store={micro_store.path}"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what each of 2 jobs gets below: results depend on the thread count
+        reproduce("micro", tmp_path / "sequential", VARIANTS, overrides, progress=False)
+        torch.set_num_threads(2)
+        md, _ = reproduce("micro", tmp_path / "parallel", VARIANTS, overrides, progress=False, jobs=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert md.exists()
+    for name in VARIANTS:
+        assert (tmp_path / "parallel" / name / "evaluation" / "COMPLETE").exists()
+    assert _metrics(tmp_path / "parallel") == _metrics(tmp_path / "sequential")
+
+
+def test_jobs_below_one_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--jobs must be at least 1, got 0"):
+        reproduce("micro", tmp_path, VARIANTS, jobs=0)
