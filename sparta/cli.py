@@ -208,7 +208,7 @@ def reproduce(
     only: Annotated[Optional[str], typer.Option(help="comma-separated variants (default: all)")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
     jobs: Annotated[int, typer.Option(min=1, help="variants run at once, each in its own process with its share "
-                                      "of the CPU threads (no progress bars then)")] = 1,
+                                      "of the CPU threads (one progress bar over the variants then)")] = 1,
     overrides: Overrides = None,
 ) -> None:
     """Train and evaluate the grid of :data:`sparta.variants.VARIANTS` and write the report (help: above)."""

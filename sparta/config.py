@@ -231,7 +231,8 @@ class TrainConfig(_Strict):
         "that supports it, a CPU with avx512_bf16 or AMX), else fp32; the run log says which and why")
     channels_last: bool | None = Field(None, description="NHWC memory format for the convolutions, CUDA only; "
                                        "None: on for CUDA")
-    compile: bool | None = Field(None, description="torch.compile the encoder; None: on for CUDA; on CPU it needs a C++ compiler and pays off on long runs only (the paper preset turns it on)")
+    compile: bool | None = Field(None, description="torch.compile the encoder; None: on for CUDA; on CPU it needs "
+                                 "a C++ compiler and pays off on long runs only (the paper preset turns it on)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)
     seed: int = 0

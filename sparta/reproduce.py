@@ -42,23 +42,24 @@ def _train(path: Path, cfg, store, progress: bool) -> Run:
     return run
 
 
-def _variant(name: str, path: Path, cfg: Config, store: Store, progress: bool) -> str:
+def _variant(name: str, path: Path, cfg: Config, store: Store, progress: bool) -> None:
     """Train (or resume) and evaluate one variant; a finished one is left as it is."""
     log.info("variant %s: %s", name, VARIANTS[name].label)
     run = _train(path, cfg, store, progress)
     if not (run.evaluation / "COMPLETE").exists():
         Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
         (run.evaluation / "COMPLETE").touch()
-    return name
 
 
 def _worker_setup(threads: int, level: int) -> None:
     torch.set_num_threads(threads)
-    logging.basicConfig(level=level, format="%(levelname)-8s %(message)s")
+    logging.basicConfig(level=level)
 
 
-def _variant_in_worker(name: str, path: Path, cfg: Config, store_path: str) -> str:
-    return _variant(name, path, cfg, open_store(store_path), progress=False)
+def _variant_in_worker(name: str, path: Path, cfg: Config, store_path: str) -> None:
+    for handler in logging.getLogger().handlers:  # the variants' log lines interleave: name each one's
+        handler.setFormatter(logging.Formatter(f"%(levelname)-8s [{name}] %(message)s"))
+    _variant(name, path, cfg, open_store(store_path), progress=False)
 
 
 def _run_parallel(names: list[str], configs: dict[str, Config], store: Store, out: Path, jobs: int,
@@ -71,7 +72,7 @@ def _run_parallel(names: list[str], configs: dict[str, Config], store: Store, ou
     log.info("%d variants, %d at a time with %d thread(s) each", len(names), jobs, threads)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup,
                              initargs=(threads, logging.getLogger("sparta").getEffectiveLevel())) as pool:
-        # late fusion (one encoder per variable) steps cost 2.5-3.4x early fusion's: start it first, the rest fills in
+        # late fusion's steps (one encoder per variable) cost 2.5-3.4x early fusion's: start it first
         ordered = sorted(names, key=lambda n: configs[n].model.fusion == "early")
         futures = {pool.submit(_variant_in_worker, n, out / n, configs[n], str(store.path)): n for n in ordered}
         with tqdm(total=len(futures), desc="variants", disable=not progress) as bar:
