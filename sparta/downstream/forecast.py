@@ -104,8 +104,8 @@ def train_forecaster(ctx: Tensor, tgt_next: Tensor, val_ctx: Tensor, val_tgt: Te
         return F.mse_loss(model(context, target.shape[1]), target)
 
     with seeded(seed):
-        model = Seq2SeqLSTM(tgt_next.shape[-1], cfg.lstm_hidden, dropout, cfg.forecast_residual,
-                            mean=tgt_next.reshape(-1, tgt_next.shape[-1]).mean(0))
+        mean = tgt_next.reshape(-1, tgt_next.shape[-1]).mean(0) if cfg.forecast_residual else None
+        model = Seq2SeqLSTM(tgt_next.shape[-1], cfg.lstm_hidden, dropout, cfg.forecast_residual, mean=mean)
         history = fit(model, (ctx, tgt_next), (val_ctx, val_tgt), loss_fn, epochs=cfg.forecast_epochs,
                       lr=cfg.forecast_lr or cfg.lr, batch_size=cfg.batch_size, weight_decay=1e-6, seed=seed,
                       progress=progress, desc="forecast")
