@@ -206,7 +206,9 @@ def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, gr
 
 
 class Trainer:
-    def __init__(self, run: Run, store: Store, progress: bool = True):
+    def __init__(self, run: Run, store: Store, progress: bool = True, resume: bool = False):
+        """``resume``: the run continues from last.pt (:meth:`fit` with ``resume=True``), which holds every
+        weight, so the EOF start is not fitted."""
         self.run = run
         self.cfg = cfg = run.config
         self.store = store
@@ -216,7 +218,7 @@ class Trainer:
         self.augmenter = build_augmenter(cfg.augment, store.layout)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, store.layout)
-        if cfg.model.linear_init == "eof":
+        if cfg.model.linear_init == "eof" and not resume:
             self.model.start_from_eofs(fit_train_eofs(store, cfg.model.embed_dim))
         self.model.to(self.device)
         if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
@@ -550,7 +552,7 @@ def train_run(run: Run, store: Store, progress: bool = True, resume: bool = Fals
     form with :func:`fit_eof_run`, on the main process (``resume`` fits it again, deterministically)."""
     if run.config.method == "pca":
         return fit_eof_run(run, store) if dist.is_main() else run
-    return Trainer(run, store, progress=progress).fit(resume=resume)
+    return Trainer(run, store, progress=progress, resume=resume).fit(resume=resume)
 
 
 def fit_train_eofs(store: Store, embed_dim: int) -> EOFModel:

@@ -12,7 +12,7 @@ from sparta.config import ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.runs import Run, RunError
 from sparta.training import (Trainer, TrainingError, build_model, choose_precision, fast_path, load_trained,
-                             plan_stages)
+                             plan_stages, train_run)
 
 
 def _config(store, *overrides, method="sparta"):
@@ -164,6 +164,32 @@ def test_a_run_started_from_eofs_beats_climatology_and_keeps_its_start(tmp_path,
     end = float(rows[-1]["skill_rrmse_vs_climatology"])
     assert start["skill_rrmse_vs_climatology"] < 1.0 and end < 1.0
     assert end <= start["skill_rrmse_vs_climatology"] * 1.02
+
+
+def test_a_resumed_eof_start_run_loads_its_weights_without_refitting_the_eofs(tmp_path, micro_store, monkeypatch):
+    cfg = _config(micro_store, *EOF_START, "train.epochs_autoencoder=2", "train.steps_per_epoch=3",
+                  method="autoencoder")
+    full = Run.create(cfg, tmp_path / "full")
+    Trainer(full, micro_store, progress=False).fit()
+    broken = Run.create(cfg, tmp_path / "broken")
+    original = Trainer._save
+
+    def save_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt  # after epoch 1
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(broken, micro_store, progress=False).fit()
+    monkeypatch.setattr(Trainer, "_save", original)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("a resumed run refitted the EOFs")
+
+    monkeypatch.setattr("sparta.training.fit_train_eofs", no_refit)
+    train_run(Run.open(broken.path), micro_store, progress=False, resume=True)
+    expected, resumed = _weights(full.best), _weights(broken.best)
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
 
 
 def test_eof_start_needs_its_settings():
