@@ -46,25 +46,30 @@ def test_training_writes_a_complete_run(tmp_path, micro_store, method):
     assert model.decode(h).shape == (2, 5, 32, 64)
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, micro_store, monkeypatch):
-    overrides = ["train.epochs_pretrain=2", "train.epochs_blend=2"]
-    full = Run.create(_config(micro_store, *overrides), tmp_path / "full")
-    Trainer(full, micro_store, progress=False).fit()
-
-    broken = Run.create(_config(micro_store, *overrides), tmp_path / "broken")
+def _interrupt_after_saves(run: Run, store, monkeypatch, saves: int) -> None:
+    """Train ``run`` until its ``saves``-th checkpoint is written, then stop it as Ctrl-C would."""
     original = Trainer._save
     calls = []
 
     def save_then_die(self, *args, **kwargs):
         original(self, *args, **kwargs)
         calls.append(1)
-        if len(calls) == 3:  # after pretrain 1-2 and blend 1: die in the middle of stage 2
+        if len(calls) == saves:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(broken, micro_store, progress=False).fit()
+        Trainer(run, store, progress=False).fit()
     monkeypatch.setattr(Trainer, "_save", original)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, micro_store, monkeypatch):
+    overrides = ["train.epochs_pretrain=2", "train.epochs_blend=2"]
+    full = Run.create(_config(micro_store, *overrides), tmp_path / "full")
+    Trainer(full, micro_store, progress=False).fit()
+
+    broken = Run.create(_config(micro_store, *overrides), tmp_path / "broken")
+    _interrupt_after_saves(broken, micro_store, monkeypatch, 3)  # pretrain 1-2 and blend 1: mid stage 2
     assert load_checkpoint(broken.last)["stage"] == "blend" and not broken.is_complete
 
     Trainer(Run.open(broken.path), micro_store, progress=False).fit(resume=True)
@@ -172,16 +177,7 @@ def test_a_resumed_eof_start_run_loads_its_weights_without_refitting_the_eofs(tm
     full = Run.create(cfg, tmp_path / "full")
     Trainer(full, micro_store, progress=False).fit()
     broken = Run.create(cfg, tmp_path / "broken")
-    original = Trainer._save
-
-    def save_then_die(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt  # after epoch 1
-
-    monkeypatch.setattr(Trainer, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(broken, micro_store, progress=False).fit()
-    monkeypatch.setattr(Trainer, "_save", original)
+    _interrupt_after_saves(broken, micro_store, monkeypatch, 1)  # after epoch 1
 
     def no_refit(*args, **kwargs):
         raise AssertionError("a resumed run refitted the EOFs")
