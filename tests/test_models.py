@@ -23,6 +23,7 @@ from sparta.models import (
 )
 from sparta.models.eof import fit_eof
 from sparta.models.fusion import FUSIONS, register_fusion
+from sparta.models import resnet
 from sparta.models.resnet import LinearPath
 
 PAPER = ["t2m", "z850", "u850", "v850", "q850"]
@@ -243,20 +244,50 @@ def test_batch_norm_option_and_linear_path() -> None:
 
 
 def test_linear_path_reads_the_observed_values_only() -> None:
-    path = LinearPath(2, (4, 8), 3)
+    path = LinearPath(2, (4, 8), 3, fill=True)
     with torch.no_grad():
         path.centre.copy_(_x(64, seed=1))
-    w, b, centre = path.proj.weight.detach(), path.proj.bias.detach(), path.centre
+    w, b, centre = path.proj.weight.detach().double(), path.proj.bias.detach().double(), path.centre.double()
     x = _x(2, 2, 4, 8)
-    keep = (_x(2, 1, 4, 8, seed=2) > 0.5).expand_as(x)  # one mask per point, shared by the channels
-    flat, kept = x.flatten(1), keep.flatten(1)
+    keep = (_x(2, 1, 4, 8, seed=2) > -0.5).expand_as(x)  # one mask per point, shared by the channels
+    flat, kept = x.flatten(1).double(), keep.flatten(1)
     with torch.no_grad():
-        # complete field: the plain affine map of its anomalies
-        torch.testing.assert_close(path(x), (flat - centre) @ w.T + b)
-        # hidden values (zeros) are left out and the projection rescaled by the observed fraction
-        sparse = path(x * keep)
-    expected = ((flat - centre) * kept) @ w.T / kept.float().mean(1, keepdim=True) + b
-    torch.testing.assert_close(sparse, expected)
+        for training in (True, False):  # complete field: the plain affine map of its anomalies
+            torch.testing.assert_close(path.train(training)(x), ((flat - centre) @ w.T + b).float())
+        # training: hidden values (zeros) are left out and the map rescaled by the observed fraction
+        expected = ((flat - centre) * kept) @ w.T / kept.double().mean(1, keepdim=True) + b
+        torch.testing.assert_close(path.train()(x * keep), expected.float())
+        path.fill = False
+        torch.testing.assert_close(path.eval()(x * keep), expected.float())
+        path.fill = True
+        # evaluation: hidden values get the fit of the weight rows' span to the observed anomalies, the
+        # solution of ((1 - r) Q^T K Q + r) c = Q^T K y (solved here directly)
+        sparse = path.eval()(x * keep).double()
+    q = torch.linalg.qr(w.T).Q
+    r = resnet.FILL_RIDGE
+    expected = []
+    for y, k in zip(flat - centre, kept.double()):
+        c = torch.linalg.solve((1 - r) * q.T @ (k[:, None] * q) + r * torch.eye(3, dtype=q.dtype), q.T @ (k * y))
+        expected.append(torch.where(k.bool(), y, q @ c) @ w.T + b)
+    torch.testing.assert_close(sparse, torch.stack(expected), rtol=1e-3, atol=1e-4)
+
+
+def test_fill_recovers_a_field_in_the_span_and_leaves_gradients_to_the_map() -> None:
+    """A sparse field whose anomaly lies in the span of the map's rows is mapped (almost) as the complete one,
+    at 70% hidden; the weight's gradient comes through the map alone."""
+    torch.manual_seed(0)
+    path = LinearPath(1, (16, 32), 8, fill=True).eval()
+    field = (_x(4, 8, seed=3) @ path.proj.weight.detach()).view(4, 1, 16, 32)  # anomalies in the span
+    keep = _x(4, 1, 16, 32, seed=4) > 0.52  # ~70% hidden
+    complete = path(field)
+    sparse = path(field * keep)
+    assert 0.65 < 1 - keep.float().mean() < 0.75
+    # the ridge pulls the hidden points' fit towards 0: 1.6% of the largest output here
+    assert (sparse - complete).abs().max() < 0.03 * complete.abs().max()
+    sparse.sum().backward()
+    filled = resnet.fill_hidden(field.flatten(1)[:, None] * keep.flatten(1)[:, None], keep.flatten(1)[:, None],
+                                path.proj.weight.detach()[None])[:, 0]
+    torch.testing.assert_close(path.proj.weight.grad, filled.sum(0).expand(8, -1))
 
 
 def test_start_from_eofs_is_the_eof_model_until_trained() -> None:
@@ -281,6 +312,9 @@ def test_linear_path_per_variable_grid_in_late_fusion() -> None:
     cfg = TINY.model_copy(update={"fusion": "attention", "linear_path": True})
     model = SpartaModel(cfg, [Grid(("t2m",), 64, 128), Grid(("z850", "u850"), 32, 64)])
     assert [enc.linear.proj.in_features for enc in model.fusion.encoders] == [64 * 128, 32 * 64, 32 * 64]
+    assert not any(enc.linear.fill for enc in model.fusion.encoders)  # random patterns: never fitted
+    early = SpartaModel(TINY.model_copy(update={"linear_path": True, "linear_init": "eof"}), [Grid(tuple(PAPER), 32, 64)])
+    assert early.fusion.encoder.linear.fill  # EOF patterns: fitted to sparse fields in evaluation
     fields = model.decode(model([_x(2, 1, 64, 128), _x(2, 2, 32, 64)]))
     assert [tuple(f.shape) for f in fields] == [(2, 1, 64, 128), (2, 2, 32, 64)]
 

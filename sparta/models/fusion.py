@@ -157,6 +157,7 @@ class EarlyFusion(nn.Module):
                     channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> EarlyFusion:
         if cfg.linear_path:
             encoder["linear_grid"] = channel_grids[0]
+            encoder["linear_fill"] = cfg.linear_init == "eof"
         return cls(channels, **encoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -75,13 +75,13 @@ class ResNet18Encoder(nn.Module):
     ``linear_grid=(n_lat, n_lon)`` adds a :class:`LinearPath` beside the network. A deep network
     learns large-scale patterns slowly from few steps; the linear path holds an EOF-like projection
     from the first steps (or the EOFs themselves, :meth:`start_from_projection`), and the network
-    learns what it misses.
+    learns what it misses. ``linear_fill``: see :class:`LinearPath`.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 1000, width: int = 64,
                  stem_norm: StemNorm = "batch", gn_groups: int = 0, stem: Stem = "imagenet",
                  pool: tuple[int, int] = (1, 1), linear_grid: tuple[int, int] | None = None,
-                 norm: Norm = "group") -> None:
+                 norm: Norm = "group", linear_fill: bool = False) -> None:
         super().__init__()
         if stem_norm not in ("batch", "group"):
             raise ConfigError(f"model.stem_norm must be 'batch' or 'group', got '{stem_norm}'")
@@ -104,7 +104,7 @@ class ResNet18Encoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(tuple(pool))
         self.fc = nn.Linear(widths[-1] * pool[0] * pool[1], embed_dim)
-        self.linear = LinearPath(in_channels, linear_grid, embed_dim) if linear_grid is not None else None
+        self.linear = LinearPath(in_channels, linear_grid, embed_dim, linear_fill) if linear_grid is not None else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -134,28 +134,95 @@ class ResNet18Encoder(nn.Module):
 
 
 class LinearPath(nn.Module):
-    """Field (B, C, H, W) -> (B, embed_dim) by one linear map of the observed values.
+    """Field (B, C, H, W) -> (B, embed_dim) by one linear map of the field's anomalies from ``centre``
+    (the train mean once EOF-initialised, else 0).
 
     The input is average-pooled to ``grid`` (the native grid: an identity there) and flattened.
-    Hidden values arrive as exact zeros (every SPARTA mask fills them so); the map reads the observed
-    values only, as anomalies from ``centre`` (the train mean once EOF-initialised, else 0), and divides
-    by the observed fraction, so a sparse field gives an estimate of its complete projection rather
-    than one shrunk toward the fill value. A complete field gets the plain affine map.
+    Hidden values arrive as exact zeros (every SPARTA mask fills them so) and are never read as
+    anomalies. In training the map of the observed values is divided by the observed fraction, an
+    unbiased estimate of the complete map. With ``fill`` (for patterns worth fitting: the EOFs, which
+    ``model.linear_init=eof`` starts from), evaluation first fills the hidden values by the
+    least-squares fit of the map's own patterns (:func:`fill_hidden`) and maps that best estimate.
+    Training keeps the cheap estimate: the fit's conjugate gradients made the quick preset's steps
+    2.7x slower, and training with it decoded 70%-hidden days no better. Random patterns fit noise, so
+    random-start paths (late fusion) never fill (docs/decisions.md). A complete field gets the
+    plain affine map.
     """
 
-    def __init__(self, in_channels: int, grid: tuple[int, int], embed_dim: int) -> None:
+    def __init__(self, in_channels: int, grid: tuple[int, int], embed_dim: int, fill: bool = False) -> None:
         super().__init__()
         n = in_channels * grid[0] * grid[1]
         self.pool = nn.AdaptiveAvgPool2d(tuple(grid))
         self.proj = nn.Linear(n, embed_dim)
+        self.fill = fill
         self.register_buffer("centre", torch.zeros(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = self.pool(x).flatten(1)
+        flat = self.pool(x).flatten(1)[:, None]  # (B, 1, n): one path
         keep = flat != 0
-        observed = keep.sum(1, keepdim=True).clamp(min=1) / flat.shape[1]
         anomalies = torch.where(keep, flat - self.centre.to(flat.dtype), 0.0)
-        return nn.functional.linear(anomalies, self.proj.weight) / observed + self.proj.bias
+        fill = self.fill and not self.training
+        return observed_map(anomalies, keep, self.proj.weight[None], fill)[:, 0] + self.proj.bias
+
+
+def observed_map(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor, fill: bool) -> torch.Tensor:
+    """k linear maps ``weight`` (k, D, n) of partly observed ``anomalies`` (B, k, n), 0 where ``keep`` is False
+    -> (B, k, D): of the field filled by :func:`fill_hidden`, or else divided by the observed fraction."""
+    if fill:
+        return torch.einsum("bkn,kdn->bkd", fill_hidden(anomalies, keep, weight), weight)
+    observed = keep.sum(2, keepdim=True).clamp(min=1) / keep.shape[2]
+    return torch.einsum("bkn,kdn->bkd", anomalies, weight) / observed
+
+
+FILL_RIDGE = 0.01  # weight of the fitted anomaly at hidden points, relative to the misfit at observed ones
+FILL_TOLERANCE = 1e-3  # relative residual at which the fit stops
+FILL_MAX_ITERATIONS = 100
+
+
+@torch.no_grad()
+def fill_hidden(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``anomalies`` (B, k, n) with their hidden points (``keep`` False) set to the least-squares fit of
+    the span of ``weight`` (k, D, n) rows to the observed ones -> (B, k, n); complete rows come back as
+    they are.
+
+    In an orthonormal basis ``Q`` (n, D) of that span the fit's coefficients ``c`` minimise
+    ``|K (y - Q c)|^2 + r |(1 - K) Q c|^2`` (``K`` the keep mask), i.e. ``((1 - r) Q^T K Q + r) c = Q^T K y``:
+    the masked least squares of :class:`sparta.models.eof.EOFModel`, whose ridge ``r`` keeps the system
+    well conditioned when few points are observed. Solved by conjugate gradients, in float32
+    whatever the autocast, from the observed-fraction estimate ``Q^T K y / p`` (a sparse field's
+    ``Q^T K Q`` is about ``p`` times the identity, so a few iterations suffice: ~10 at 70% hidden).
+    The fit is a fixed input: gradients reach a weight through its map only.
+    """
+    if bool(keep.all()):
+        return anomalies
+    with torch.autocast(anomalies.device.type, enabled=False):
+        y, mask = anomalies.float(), keep.float()
+        basis = torch.linalg.qr(weight.float().transpose(1, 2)).Q  # (k, n, D)
+
+        def system(c: torch.Tensor) -> torch.Tensor:
+            fitted = torch.einsum("bkd,knd->bkn", c, basis) * mask
+            return (1 - FILL_RIDGE) * torch.einsum("bkn,knd->bkd", fitted, basis) + FILL_RIDGE * c
+
+        rhs = torch.einsum("bkn,knd->bkd", y * mask, basis)
+        scale = (1 - FILL_RIDGE) * mask.mean(2, keepdim=True) + FILL_RIDGE
+        c = rhs / scale
+        residual = rhs - system(c)
+        direction = residual / scale
+        rz = (residual * direction).sum(2, keepdim=True)
+        bound = FILL_TOLERANCE * rhs.norm(dim=2)
+        for _ in range(FILL_MAX_ITERATIONS):
+            if bool((residual.norm(dim=2) <= bound).all()):
+                break
+            applied = system(direction)
+            alpha = rz / (direction * applied).sum(2, keepdim=True).clamp_min(1e-30)
+            c = c + alpha * direction
+            residual = residual - alpha * applied
+            z = residual / scale
+            rz_next = (residual * z).sum(2, keepdim=True)
+            direction = z + rz_next / rz.clamp_min(1e-30) * direction
+            rz = rz_next
+        fit = torch.einsum("bkd,knd->bkn", c, basis)
+    return torch.where(keep, anomalies, fit.to(anomalies.dtype))
 
 
 # ---------------------------------------------------------------- several encoders as one network
@@ -252,14 +319,14 @@ def grouped_encoders_forward(encoders: list[ResNet18Encoder], x: torch.Tensor) -
 
 def grouped_linear_paths(paths: list[LinearPath], x: torch.Tensor) -> torch.Tensor:
     """k single-channel :class:`LinearPath` s on one grid, on x (B, k, H, W) -> (B, k, embed_dim): each
-    path's map of its own channel's observed values, as :meth:`LinearPath.forward` computes it."""
+    path's map of its own channel, as :meth:`LinearPath.forward` computes it."""
     grid = tuple(paths[0].pool.output_size)
     if any(tuple(p.pool.output_size) != grid or p.proj.in_features != math.prod(grid) for p in paths):
         raise ValueError("grouped linear paths need one grid and one input channel each")
     flat = paths[0].pool(x).flatten(2)  # (B, k, n)
     keep = flat != 0
-    observed = keep.sum(2, keepdim=True).clamp(min=1) / flat.shape[2]
     centre = torch.stack([p.centre for p in paths]).to(flat.dtype)  # (k, n)
-    anomalies = torch.where(keep, flat - centre, 0.0)
     weight = torch.stack([p.proj.weight for p in paths])  # (k, embed_dim, n)
-    return torch.einsum("bkn,ken->bke", anomalies, weight) / observed + torch.stack([p.proj.bias for p in paths])
+    anomalies = torch.where(keep, flat - centre, 0.0)
+    fill = paths[0].fill and not paths[0].training
+    return observed_map(anomalies, keep, weight, fill) + torch.stack([p.proj.bias for p in paths])

@@ -58,7 +58,7 @@ class SpartaModel(nn.Module):
         standardised principal components and its inverse, the networks' output layers to zero.
 
         The networks then learn what the EOFs miss; h starts as the EOF model's embedding (for complete
-        fields; sparse ones get the observed-fraction estimate of :class:`LinearPath`).
+        fields; sparse ones get :class:`LinearPath`'s estimate).
         """
         if not isinstance(self.fusion, EarlyFusion) or not isinstance(self.decoder, Decoder):
             raise ConfigError("model.linear_init=eof needs one grid and model.fusion=early")
