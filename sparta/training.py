@@ -207,9 +207,10 @@ def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, gr
 
 class Trainer:
     def __init__(self, run: Run, store: Store, progress: bool = True, resume: bool = False):
-        """``resume``: the run continues from last.pt (:meth:`fit` with ``resume=True``), which holds every
-        weight, so the EOF start is not fitted."""
+        """``resume``: :meth:`fit` continues the run from last.pt, which holds every weight, so the EOF start
+        is not fitted."""
         self.run = run
+        self.resume = resume
         self.cfg = cfg = run.config
         self.store = store
         self.progress = progress and dist.is_main()
@@ -492,15 +493,16 @@ class Trainer:
         return stage_idx, epoch, {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
 
     # ---------------------------------------------------------------- public
-    def fit(self, resume: bool = False) -> Run:
-        """Train every stage; SIGINT/SIGTERM raise :class:`TrainingInterrupted` at the next step."""
+    def fit(self) -> Run:
+        """Train every stage (from the resume point, when resuming); SIGINT/SIGTERM raise
+        :class:`TrainingInterrupted` at the next step."""
         self.stop_signal = None
         with _on_stop_signals(self._request_stop):
-            return self._fit(resume)
+            return self._fit()
 
-    def _fit(self, resume: bool) -> Run:
-        start_stage, start_epoch, states = self._restore() if resume else (0, 0, None)
-        if resume:
+    def _fit(self) -> Run:
+        start_stage, start_epoch, states = self._restore() if self.resume else (0, 0, None)
+        if self.resume:
             log.info("resuming %s at stage %d, epoch %d", self.run.path, start_stage, start_epoch + 1)
         final = len(self.stages) - 1
         for stage_idx in range(start_stage, len(self.stages)):
@@ -552,7 +554,7 @@ def train_run(run: Run, store: Store, progress: bool = True, resume: bool = Fals
     form with :func:`fit_eof_run`, on the main process (``resume`` fits it again, deterministically)."""
     if run.config.method == "pca":
         return fit_eof_run(run, store) if dist.is_main() else run
-    return Trainer(run, store, progress=progress, resume=resume).fit(resume=resume)
+    return Trainer(run, store, progress=progress, resume=resume).fit()
 
 
 def fit_train_eofs(store: Store, embed_dim: int) -> EOFModel:

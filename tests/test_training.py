@@ -72,7 +72,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, micro_sto
     _interrupt_after_saves(broken, micro_store, monkeypatch, 3)  # pretrain 1-2 and blend 1: mid stage 2
     assert load_checkpoint(broken.last)["stage"] == "blend" and not broken.is_complete
 
-    Trainer(Run.open(broken.path), micro_store, progress=False).fit(resume=True)
+    Trainer(Run.open(broken.path), micro_store, progress=False, resume=True).fit()
     expected, resumed = _weights(full.best), _weights(broken.best)
     assert expected.keys() == resumed.keys()
     assert all(torch.equal(expected[k], resumed[k]) for k in expected)
@@ -85,7 +85,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, micro_store):
     other.checkpoints.mkdir()
     run.last.replace(other.last)
     with pytest.raises(CheckpointError, match="another model/config"):
-        Trainer(other, micro_store, progress=False).fit(resume=True)
+        Trainer(other, micro_store, progress=False, resume=True).fit()
 
 
 def test_existing_run_directory_is_never_overwritten_silently(tmp_path, micro_store):
