@@ -156,20 +156,34 @@ class LinearPath(nn.Module):
         self.proj = nn.Linear(n, embed_dim)
         self.fill = fill
         self.register_buffer("centre", torch.zeros(n))
+        self._basis: tuple[tuple, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = self.pool(x).flatten(1)[:, None]  # (B, 1, n): one path
         keep = flat != 0
         anomalies = torch.where(keep, flat - self.centre.to(flat.dtype), 0.0)
-        fill = self.fill and not self.training
-        return observed_map(anomalies, keep, self.proj.weight[None], fill)[:, 0] + self.proj.bias
+        basis = self.basis()[None] if self.fill and not self.training else None
+        return observed_map(anomalies, keep, self.proj.weight[None], basis)[:, 0] + self.proj.bias
+
+    @torch.compiler.disable  # a cache in Python state
+    @torch.no_grad()
+    def basis(self) -> torch.Tensor:
+        """(n, D) float32 orthonormal basis of the span of the weight rows (its patterns), computed again only
+        when the weight has changed (a QR costs ~30 ms at 10240 x 256, as much as filling 48 samples)."""
+        weight = self.proj.weight
+        key = (weight._version, weight.data_ptr(), weight.device)
+        if self._basis is None or self._basis[0] != key:
+            self._basis = key, torch.linalg.qr(weight.float().T).Q
+        return self._basis[1]
 
 
-def observed_map(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor, fill: bool) -> torch.Tensor:
+def observed_map(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
+                 basis: torch.Tensor | None) -> torch.Tensor:
     """k linear maps ``weight`` (k, D, n) of partly observed ``anomalies`` (B, k, n), 0 where ``keep`` is False
-    -> (B, k, D): of the field filled by :func:`fill_hidden`, or else divided by the observed fraction."""
-    if fill:
-        return torch.einsum("bkn,kdn->bkd", fill_hidden(anomalies, keep, weight), weight)
+    -> (B, k, D): of the field filled by :func:`fill_hidden` in ``basis`` (k, n, D), or without one divided
+    by the observed fraction."""
+    if basis is not None:
+        return torch.einsum("bkn,kdn->bkd", fill_hidden(anomalies, keep, basis), weight)
     observed = keep.sum(2, keepdim=True).clamp(min=1) / keep.shape[2]
     return torch.einsum("bkn,kdn->bkd", anomalies, weight) / observed
 
@@ -181,13 +195,14 @@ FILL_TOLERANCE = 1e-3  # relative residual at which the fit stops
 FILL_MAX_ITERATIONS = 100
 
 
+@torch.compiler.disable  # an iterative solve that stops on convergence: left to eager mode
 @torch.no_grad()
-def fill_hidden(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def fill_hidden(anomalies: torch.Tensor, keep: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``anomalies`` (B, k, n) with their hidden points (``keep`` False) set to the least-squares fit of
-    the span of ``weight`` (k, D, n) rows to the observed ones -> (B, k, n); complete rows come back as
-    they are.
+    the patterns ``basis`` (k, n, D, orthonormal columns: :meth:`LinearPath.basis`) to the observed ones
+    -> (B, k, n); complete rows come back as they are.
 
-    In an orthonormal basis ``Q`` (n, D) of that span the fit's coefficients ``c`` minimise
+    With ``Q`` the basis, the fit's coefficients ``c`` minimise
     ``|K (y - Q c)|^2 + r |(1 - K) Q c|^2`` (``K`` the keep mask), i.e. ``((1 - r) Q^T K Q + r) c = Q^T K y``:
     the masked least squares of :class:`sparta.models.eof.EOFModel`, whose ridge ``r`` keeps the system
     well conditioned when few points are observed. Solved by conjugate gradients, in float32
@@ -199,7 +214,6 @@ def fill_hidden(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tenso
         return anomalies
     with torch.autocast(anomalies.device.type, enabled=False):
         y, mask = anomalies.float(), keep.float()
-        basis = torch.linalg.qr(weight.float().transpose(1, 2)).Q  # (k, n, D)
 
         def system(c: torch.Tensor) -> torch.Tensor:
             fitted = torch.einsum("bkd,knd->bkn", c, basis) * mask
@@ -330,5 +344,5 @@ def grouped_linear_paths(paths: list[LinearPath], x: torch.Tensor) -> torch.Tens
     centre = torch.stack([p.centre for p in paths]).to(flat.dtype)  # (k, n)
     weight = torch.stack([p.proj.weight for p in paths])  # (k, embed_dim, n)
     anomalies = torch.where(keep, flat - centre, 0.0)
-    fill = paths[0].fill and not paths[0].training
-    return observed_map(anomalies, keep, weight, fill) + torch.stack([p.proj.bias for p in paths])
+    basis = torch.stack([p.basis() for p in paths]) if paths[0].fill and not paths[0].training else None
+    return observed_map(anomalies, keep, weight, basis) + torch.stack([p.proj.bias for p in paths])
