@@ -246,12 +246,15 @@ class DownstreamConfig(_Strict):
     diffusion_epochs: int = Field(300, ge=1)
     classifier_epochs: int = Field(100, ge=1)
     forecast_settings: list[tuple[int, int]] = Field(
-        default_factory=lambda: [(30, 1), (5, 5), (5, 10)], description="(look-back, stride) pairs")
+        default_factory=lambda: [(30, 1), (5, 5), (5, 10)], min_length=1, description="(look-back, stride) pairs")
     forecast_seeds: list[int] = Field(default_factory=lambda: [0, 42, 123], description="seeds for stride > 1")
     rollout_steps: int = Field(100, ge=1)
     lead_times: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 75, 100],
                                   description="leads reported in tables (paper: 25-100; 1-10 show short-range skill)")
     lstm_hidden: int = Field(128, ge=1)
+    linear_forecast: bool = Field(True, description="also forecast with a linear inverse model of the latents (the "
+                                  "'LIM' tables, beside the LSTM settings): fitted in closed form on the complete "
+                                  "inner-train days, started from the last masked day of the first setting's windows")
     forecast_residual: bool = Field(False, description="the LSTM predicts each step's change from the previous "
                                     "latent plus a learned decay towards the mean latent, starting as persistence "
                                     "(paper: the latent itself)")

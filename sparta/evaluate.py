@@ -35,7 +35,8 @@ from sparta.grids import Fields
 from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
 from sparta.downstream.classify import evaluate_classifier, train_classifier
 from sparta.downstream.diffusion import generate, train_diffusion
-from sparta.downstream.forecast import make_windows, rollout, train_forecaster
+from sparta.downstream.forecast import (LIM_SETTING, LinearInverseModel, make_windows, rollout, train_forecaster,
+                                        train_linear_forecaster)
 from sparta.runs import Run
 from sparta.seeding import derive_seed, generator
 from sparta.tables import Column
@@ -187,6 +188,19 @@ class Evaluation:
             ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into self.mask_draws
             self._models[key], _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, self.ds, seed=seed,
                                                     progress=self.progress, draws=self.mask_draws)
+        return self._models[key]
+
+    def linear_forecaster(self) -> tuple[LinearInverseModel, dict[str, float]]:
+        """The linear inverse model of the complete inner-train latents, its ridge chosen by the decoded
+        next-day RRMSE of the masked inner-val days (see :func:`train_linear_forecaster`)."""
+        key = ("lim",)
+        if key not in self._models:
+            a, b = self.inner["train"]
+            va, vb = self.inner["val"]
+            days = torch.arange(va, vb - 1)
+            truth = grids.take(self.physical, days + 1)
+            self._models[key] = train_linear_forecaster(
+                self.h_clean[a:b], self.h_masked[days], lambda pred: float(metrics.rrmse(self.frozen.decode(pred), truth)))
         return self._models[key]
 
     def classifier(self) -> tuple[torch.nn.Module, Tensor]:
@@ -354,34 +368,41 @@ class Evaluation:
 
 
 def forecast(ev: Evaluation) -> dict:
-    """Latent forecasting: LSTM rollouts from masked look-back windows, decoded and scored per lead step,
-    beside persistence, monthly climatology and the decoder's reconstruction ceiling."""
+    """Latent forecasting: LSTM rollouts from masked look-back windows (and the linear inverse model's, from the
+    last day of the first setting's windows), decoded and scored per lead step, beside persistence, monthly
+    climatology and the decoder's reconstruction ceiling."""
     ds, out, curves_rows, baseline_rows = ev.ds, {}, [], []
     steps = ds.rollout_steps
     climatology = ev._monthly_climatology()
     baselines_of: dict[int, dict] = {}  # by look-back: settings of one look-back share the target days
-    for lookback, stride in ds.forecast_settings:
-        label = f"LB{lookback}_S{stride}"
-        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-        ev._check_forecast_lengths(label, lookback, ds.forecast_horizon)
-        a, b = ev.inner["test"]
-        n_windows = b - a - lookback - steps + 1
-        starts = torch.arange(a, a + n_windows)
-        test_ctx = ev.h_masked[starts[:, None] + torch.arange(lookback)]
-        per_seed = []
-        for seed in seeds:
-            pred = rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu()
-            per_seed.append(ev._score_rollout(pred, starts + lookback, label, seed, curves_rows))
-        out[label] = ev._summarise_seeds(per_seed)
+    a, b = ev.inner["test"]
+
+    def add(label: str, lookback: int, per_seed: list[dict], **extra) -> None:
+        out[label] = {**ev._summarise_seeds(per_seed), **extra}
         if lookback not in baselines_of:
-            baselines_of[lookback] = ev._baselines(starts + lookback, climatology)
+            baselines_of[lookback] = ev._baselines(torch.arange(a + lookback, b - steps + 1), climatology)
         baselines = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
                                              for name, curve in per_name.items()}
                                    for formula, per_name in baselines.items()}
-        baseline_rows += [{"setting": label, "baseline": name, "lead": lead + 1, "metric": formula, "value": v}
-                          for formula, per_name in baselines.items() for name, curve in per_name.items()
-                          for lead, v in enumerate(curve)]
+        baseline_rows.extend({"setting": label, "baseline": name, "lead": lead + 1, "metric": formula, "value": v}
+                             for formula, per_name in baselines.items() for name, curve in per_name.items()
+                             for lead, v in enumerate(curve))
+
+    for lookback, stride in ds.forecast_settings:
+        label = f"LB{lookback}_S{stride}"
+        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
+        ev._check_forecast_lengths(label, lookback, ds.forecast_horizon)
+        first = torch.arange(a + lookback, b - steps + 1)  # each test window's first target day
+        test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
+        add(label, lookback, [ev._score_rollout(rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu(),
+                                                first, label, seed, curves_rows) for seed in seeds])
+    if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
+        lookback = ds.forecast_settings[0][0]
+        first = torch.arange(a + lookback, b - steps + 1)
+        model, fitted = ev.linear_forecaster()
+        pred = rollout(model, ev.h_masked[first - 1][:, None], steps).cpu()
+        add(LIM_SETTING, lookback, [ev._score_rollout(pred, first, LIM_SETTING, 0, curves_rows)], **fitted)
     ev._write_csv("forecast_curves.csv", curves_rows, ["setting", "seed", "lead", "metric", "value"])
     ev._write_csv("forecast_baselines.csv", baseline_rows, ["setting", "baseline", "lead", "metric", "value"])
     return out
@@ -579,7 +600,7 @@ CLASSIFY_COLUMNS = (
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("forecast", forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
-         "forecast", "latent LSTM forecasts, decoded and scored per lead, with baselines"),
+         "forecast", "latent LSTM and linear inverse model forecasts, decoded and scored per lead, with baselines"),
     Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
          "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion"),
     Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings",

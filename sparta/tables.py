@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sparta.downstream.forecast import LIM_SETTING
 from sparta.metrics import FIELD_METRICS
 
 if TYPE_CHECKING:
@@ -94,6 +95,14 @@ def _baselines(entry: dict, metric: str) -> dict:
     return found if metric == "rrmse_l2" and not set(found) & set(LOWER_IS_BETTER) else {}
 
 
+def describe_setting(setting: str) -> str:
+    """A forecast setting's key in words: ``LB30_S1`` -> look-back 30, sampling interval 1."""
+    if setting == LIM_SETTING:
+        return "linear inverse model (stepped from the last look-back day of the first LSTM setting's windows)"
+    lookback, stride = setting[2:].split("_S")
+    return f"look-back {lookback}, sampling interval {stride}"
+
+
 def forecast_table(results: Results, setting: str, metric: str = "rrmse_paper", baselines: bool = True) -> Table:
     """Tables 1-3 / 6-8 / 11-13: a forecast metric at the lead times for one (look-back, stride) setting.
 
@@ -118,11 +127,10 @@ def forecast_table(results: Results, setting: str, metric: str = "rrmse_paper", 
                 values = _baselines(res.get("forecast", {}).get(setting, {}), metric).get(name)
                 if values:
                     rows[f"{label}: {name}"] = [values[t] for t in leads]
-    lookback, stride = setting[2:].split("_S")
     n_seeds = first.get("seeds", 1)
     steps = max(map(len, first["curve"].values()), default=0)  # the every-lead curves; SSIM/PSNR are at the leads only
-    title = (f"Autoregressive {FIELD_METRICS[metric].table_name} - {steps} steps, look-back {lookback}, "
-             f"sampling interval {stride}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""))
+    title = (f"Autoregressive {FIELD_METRICS[metric].table_name} - {steps} steps, {describe_setting(setting)}"
+             + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else ""))
     rule = "min" if metric in LOWER_IS_BETTER else "max"
     return make_table(title, [f"T={t}" for t in leads], rows, [rule] * len(leads), [2] * len(leads), spreads)
 
@@ -140,8 +148,7 @@ def channel_table(results: Results, setting: str) -> Table:
         for t, per_channel in per_lead.items():
             rows[f"{label}, T={t}"] = list(per_channel.values())
             channels = list(per_channel)
-    lookback, stride = setting[2:].split("_S")
-    title = (f"Forecast RRMSE (L2, ours, %) per channel, look-back {lookback}, sampling interval {stride}: "
+    title = (f"Forecast RRMSE (L2, ours, %) per channel, {describe_setting(setting)}: "
              "||pred - true|| / ||true|| per variable (the paper's RMSE / mean(truth) divides by means near 0 "
              "for u850 and v850)")
     return make_table(title, channels, rows, [""] * len(channels), [2] * len(channels))

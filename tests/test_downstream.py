@@ -23,7 +23,17 @@ from sparta.downstream.diffusion import (
     sample,
     train_diffusion,
 )
-from sparta.downstream.forecast import Seq2SeqLSTM, make_windows, read_contexts, rollout, train_forecaster
+from sparta.downstream.forecast import (
+    LIM_RIDGES,
+    LinearInverseModel,
+    Seq2SeqLSTM,
+    fit_linear_inverse_model,
+    make_windows,
+    read_contexts,
+    rollout,
+    train_forecaster,
+    train_linear_forecaster,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -122,10 +132,10 @@ def test_residual_forecaster_takes_the_targets_mean() -> None:
     torch.testing.assert_close(model.mean, tgt.reshape(-1, 3).mean(0))
 
 
-def _rotation_sequence(steps: int, dim: int = 4) -> Tensor:
+def _rotation_sequence(steps: int, dim: int = 4, angles: tuple[float, float] = (0.3, 0.7)) -> Tensor:
     """h_{t+1} = R h_t with R two planar rotations: linear, norm-preserving latent dynamics."""
     rot = torch.zeros(dim, dim)
-    for k, angle in enumerate((0.3, 0.7)):
+    for k, angle in enumerate(angles):
         c, s = math.cos(angle), math.sin(angle)
         rot[2 * k:2 * k + 2, 2 * k:2 * k + 2] = torch.tensor([[c, -s], [s, c]])
     h = [torch.tensor([1.0, 0.0, 0.0, 1.0])]
@@ -162,6 +172,55 @@ def test_forecaster_multistep_rollout_beats_persistence() -> None:
     assert pred.shape == ttgt.shape
     persistence = tctx[:, -1:].expand_as(ttgt)
     assert F.mse_loss(pred, ttgt) < 0.05 * F.mse_loss(persistence, ttgt)
+
+
+def test_linear_inverse_model_known_value_in_one_dimension() -> None:
+    """D = 1: a = (sum x_t x_{t+1} + r) / (sum x_t^2 + r), anomalies from the mean, r = ridge * sum x_t^2."""
+    x = torch.tensor([[1.0], [3.0], [2.0], [5.0], [4.0]])
+    anomaly = x[:, 0].double() - 3.0
+    past, future = anomaly[:-1], anomaly[1:]
+    r = 0.5 * float(past @ past)
+    model = fit_linear_inverse_model(x, ridge=0.5)
+    assert float(model.matrix) == pytest.approx((float(past @ future) + r) / (float(past @ past) + r), rel=1e-6)
+    assert float(model.mean) == pytest.approx(3.0)
+
+
+def test_linear_inverse_model_between_least_squares_and_persistence() -> None:
+    """Ridge ~0 recovers linear dynamics exactly (x' = x R^T here); a huge ridge is persistence.
+
+    Whole periods (8 and 4 days) make the sequence mean exactly 0, so anomalies follow the same dynamics.
+    """
+    seq = _rotation_sequence(64, angles=(math.pi / 4, math.pi / 2))
+    exact = fit_linear_inverse_model(seq, ridge=1e-9)
+    torch.testing.assert_close(rollout(exact, seq[:-1, None], 1)[:, 0], seq[1:], atol=1e-5, rtol=0)
+    assert exact.spectral_radius() == pytest.approx(1.0, abs=1e-4)  # rotations keep the norm
+    persistence = fit_linear_inverse_model(seq, ridge=1e9)
+    torch.testing.assert_close(persistence.matrix, torch.eye(4), atol=1e-6, rtol=0)
+
+
+def test_linear_inverse_model_steps_from_the_last_context_day() -> None:
+    model = LinearInverseModel(0.5 * torch.eye(2), torch.tensor([1.0, -1.0]))
+    context = torch.tensor([[[9.0, 9.0], [3.0, 1.0]]])  # (1, LB=2, D=2): only the last day is read
+    pred = rollout(model, context, 3)
+    expected = torch.tensor([[2.0, 0.0], [1.5, -0.5], [1.25, -0.75]])  # mean + 0.5^k (x - mean)
+    torch.testing.assert_close(pred[0], expected)
+
+
+def test_linear_forecaster_keeps_the_ridge_that_scores_best() -> None:
+    seq = _rotation_sequence(120)
+    val_inputs, val_targets = seq[100:-1], seq[101:]
+    calls = []
+
+    def score(pred: Tensor) -> float:
+        calls.append(pred.shape)
+        return float(F.mse_loss(pred, val_targets))
+
+    model, fitted = train_linear_forecaster(seq[:100], val_inputs, score)
+    assert calls == [val_targets.shape] * len(LIM_RIDGES)
+    assert fitted["ridge"] == min(LIM_RIDGES)  # noise-free linear dynamics: the least shrinkage forecasts best
+    persistence_lover = lambda pred: float(F.mse_loss(pred, val_inputs))  # noqa: E731
+    _, fitted = train_linear_forecaster(seq[:100], val_inputs, persistence_lover)
+    assert fitted["ridge"] == max(LIM_RIDGES) and fitted["val_score"] >= 0
 
 
 def test_forecaster_is_deterministic_under_seed() -> None:

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from sparta.cli import app
 from sparta.config import load_config
+from sparta.downstream.forecast import LIM_RIDGES, LIM_SETTING
 from sparta.evaluate import EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation
 from sparta.runs import Run
 from sparta.training import Trainer
@@ -28,9 +29,11 @@ def evaluated(trained, micro_store) -> dict:
 
 def test_every_task_writes_finite_results(trained, evaluated):
     ds = trained.config.downstream
-    assert set(evaluated["forecast"]) == {"LB5_S1", "LB3_S5"}
-    s5 = evaluated["forecast"]["LB3_S5"]
-    assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == 1
+    assert set(evaluated["forecast"]) == {"LB5_S1", "LB3_S5", LIM_SETTING}
+    s5, lim = evaluated["forecast"]["LB3_S5"], evaluated["forecast"][LIM_SETTING]
+    assert s5["seeds"] == len(ds.forecast_seeds) and evaluated["forecast"]["LB5_S1"]["seeds"] == lim["seeds"] == 1
+    assert lim["ridge"] in LIM_RIDGES and math.isfinite(lim["val_score"]) and lim["spectral_radius"] > 0
+    assert lim["baselines"] == evaluated["forecast"]["LB5_S1"]["baselines"]  # the first setting's target days
     assert len(s5["curve"]["rrmse_paper"]) == ds.rollout_steps and list(s5["at"]["rrmse_l2"]) == ["5", "10"]
     assert set(EVERY_LEAD) == {"rrmse_paper", "rrmse_l2"} and set(s5["curve"]) == set(EVERY_LEAD)
     assert set(s5["at"]) == {k + suffix for k in FIELD_METRICS for suffix in ("", "_spread")}
@@ -51,10 +54,10 @@ def test_every_task_writes_finite_results(trained, evaluated):
     lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
     assert lines[0] == "setting,seed,lead,metric,value"
     per_rollout = len(EVERY_LEAD) * ds.rollout_steps + (len(FIELD_METRICS) - len(EVERY_LEAD)) * len(ds.lead_times)
-    assert len(lines) == 1 + per_rollout * (1 + len(ds.forecast_seeds))  # SSIM/PSNR at the reported leads only
+    assert len(lines) == 1 + per_rollout * (2 + len(ds.forecast_seeds))  # SSIM/PSNR at the reported leads only
     for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
                  "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
-                 "forecast_curves_LB5_S1.png"):
+                 "forecast_curves_LB5_S1.png", "forecast_curves_LIM.png"):
         assert (trained.figures / name).is_file(), name
 
 

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from sparta.report import SECTIONS, VARIANTS, build_report, relative_improvements
-from sparta.tables import channel_table, downstream_table, forecast_table, paper_tables, smoothness_table
+from sparta.downstream.forecast import LIM_SETTING
+from sparta.tables import (
+    channel_table,
+    downstream_table,
+    forecast_settings,
+    forecast_table,
+    paper_tables,
+    smoothness_table,
+)
 
 
 def fake_results(scale: float, seeds: int = 1) -> dict:
@@ -46,6 +54,18 @@ def test_forecast_table_rows_columns_and_best_marks():
     md = table.markdown()
     assert "| A | **10.00** | **10.00** |" in md and "look-back 30, sampling interval 1" in md
     assert "RRMSE (L2, ours, %)" in table.title
+
+
+def test_linear_inverse_model_tables_name_the_model():
+    results = {}
+    for label, scale in (("A", 1.0), ("B", 2.0)):
+        res = fake_results(scale)
+        res["forecast"][LIM_SETTING] = res["forecast"]["LB30_S1"] | {"ridge": 1.0, "spectral_radius": 0.99}
+        results[label] = res
+    assert forecast_settings(results) == ["LB30_S1", LIM_SETTING]
+    table, channels = forecast_table(results, LIM_SETTING, "rrmse_l2"), channel_table(results, LIM_SETTING)
+    assert "linear inverse model" in table.title and "linear inverse model" in channels.title
+    assert table.rows["A"] == ["10.00", "10.00"] and table.best["A"] == [True, True]
 
 
 def test_paper_tables_use_the_paper_formula_and_name_both():

@@ -1,13 +1,20 @@
-"""Autoregressive forecasting in latent space with a seq2seq LSTM (paper section 4.1).
+"""Autoregressive forecasting in latent space: a seq2seq LSTM (paper section 4.1) and a linear inverse model.
 
-The model is trained on the next-step latent only (eq. 10) and evaluated by feeding its own
+The LSTM is trained on the next-step latent only (eq. 10) and evaluated by feeding its own
 predictions back for many steps, entirely in latent space; decoding and data-space scores are the
 orchestrator's job. Teacher forcing is left out: with a one-step target it never applies.
 Multi-step targets (H > 1) are accepted too: they train the decoder on its own fed-back outputs,
 which the one-step setting never does, so its long rollouts drift (see the tests).
+
+The linear inverse model (LIM; Penland & Sardeshmukh 1995, the classic forecast of EOF coefficients)
+is the same rollout with one fitted matrix: with the few hundred days the downstream split holds it
+forecasts the next day better than the LSTM (docs/decisions.md).
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +63,70 @@ class Seq2SeqLSTM(nn.Module):
             x = x + step - self.decay.clamp(0.0, 1.0) * (x - self.mean) if self.residual else step
             preds.append(x)
         return torch.cat(preds, dim=1)
+
+
+class LinearInverseModel(nn.Module):
+    """``x' = mean + (x - mean) @ matrix``, stepped from the last context latent: a rollout with the LSTM's
+    interface (``context`` (B, LB, D) -> (B, steps, D); only the last day is read)."""
+
+    def __init__(self, matrix: Tensor, mean: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("matrix", matrix.float())
+        self.register_buffer("mean", mean.float())
+
+    def forward(self, context: Tensor, steps: int) -> Tensor:
+        x, preds = context[:, -1], []
+        for _ in range(steps):
+            x = self.mean + (x - self.mean) @ self.matrix
+            preds.append(x)
+        return torch.stack(preds, dim=1)
+
+    def spectral_radius(self) -> float:
+        """Largest eigenvalue modulus: below 1, rollouts relax to the mean; above, some pattern grows."""
+        return float(torch.linalg.eigvals(self.matrix.double()).abs().max())
+
+
+LIM_SETTING = "LIM"
+"""The linear inverse model's key among the forecast settings (``LB{look-back}_S{stride}``) of metrics.json."""
+
+LIM_RIDGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""Ridges (relative to the mean latent variance) the LIM chooses from on the validation days; on the quick
+runs' 527 training days the choice was 1 (docs/decisions.md)."""
+
+
+def fit_linear_inverse_model(latents: Tensor, ridge: float) -> LinearInverseModel:
+    """The LIM of a (T, D) sequence of consecutive latents: the ridge regression of each day on the day
+    before, shrunk towards persistence (``matrix`` = identity) rather than towards zero.
+
+    Minimises ``||Y - X A||^2 + r ||A - I||^2`` over anomalies from the sequence mean, with
+    ``r = ridge * trace(X^T X) / D``: ``ridge`` is relative to the mean variance, so it means the same at
+    any latent scale. ``ridge -> 0`` is the least-squares LIM (which overfits a few hundred days),
+    ``ridge -> inf`` is persistence.
+    """
+    x = latents.double()
+    mean = x.mean(0)
+    past, future = x[:-1] - mean, x[1:] - mean
+    gram = past.T @ past
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    r = ridge * gram.diagonal().mean()
+    matrix = torch.linalg.solve(gram + r * eye, past.T @ future + r * eye)
+    return LinearInverseModel(matrix, mean)
+
+
+def train_linear_forecaster(latents: Tensor, val_inputs: Tensor, score: Callable[[Tensor], float],
+                            ridges: tuple[float, ...] = LIM_RIDGES) -> tuple[LinearInverseModel, dict[str, float]]:
+    """Fit a LIM on ``latents`` (T, D), consecutive complete days, for each ridge and keep the one whose
+    next-day forecasts from ``val_inputs`` (N, D) ``score`` lowest (the evaluation passes the decoded
+    fields' RRMSE: the latent MSE chose a ridge 3x smaller that forecast worse on every quick run).
+
+    Returns the model and ``{"ridge", "val_score", "spectral_radius"}``.
+    """
+    scored = []
+    for ridge in ridges:
+        model = fit_linear_inverse_model(latents, ridge)
+        scored.append((score(rollout(model, val_inputs[:, None], 1)[:, 0]), ridge, model))
+    val_score, ridge, model = min(scored, key=lambda item: item[0])
+    return model, {"ridge": ridge, "val_score": val_score, "spectral_radius": model.spectral_radius()}
 
 
 def make_windows(latents: Tensor, lookback: int, stride: int, horizon: int) -> tuple[Tensor, Tensor]:
@@ -112,8 +183,9 @@ def train_forecaster(ctx: Tensor, tgt_next: Tensor, val_ctx: Tensor, val_tgt: Te
     return model, history
 
 
-def rollout(model: Seq2SeqLSTM, context: Tensor, steps: int) -> Tensor:
+def rollout(model: nn.Module, context: Tensor, steps: int) -> Tensor:
     """Forecast ``steps`` latents (B, steps, D) from ``context`` (B, LB, D), never re-encoding."""
     model.eval()
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
     with torch.no_grad():
-        return model(context.to(next(model.parameters()).device), steps)
+        return model(context.to(device), steps)
