@@ -23,7 +23,7 @@ from sparta.models import (
 )
 from sparta.models.eof import fit_eof
 from sparta.models.fusion import FUSIONS, register_fusion
-from sparta.models import resnet
+from sparta.models import eof, resnet
 from sparta.models.resnet import LinearPath
 
 PAPER = ["t2m", "z850", "u850", "v850", "q850"]
@@ -265,7 +265,7 @@ def test_linear_path_reads_the_observed_values_only(monkeypatch) -> None:
         # solution of ((1 - r) Q^T K Q + r) c = Q^T K y (solved here directly)
         sparse = path.eval()(x * keep).double()
     q = torch.linalg.qr(w.T).Q
-    r = resnet.FILL_RIDGE
+    r = eof.RIDGE
     expected = []
     for y, k in zip(flat - centre, kept.double()):
         c = torch.linalg.solve((1 - r) * q.T @ (k[:, None] * q) + r * torch.eye(3, dtype=q.dtype), q.T @ (k * y))
