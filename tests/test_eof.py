@@ -2,6 +2,9 @@
 
 import csv
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -113,6 +116,35 @@ def test_masked_projection_recovers_the_coefficients_of_a_field_in_the_eof_span(
     station[:, 4:] = False
     torch.testing.assert_close(model.encode(x.masked_fill(~station, 0.0), keep=station), h,
                                atol=1e-4 * float(h.abs().max()), rtol=0)
+
+
+def test_masked_solve_after_the_thread_count_went_down_and_up():
+    """With torch 2.13's MKL a batched LU solve of 256 x 256 systems hung (and printed 'Parameter 6 was
+    incorrect on entry to SLASWP') once the thread count had been set to 1 and back, as fit_eof's eigh does on
+    short records; the Cholesky solve finishes. Run in a child process so a hang fails instead of blocking."""
+    script = textwrap.dedent("""
+        import torch
+        from sparta.augment import random_keep_mask
+        from sparta.grids import Grid
+        from sparta.models.eof import EOFModel
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        torch.set_num_threads(max(2, threads))
+        model = EOFModel(256, [Grid(("a", "b"), 32, 64)])
+        model.components = torch.linalg.qr(torch.randn(2 * 32 * 64, 256, generator=torch.Generator().manual_seed(0)))[0].T
+        x = torch.randn(16, 2, 32, 64, generator=torch.Generator().manual_seed(1))
+        keep = random_keep_mask(16, 32, 64, 0.7, 0.7, torch.Generator().manual_seed(2), channels=1)
+        c = model.coefficients(x, keep)
+        y = model.flatten(x)[:, :, None] * model._flat_keep(keep, 16)[:, :, None]
+        e = model.components.double()
+        g = (e[None] * model._flat_keep(keep, 16)[:, None, :]) @ e.T
+        systems, rhs = g + 0.01 * (torch.eye(256) - g), e @ y.double()
+        exact = torch.stack([torch.linalg.solve(a, b)[:, 0] for a, b in zip(systems, rhs)])  # one at a time
+        print(float((c - exact).abs().max() / exact.abs().max()))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 1e-5
 
 
 def test_variables_on_several_grids_are_flattened_together():
