@@ -377,10 +377,13 @@ def forecast(ev: Evaluation) -> dict:
     baselines_of: dict[int, dict] = {}  # by look-back: settings of one look-back share the target days
     a, b = ev.inner["test"]
 
+    def first_targets(lookback: int) -> Tensor:  # each test window's first target day
+        return torch.arange(a + lookback, b - steps + 1)
+
     def add(label: str, lookback: int, per_seed: list[dict], **extra) -> None:
         out[label] = {**ev._summarise_seeds(per_seed), **extra}
         if lookback not in baselines_of:
-            baselines_of[lookback] = ev._baselines(torch.arange(a + lookback, b - steps + 1), climatology)
+            baselines_of[lookback] = ev._baselines(first_targets(lookback), climatology)
         baselines = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
                                              for name, curve in per_name.items()}
@@ -393,13 +396,13 @@ def forecast(ev: Evaluation) -> dict:
         label = f"LB{lookback}_S{stride}"
         seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
         ev._check_forecast_lengths(label, lookback, ds.forecast_horizon)
-        first = torch.arange(a + lookback, b - steps + 1)  # each test window's first target day
+        first = first_targets(lookback)
         test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
         add(label, lookback, [ev._score_rollout(rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu(),
                                                 first, label, seed, curves_rows) for seed in seeds])
     if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
         lookback = ds.forecast_settings[0][0]
-        first = torch.arange(a + lookback, b - steps + 1)
+        first = first_targets(lookback)
         model, fitted = ev.linear_forecaster()
         pred = rollout(model, ev.h_masked[first - 1][:, None], steps).cpu()
         add(LIM_SETTING, lookback, [ev._score_rollout(pred, first, LIM_SETTING, 0, curves_rows)], **fitted)
