@@ -227,7 +227,7 @@ def _case_prepare(years: int, out: str) -> dict:
 
     logging.disable(logging.WARNING)
     base_rss = _rss_mib()
-    data = DataConfig(synthetic_years=years, store=out)
+    data = DataConfig(years=years, store=out)
     t0 = time.perf_counter()
     store = prepare_from_config(data, out, progress=False)
     seconds = time.perf_counter() - t0
@@ -284,7 +284,7 @@ def _case_record(years: int, out: str, batch: int = BATCH) -> dict:
     base_rss = _rss_mib()
     t0 = time.perf_counter()
     with _PeakAnonymous() as prepare_anon:
-        store = prepare_from_config(DataConfig(synthetic_years=years, store=out), out, progress=False)
+        store = prepare_from_config(DataConfig(years=years, store=out), out, progress=False)
     prepared_s, prepare_peak = time.perf_counter() - t0, _rss_mib()
     start, stop = store.split_range("train")
     sampler = ContrastiveBatchSampler(stop - start, batch, load_config("quick").sampler, seed=0, hard_negatives=True)

@@ -239,7 +239,7 @@ def _prepare_store(path: Path) -> str:
     from sparta.data import prepare_from_config
 
     logging.disable(logging.WARNING)
-    prepare_from_config(DataConfig(synthetic_years=3, store=str(path)), path, progress=False)
+    prepare_from_config(DataConfig(years=3, store=str(path)), path, progress=False)
     return str(path)
 
 

@@ -75,7 +75,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
 @data_app.command("prepare")
 @_user_errors
 def data_prepare(
-    source: Annotated[str, typer.Option(help="'synthetic', or a WeatherBench2 zarr/netCDF path or URL")] = "synthetic",
+    source: Annotated[Optional[str], typer.Option(
+        help="'speedy' (weather simulated by an atmosphere model), 'synthetic', or a WeatherBench2 zarr/netCDF "
+        "path or URL (default: the preset's data.source)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="prepared store directory (default: data.store)")] = None,
     preset: Preset = "quick",
     overwrite: Annotated[bool, typer.Option(help="replace an existing prepared store")] = False,
@@ -84,7 +86,7 @@ def data_prepare(
     """Write a prepared store (daily fields, statistics, splits, season labels) from a data source."""
     from sparta.data import prepare_from_config
 
-    cfg = load_config(preset, [*(overrides or []), f"data.source={source}"])
+    cfg = load_config(preset, [*(overrides or []), *([f"data.source={source}"] if source else [])])
     store = prepare_from_config(cfg.data, out or cfg.data.store, overwrite=overwrite)
     console.print(f"prepared store [bold]{store.path}[/]: {len(store.times)} days "
                   f"{store.times[0]}..{store.times[-1]}, channels {', '.join(store.channels)}, grid {store.grid}")

@@ -8,13 +8,14 @@ message naming the offending key.
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 import json
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sparta.errors import UserError
 from sparta.grids import parse_grid
@@ -54,6 +55,13 @@ def _fusion_name(value: str) -> str:
 FusionName = Annotated[str, AfterValidator(_fusion_name)]
 
 
+def _iso_date(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value  # YAML reads 2000-01-01 as a date
+
+
+GENERATED_SOURCES = ("speedy", "synthetic")
+"""``data.source`` values that SPARTA generates itself from data.years, data.start and data.seed."""
+
 DEFAULT_VARIABLES = [
     "2m_temperature",
     "geopotential@850",
@@ -64,7 +72,9 @@ DEFAULT_VARIABLES = [
 
 
 class DataConfig(_Strict):
-    source: str = Field("synthetic", description="'synthetic' or a WeatherBench2-schema zarr/netCDF path or URL")
+    source: str = Field("synthetic", description="'speedy' (weather simulated by the SPEEDY atmosphere model), "
+                        "'synthetic' (a fast linear-Gaussian generator, for tests) or a WeatherBench2-schema "
+                        "zarr/netCDF path or URL")
     store: str = Field("data/synthetic", description="prepared store directory that training reads")
     variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
                                  description="WeatherBench2 variable names, '@level' for pressure levels")
@@ -82,9 +92,13 @@ class DataConfig(_Strict):
                                "already in SPARTA's units (K, m**2 s**-2, kg kg**-1, m s**-1, ...)")
     member: int | Literal["mean"] | None = Field(None, description="ensemble sources (a 'number' dimension): the "
                                                  "member to use, or 'mean' for the ensemble mean")
-    synthetic_years: int = Field(30, ge=1, description="length of the synthetic record in years")
-    synthetic_start: str = Field("1980-01-01", description="first day of the synthetic record")
-    seed: int = Field(0, description="seed of the synthetic generator")
+    years: float = Field(30, gt=0, description="length of a generated record (speedy, synthetic) in years")
+    start: Annotated[str, BeforeValidator(_iso_date)] = Field("1980-01-01", description="first day of a generated record (speedy, synthetic)")
+    seed: int = Field(0, description="seed of a generated record: the synthetic draws, SPEEDY's initial perturbation")
+    gcm_truncation: Literal[21, 31] = Field(21, description="spectral truncation of the SPEEDY model (T21: 64x32 "
+                                            "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
+    spinup_days: int = Field(180, ge=0, description="SPEEDY days simulated from rest before the record and "
+                             "discarded, while the atmosphere and the land adjust (docs/decisions.md)")
     split: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="chronological train/val/test fractions")
 
     @model_validator(mode="after")
@@ -93,6 +107,10 @@ class DataConfig(_Strict):
             raise ValueError(f"data.split must be three positive fractions summing to 1, got {self.split}")
         if not self.variables:
             raise ValueError("data.variables must list at least one variable")
+        try:
+            date.fromisoformat(self.start)
+        except ValueError:
+            raise ValueError(f"data.start must be a date YYYY-MM-DD, got '{self.start}'") from None
         if self.box is not None:
             from sparta.data.domain import Box
 

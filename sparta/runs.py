@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
-from sparta.config import Config, ConfigError, load_config_file
+from sparta.config import GENERATED_SOURCES, Config, ConfigError, load_config_file
 from sparta.errors import UserError
 from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
 
@@ -71,7 +71,7 @@ def is_run_directory(path: Path) -> bool:
 
 
 def _local_path(value: str) -> bool:
-    return value != "synthetic" and not value.startswith(_REMOTE)
+    return value not in GENERATED_SOURCES and not value.startswith(_REMOTE)
 
 
 def _relative_to_run(value: str, run: Path) -> str:

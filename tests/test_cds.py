@@ -339,7 +339,7 @@ def test_regrid_against_xarray_regrid() -> None:
 
 def test_regrid_refuses_irregular_or_regional_grids() -> None:
     lat, lon = grid_coords("128x64")
-    with pytest.raises(DataError, match="latitudes are not regularly spaced"):
+    with pytest.raises(DataError, match="latitudes are neither regularly spaced"):
         regrid_conservative(_on_grid(np.zeros((1, 4, 128)), np.array([-60.0, -10, 10, 60]), lon), "64x32")
     with pytest.raises(DataError, match=r"cover longitude -1.4062..181.406 \(cell edges\), but the cells of the global "
                                         r"64x32 grid span -2.8125..357.188; set data.box to a box inside the source"):

@@ -23,7 +23,7 @@ FINE, COARSE = Grid(("t2m",), 64, 128), Grid(("z850", "u850", "v850", "q850"), 3
 
 @pytest.fixture(scope="module")
 def mixed_store(tmp_path_factory) -> MixedStore:
-    cfg = load_config("micro", [*MIXED, "data.synthetic_years=3"])
+    cfg = load_config("micro", [*MIXED, "data.years=3"])
     return prepare_from_config(cfg.data, tmp_path_factory.mktemp("mixed") / "store", progress=False)
 
 
@@ -49,7 +49,7 @@ def test_mixed_store_keeps_each_variable_on_its_grid(mixed_store):
     assert store.channels == ["t2m", "z850", "u850", "v850", "q850"] and len(store.mean) == 5
     fine, coarse = store.read(slice(0, 3))
     assert fine.shape == (3, 1, 64, 128) and coarse.shape == (3, 4, 32, 64)
-    cfg = load_config("micro", ["data.synthetic_years=3"])
+    cfg = load_config("micro", ["data.years=3"])
     with pytest.raises(DataError, match="several grids; open it with open_store"):
         PreparedStore.open(store.path)
     with pytest.raises(DataError, match="128x64\\[t2m\\]"):
@@ -109,7 +109,7 @@ def test_augmenter_builds_views_per_grid_at_each_grids_encoder_size():
 def test_mixed_grid_run_trains_evaluates_embeds_and_decodes(mixed_store, tmp_path):
     runner = CliRunner()
     run_dir = tmp_path / "run"
-    overrides = [*MIXED, "data.synthetic_years=3", f"data.store={mixed_store.path}", "train.steps_per_epoch=1"]
+    overrides = [*MIXED, "data.years=3", f"data.store={mixed_store.path}", "train.steps_per_epoch=1"]
     result = runner.invoke(app, ["train", "--preset", "micro", "--out", str(run_dir), "--no-progress", *overrides])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(run_dir), "--no-progress"])

@@ -112,7 +112,7 @@ def test_late_fusion_is_a_config_switch(tmp_path, micro_store, fusion):
 def test_any_variables_levels_and_grid(tmp_path):
     variables = ("[2m_temperature,geopotential@500,geopotential@850,temperature@850,u_component_of_wind@850,"
                  "v_component_of_wind@850,specific_humidity@850]")
-    cfg = load_config("micro", ["data.grid=128x64", f"data.variables={variables}", "data.synthetic_years=2",
+    cfg = load_config("micro", ["data.grid=128x64", f"data.variables={variables}", "data.years=2",
                                 f"data.store={tmp_path / 'store'}", "model.fusion=gnn"])
     store = open_or_prepare(cfg.data, progress=False)
     assert store.channels == ["t2m", "z500", "z850", "t850", "u850", "v850", "q850"] and store.grid == "128x64"

@@ -23,7 +23,7 @@ from functools import reduce
 import numpy as np
 import xarray as xr
 
-from sparta.data.domain import Box, is_global_lon, target_coords
+from sparta.data.domain import Box, is_gaussian_lat, is_global_lon, target_coords
 from sparta.data.store import DataError
 from sparta.data.variables import SHORT_NAMES
 
@@ -93,13 +93,23 @@ def open_grib(files: Sequence[str]) -> xr.Dataset:
                                 compat="override", join="outer", combine_attrs="drop_conflicts")
 
 
+def gaussian_latitude_edges(n_lat: int) -> np.ndarray:
+    """Cell edges (degrees, ascending) of the ``n_lat``-point Gaussian grid: each cell's area is its quadrature weight."""
+    _, weights = np.polynomial.legendre.leggauss(n_lat)
+    sin_edges = np.concatenate([[-1.0], -1.0 + np.cumsum(weights[:-1]), [1.0]])  # the weights sum to 2
+    return np.rad2deg(np.arcsin(np.clip(sin_edges, -1.0, 1.0)))
+
+
 def _edges(centres: np.ndarray, name: str, grid: str) -> np.ndarray:
-    """Cell edges of a regular axis, halfway between centres; latitude edges are clipped to the poles."""
+    """Cell edges of a regular axis (halfway between centres, latitude clipped to the poles) or of Gaussian latitudes."""
     n = len(centres)
+    if name == "latitude" and n >= 2 and is_gaussian_lat(centres) and centres[0] < centres[-1]:
+        return gaussian_latitude_edges(n)
     step = (centres[-1] - centres[0]) / max(n - 1, 1)
     if n < 2 or not np.allclose(np.diff(centres), step, atol=1e-4):
-        raise DataError(f"cannot regrid: the source {name}s are not regularly spaced (step {step:.4f}); "
-                        f"only regular lat-lon grids are supported, regrid the data to {grid} yourself")
+        raise DataError(f"cannot regrid: the source {name}s are neither regularly spaced (step {step:.4f}) nor "
+                        f"Gaussian; only regular and Gaussian lat-lon grids are supported, regrid the data to {grid} "
+                        "yourself")
     edges = np.concatenate([[centres[0] - step / 2], (centres[1:] + centres[:-1]) / 2, [centres[-1] + step / 2]])
     return np.clip(edges, -90.0, 90.0) if name == "latitude" else edges
 
@@ -131,7 +141,7 @@ def regrid_conservative(da: xr.DataArray, grid: str, box: Box | None = None) -> 
     """Area-weighted conservative regridding of ``(..., lat, lon)`` onto ``grid``: WeatherBench2's global
     equiangular grid, or ``grid`` points spread over the regional ``box`` (``sparta.data.domain``).
 
-    ``da`` must be on a regular lat-lon grid, latitude ascending and longitude monotonic (as
+    ``da`` must be on a regular or Gaussian lat-lon grid, latitude ascending and longitude monotonic (as
     ``select_fields`` leaves it: 0..360 for a global target, the box's frame for a box). Each target cell
     is the mean of the source cells it overlaps, weighted by overlap area on the sphere, so area means are
     preserved. Longitudes wrap only when the source goes round the globe; a target cell reaching beyond

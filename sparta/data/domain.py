@@ -118,9 +118,19 @@ def describe(lat: np.ndarray, lon: np.ndarray) -> str:
             f"at {lon_step(lon):g}x{d_lat:g} degrees")
 
 
+def is_gaussian_lat(lat: np.ndarray) -> bool:
+    """Whether the latitudes are those of a Gaussian grid (spectral models' grids, e.g. SPEEDY's), in any order."""
+    if len(lat) < 2:
+        return False
+    nodes, _ = np.polynomial.legendre.leggauss(len(lat))
+    return bool(np.allclose(np.sort(lat), np.rad2deg(np.arcsin(nodes)), atol=1e-3))
+
+
 def is_global(lat: np.ndarray, lon: np.ndarray) -> bool:
     """Whether a source's grid covers the sphere: round the globe in longitude and pole to pole in latitude."""
     lat = np.asarray(lat, dtype=np.float64)
+    if is_gaussian_lat(lat):
+        return is_global_lon(lon)
     d_lat = float(np.median(np.abs(np.diff(np.sort(lat))))) if lat.size > 1 else 0.0
     span = float(lat.max() - lat.min())
     return is_global_lon(lon) and (span + d_lat >= 180.0 - TOL or span >= 180.0 - TOL)

@@ -9,6 +9,7 @@ and regridded conservatively when asked (``regrid=True``). Everything stays lazy
 from __future__ import annotations
 
 import glob
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -454,6 +455,8 @@ def prepare(
         daily = to_daily(select_fields(ds, variables, grid, regrid=regrid, box=box, assume_units=assume_units,
                                        member=member))
         extra = {} if member is None else {"member": member}
+        if "provenance" in ds.attrs:  # a generated source's model, version and settings
+            extra["provenance"] = json.loads(ds.attrs["provenance"])
         if box is not None:
             extra["box"] = Box.parse(box).as_list()
         with tqdm(total=daily.sizes["time"], unit="day", desc="preparing", disable=not progress) as bar:
