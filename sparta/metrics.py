@@ -143,6 +143,91 @@ def rrmse_paper(pred: Fields, true: Fields, per_channel: bool = False) -> torch.
     return (p - t).pow(2).mean(dim=dims).sqrt() / t.mean(dim=dims) * 100.0
 
 
+def area_mean(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Area-weighted mean over the last two axes (lat, lon) of ``x`` (float64), with ``(H,)`` latitude
+    weights of mean 1 (:func:`lat_weights`): ``mean_{lat, lon} w_lat x``."""
+    w = weights.double().to(x.device)
+    if w.shape != x.shape[-2:-1]:
+        raise ValueError(f"area weights must be (H,) = ({x.shape[-2]},), got {tuple(weights.shape)}")
+    return (x.double() * w[:, None]).mean(dim=(-2, -1))
+
+
+def _each_grid(score, pred: Fields, true: Fields, weights, *others) -> torch.Tensor:
+    """``score`` of one grid's fields, or its per-channel values on every grid concatenated in channel order
+    (``weights`` and each of ``others``: one per grid)."""
+    if not isinstance(pred, list):
+        return score(pred, true, weights, *others)
+    return torch.cat([score(*args) for args in zip(pred, true, weights, *others, strict=True)], dim=-1)
+
+
+def area_mse(pred: Fields, true: Fields, weights) -> torch.Tensor:
+    """``(N, C)`` area-weighted mean squared error of each sample and channel (WeatherBench2's ``MSE`` before its
+    time mean). ``weights``: :func:`lat_weights` of the grid (one per grid for fields on several)."""
+    def one(p, t, w):
+        _check_fields(p, t)
+        return area_mean((p.double() - t.double()).pow(2), w)
+    return _each_grid(one, pred, true, weights)
+
+
+def rmse(pred: Fields, true: Fields, weights) -> torch.Tensor:
+    """WeatherBench2's RMSE of each channel, in the fields' own unit: ``sqrt(mean_n area_mean((pred - true)^2))``.
+
+    The square root is taken after the mean over the samples (days) of the area-weighted MSE, as WeatherBench2
+    recommends (its ``MSE`` then the square root), not a mean of per-day RMSEs.
+
+    Args:
+        pred, true: ``(N, C, H, W)`` in physical units (or one per grid).
+        weights: ``(H,)`` :func:`lat_weights` (or one per grid).
+
+    Returns:
+        ``(C,)`` (float64).
+    """
+    return area_mse(pred, true, weights).mean(dim=0).sqrt()
+
+
+def anomaly_correlation(pred: Fields, true: Fields, climatology: Fields, weights) -> torch.Tensor:
+    """``(N, C)`` anomaly correlation coefficient of each sample and channel (WeatherBench2's ``ACC`` per time).
+
+    With the anomalies ``f = pred - clim`` and ``a = true - clim`` from the SAME climatology of each sample's
+    valid day: ``area_mean(f a) / sqrt(area_mean(f^2) area_mean(a^2))``, uncentred (the anomalies' spatial mean is
+    not removed, as in WeatherBench2). A sample whose forecast (or truth) has no anomaly anywhere (the climatology
+    itself) scores 0: it says nothing about the day's departure from the climatology.
+
+    Args:
+        pred, true, climatology: ``(N, C, H, W)`` in physical units (or one per grid); ``climatology`` holds
+            each sample's climatology of its valid day.
+        weights: ``(H,)`` :func:`lat_weights` (or one per grid).
+    """
+    def one(p, t, w, c):
+        _check_fields(p, t)
+        _check_fields(c, t)
+        f, a = p.double() - c.double(), t.double() - c.double()
+        norm = (area_mean(f.pow(2), w) * area_mean(a.pow(2), w)).sqrt()
+        return torch.where(norm > 0, area_mean(f * a, w) / norm.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    return _each_grid(one, pred, true, weights, climatology)
+
+
+def acc(pred: Fields, true: Fields, climatology: Fields, weights) -> torch.Tensor:
+    """WeatherBench2's anomaly correlation coefficient of each channel: :func:`anomaly_correlation` of every
+    sample, averaged over the samples. 1 for a perfect forecast, 0 for the climatology; unlike a Pearson
+    correlation of the raw fields it does not credit a forecast for the climatological pattern (a seasonal
+    cycle or the pole-to-equator gradient) that the climatology already has.
+
+    Returns:
+        ``(C,)`` (float64).
+    """
+    return anomaly_correlation(pred, true, climatology, weights).mean(dim=0)
+
+
+DISPLAY_UNITS = {"kg kg**-1": ("g kg**-1", 1e3)}
+"""Units shown in tables and figures instead of the store's: specific humidity in g/kg (values ~1e-3 in kg/kg)."""
+
+
+def display_unit(units: str | None) -> tuple[str, float]:
+    """The unit a score in the store's ``units`` is shown in, and the factor that converts it (1 for most)."""
+    return DISPLAY_UNITS.get(units or "", (units or "unknown units", 1.0))
+
+
 def minmax_scale(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """``(x - lo) / (hi - lo)`` per channel, float64: the authors' scaling before SSIM and PSNR, with ``lo``
     and ``hi`` the ``(C,)`` minimum and maximum of the downstream-train block in physical units."""

@@ -11,6 +11,11 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sparta.metrics import (
     FIELD_METRICS,
+    acc,
+    anomaly_correlation,
+    area_mean,
+    area_mse,
+    display_unit,
     eddy_correlation,
     cycle_distances,
     embedding_std,
@@ -20,6 +25,7 @@ from sparta.metrics import (
     psnr,
     psnr_paper,
     realism_score,
+    rmse,
     rrmse,
     rrmse_paper,
     ssim,
@@ -293,3 +299,96 @@ def test_every_field_metric_ranks_the_closer_prediction_better():
     for key, metric in FIELD_METRICS.items():
         close, far = (float(metric.score(true + s * noise, true, lo, hi)) for s in (0.1, 1.0))
         assert (close < far) if metric.lower_is_better else (close > far), key
+
+
+# ---------------------------------------------------------------- WeatherBench-style RMSE and ACC
+
+LAT8 = torch.linspace(-78.75, 78.75, 8)
+
+
+def wave_fields(days: int = 3, channels: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(climatology, a, b) of shape (days, channels, 8, 16): a large pole-to-equator climatology and two anomaly
+    patterns that are orthogonal with the same area-weighted norm on every row (cos and sin of longitude)."""
+    lon = torch.arange(16, dtype=torch.float64) * 2 * math.pi / 16
+    lat = torch.deg2rad(LAT8.double())
+    clim = (280.0 + 30.0 * torch.cos(lat))[:, None].expand(8, 16).expand(days, channels, 8, 16).clone()
+    a = torch.cos(lon).expand(days, channels, 8, 16).clone()
+    b = torch.sin(lon).expand(days, channels, 8, 16).clone()
+    return clim, a, b
+
+
+def test_lat_weights_are_weatherbench2_cell_areas_summing_to_the_row_count() -> None:
+    """WeatherBench2: cell bounds -90, the midpoints between latitudes, +90; weight = sin(upper) - sin(lower),
+    normalised to mean 1 (so the weights sum to the number of rows)."""
+    for lat in (torch.linspace(-87.1875, 87.1875, 32), torch.linspace(-90.0, 90.0, 121)):
+        bounds = torch.deg2rad(torch.cat([torch.tensor([-90.0]), (lat[1:] + lat[:-1]) / 2, torch.tensor([90.0])]).double())
+        area = torch.sin(bounds[1:]) - torch.sin(bounds[:-1])
+        w = lat_weights(lat)
+        assert torch.allclose(w, area / area.mean(), rtol=1e-12)
+        assert w.sum().item() == pytest.approx(len(lat))
+
+
+def test_area_mean_weights_rows_by_cell_area() -> None:
+    w = lat_weights(LAT8)
+    x = torch.zeros(1, 1, 8, 16, dtype=torch.float64)
+    x[..., 3, :] = 2.0  # one row: its weight over 8 rows
+    assert area_mean(x, w).item() == pytest.approx(2.0 * w[3].item() / 8)
+    assert torch.allclose(area_mean(torch.ones(2, 3, 8, 16), w), torch.ones(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="area weights"):
+        area_mean(x, torch.ones(16))
+
+
+def test_rmse_perfect_forecast_and_known_errors() -> None:
+    w = lat_weights(LAT8)
+    truth = fields(5, (2, 2, 8, 16)) + 280.0
+    assert rmse(truth, truth, w).tolist() == [0.0, 0.0]
+    pred = truth.clone()
+    pred[0, 0] += 3.0  # channel 0: 3 K on day 0, 4 K on day 1 -> sqrt((9 + 16) / 2), not the mean 3.5
+    pred[1, 0] += 4.0
+    pred[:, 1, 2, :] += 1.0  # channel 1: 1 on one latitude row -> sqrt(w_2 / 8)
+    assert rmse(pred, truth, w).tolist() == pytest.approx([math.sqrt(12.5), math.sqrt(w[2].item() / 8)])
+    assert area_mse(pred, truth, w)[:, 0].tolist() == pytest.approx([9.0, 16.0])
+
+
+def test_acc_perfect_climatology_and_a_known_angle() -> None:
+    w = lat_weights(LAT8)
+    clim, a, b = wave_fields()
+    truth = clim + a
+    assert acc(truth, truth, clim, w).tolist() == pytest.approx([1.0, 1.0])
+    assert acc(clim, truth, clim, w).tolist() == pytest.approx([0.0, 0.0], abs=1e-12)  # the climatology scores 0
+    theta = 0.3
+    rotated = clim + math.cos(theta) * a + math.sin(theta) * b
+    assert acc(clim + 5.0 * a, rotated, clim, w).tolist() == pytest.approx([math.cos(theta)] * 2)  # amplitude-free
+    # one day perfect, one uncorrelated: the mean of the days' correlations
+    pred = torch.stack([truth[0], clim[1] + b[1]])
+    assert anomaly_correlation(pred, truth[:2], clim[:2], w)[:, 0].tolist() == pytest.approx([1.0, 0.0], abs=1e-12)
+    assert acc(pred, truth[:2], clim[:2], w).tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_acc_is_not_a_pearson_correlation_of_the_raw_fields() -> None:
+    """A forecast whose anomaly is unrelated to the day's (b against a) has no skill: ACC 0, although its raw
+    field, dominated by the climatology's gradient, correlates almost perfectly with the truth."""
+    w = lat_weights(LAT8)
+    clim, a, b = wave_fields(days=1, channels=1)
+    pred, truth = clim + b, clim + a
+    pearson = float(np.corrcoef(pred.ravel().numpy(), truth.ravel().numpy())[0, 1])
+    assert pearson > 0.9
+    assert acc(pred, truth, clim, w).item() == pytest.approx(0.0, abs=1e-12)
+    # a bias the climatology lacks lowers the (uncentred) ACC; a Pearson correlation would not see it
+    assert acc(clim + a + 1.0, truth, clim, w).item() == pytest.approx(math.sqrt(0.5 / 1.5))
+
+
+def test_rmse_and_acc_of_fields_on_several_grids_score_each_on_its_own() -> None:
+    w8, w4 = lat_weights(LAT8), lat_weights(torch.linspace(-67.5, 67.5, 4))
+    clim, a, b = wave_fields(channels=1)
+    coarse_clim, coarse_a = clim[..., ::2, ::2], a[..., ::2, ::2]
+    pred, truth = [clim + b, coarse_clim + 2 * coarse_a], [clim + a, coarse_clim + coarse_a]
+    climatology = [clim, coarse_clim]
+    assert acc(pred, truth, climatology, [w8, w4]).tolist() == pytest.approx([0.0, 1.0], abs=1e-12)
+    assert rmse(pred, truth, [w8, w4]).tolist() == pytest.approx(
+        [rmse(pred[0], truth[0], w8).item(), rmse(pred[1], truth[1], w4).item()])
+
+
+def test_display_units_show_specific_humidity_in_grams_per_kilogram() -> None:
+    assert display_unit("kg kg**-1") == ("g kg**-1", 1e3)
+    assert display_unit("K") == ("K", 1.0) and display_unit("m**2 s**-2") == ("m**2 s**-2", 1.0)
