@@ -35,7 +35,7 @@ class Check:
     value: float
     low: float
     high: float
-    era5: str
+    era5: str  # ERA5's value where this project has one (the issue that set the ranges); "-" where not measured
 
     @property
     def ok(self) -> bool:
@@ -99,16 +99,16 @@ def checks(store_path: str) -> list[Check]:
     return [
         Check("t2m global mean (K)", _mean(t2m, w), 282, 292, "~288"),
         Check("t2m equator (|lat| <= 10) - north polar (>= 70N) (K)", band(t2m, -10, 10) - band(t2m, 70, 90), 30, 60,
-              "~40"),
+              "-"),
         Check("z850 global mean (m2 s-2)", _mean(z, w), 13500, 16000, "~14200"),
-        Check("u850 std (m/s)", std(u), 4, 9, "~7"),
-        Check("v850 std (m/s)", std(v), 2.5, 7, "~5"),
-        Check("q850 mean (g/kg)", _mean(q, w), 4, 9, "~6"),
+        Check("u850 std (m/s)", std(u), 4, 9, "-"),
+        Check("v850 std (m/s)", std(v), 2.5, 7, "-"),
+        Check("q850 mean (g/kg)", _mean(q, w), 4, 9, "-"),
         Check("q850 minimum (g/kg)", float(q.min()), 0, np.inf, ">= 0"),
         Check("t2m day-to-day rms change (K)", day_to_day(t2m), 0.8, 3, "~1.7"),
         Check("z850 day-to-day rms change (m2 s-2)", day_to_day(z), 150, 600, "~250-370"),
-        Check("geostrophy corr(v', v_g') 30-65 deg", geo, 0.6, 1, "~0.8-0.9"),
-        Check("NH land 30-70N t2m: JJA - DJF (K)", summer - winter, 0.01, np.inf, "~20"),
+        Check("geostrophy corr(v', v_g') 30-65 deg", geo, 0.6, 1, "-"),
+        Check("NH land 30-70N t2m: JJA - DJF (K)", summer - winter, 0.01, np.inf, "-"),
     ]
 
 
