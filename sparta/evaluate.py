@@ -4,7 +4,10 @@ The encoder and decoder are frozen. As in the paper, every downstream model trai
 and is scored on the store's *test* split, itself cut chronologically 60/20/20
 ("inner" train/val/test). Spaces:
 
-- forecast and diffusion RRMSE/SSIM/PSNR: decoded fields in physical units;
+- forecast, reconstruction and diffusion RRMSE/SSIM/PSNR: decoded fields in physical units;
+- per-variable RMSE and anomaly correlation (WeatherBench2's definitions): decoded fields in each
+  variable's unit (specific humidity shown in g/kg), anomalies from the train split's smoothed
+  day-of-year climatology, which is also the climatology baseline;
 - latent density, realism, smoothness: raw latents and, for comparability between
   models, latents standardised with the inner-train mean/std (``*_std`` keys);
 - classification: cross-entropy (nats) and accuracy on the inner test.
@@ -30,7 +33,8 @@ from tqdm.auto import tqdm
 from sparta import grids, metrics, plots
 from sparta.augment import random_keep_mask
 from sparta.config import ConfigError
-from sparta.data.store import DataError, Store, month_index, monthly_climatology, split_bounds
+from sparta.climatology import WINDOW_DAYS, day_of_year, day_of_year_climatology
+from sparta.data.store import DataError, Store, split_bounds
 from sparta.grids import Fields
 from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
 from sparta.downstream.classify import evaluate_classifier, train_classifier
@@ -56,6 +60,17 @@ EVERY_LEAD = tuple(key for key, metric in metrics.FIELD_METRICS.items() if metri
 DEFINITIONS = {
     **{key: metric.definition for key, metric in metrics.FIELD_METRICS.items()},
     "rrmse_l2_per_channel": "forecast RRMSE (L2, ours) per channel at each reported lead, %",
+    "rmse": "RMSE per variable (WeatherBench2): sqrt of the mean over the scored days of the area-weighted mean "
+            "squared error (latitude weights from the cells' sin(lat) bounds, mean 1), in the variable's unit "
+            "(units; specific humidity in g kg**-1); forecasts at every lead step (a list, lead 1 first)",
+    "acc": "anomaly correlation coefficient per variable (WeatherBench2): the area-weighted, uncentred correlation "
+           "of the forecast's and the truth's anomalies from the same climatology of the valid day, averaged over "
+           "the scored days; 1 perfect, 0 the climatology (a forecast without anomaly scores 0)",
+    "climatology": f"the train split's mean of each day of the year, smoothed by a circular {WINDOW_DAYS}-day window "
+                   "(physical units): the climatology baseline of every table and the reference of every anomaly",
+    "persistence": "the last look-back day, complete, held for every lead",
+    "*_spread": "population std over the forecast seeds (0 for one seed)",
+    "reconstruction": "inner-test days encoded with each hidden fraction (one random mask per day) and decoded",
     "robustness.rrmse_l2": "one-step forecast RRMSE (L2, ours) vs the input mask ratio, %",
     "latent_std_all_samples": "diffusion Std dev (paper): std of every value of every generated draw of every "
                               "condition (the authors' zh_samples.std())",
@@ -139,7 +154,8 @@ class Evaluation:
         self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
         self._models: dict[tuple, object] = {}  # downstream models by (kind, settings, seed)
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
-                              "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS}
+                              "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS,
+                              "units": {c: unit for c, (unit, _) in self.units.items()}}
 
     @property
     def label(self) -> str:
@@ -154,6 +170,55 @@ class Evaluation:
         if isinstance(self.physical, list):
             return [lo for lo, _ in parts], [hi for _, hi in parts]
         return parts[0]
+
+    @cached_property
+    def climatology(self) -> Fields:
+        """The train split's smoothed day-of-year climatology (physical units) at each test-split day: the
+        climatology baseline, and the reference every anomaly score takes forecast and truth anomalies from."""
+        rows = day_of_year(self.times) - 1
+        return grids.each(lambda part: torch.from_numpy(part[rows]), day_of_year_climatology(self.frozen.store))
+
+    @cached_property
+    def area_weights(self):
+        """Latitude weights of the grid (:func:`sparta.metrics.lat_weights`), one per grid for several."""
+        weights = [metrics.lat_weights(torch.as_tensor(np.asarray(part.lat, dtype=np.float64)))
+                   for part in self.frozen.store.parts]
+        return weights if isinstance(self.physical, list) else weights[0]
+
+    @cached_property
+    def units(self) -> dict[str, tuple[str, float]]:
+        """Each channel's display unit and the factor from the store's unit to it (specific humidity: g/kg)."""
+        units = self.frozen.store.units or {}
+        return {c: metrics.display_unit(units.get(c)) for c in self.frozen.store.channels}
+
+    def display_units(self, maps: list[Tensor]) -> list[Tensor]:
+        """(C, H, W) physical maps, one per grid, in the channels' display units (:attr:`units`)."""
+        channels = iter(self.frozen.store.channels)
+        return [m * torch.tensor([self.units[next(channels)][1] for _ in range(len(m))]).view(-1, 1, 1) for m in maps]
+
+    def day_scores(self, pred: Fields, days: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, C) area-weighted MSE (store units) and anomaly correlation of ``pred`` against the truth of the
+        test-split ``days``, the anomalies of both from the climatology of those days."""
+        truth = grids.take(self.physical, days)
+        return (metrics.area_mse(pred, truth, self.area_weights),
+                metrics.anomaly_correlation(pred, truth, grids.take(self.climatology, days), self.area_weights))
+
+    def variable_scores(self, mse: Tensor, acc: Tensor) -> dict[str, dict[str, float]]:
+        """``{"rmse": {channel: value}, "acc": {channel: value}}`` of (N, C) per-day scores (:meth:`day_scores`):
+        RMSE = sqrt(mean over the days of the MSE) in the channel's display unit, ACC = mean over the days."""
+        channels = self.frozen.store.channels
+        return {"rmse": {c: float(v) * self.units[c][1] for c, v in zip(channels, mse.mean(0).sqrt())},
+                "acc": {c: float(v) for c, v in zip(channels, acc.mean(0))}}
+
+    def inner_test_latents(self, hidden: float) -> Tensor:
+        """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
+        per day and fraction): what the reconstruction and robustness tasks both read."""
+        key = ("inner-test", hidden)
+        if key not in self._models:
+            a, b = self.inner["test"]
+            self._models[key] = self.frozen.encode(grids.take(self.fields, slice(a, b)), hidden,
+                                                   seed=derive_seed(self.cfg.train.seed, "robust", str(hidden)))
+        return self._models[key]
 
     def _part(self, name: str, x):
         a, b = self.inner[name]
@@ -227,8 +292,10 @@ class Evaluation:
 
     def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
         """Decode each lead step of a (N, steps, D) rollout and score it against the truth: the :data:`EVERY_LEAD`
-        scores at every step (``curve``), every score at the reported ``downstream.lead_times`` (``at``)."""
+        scores and the per-variable RMSE and ACC at every step (``curve``, ``per_variable``), every score at the
+        reported ``downstream.lead_times`` (``at``)."""
         curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
+        per_variable: dict[str, dict[str, list[float]]] = {"rmse": {}, "acc": {}}
         at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
         per_channel: dict[int, list[float]] = {}
         map_lead = min(50, pred.shape[1])
@@ -243,6 +310,10 @@ class Evaluation:
                 if reported:
                     at[k][lead] = v
                 rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
+            for name, values in self.variable_scores(*self.day_scores(fields, first_target + step)).items():
+                for c, v in values.items():
+                    per_variable[name].setdefault(c, []).append(v)
+                    rows.append({"setting": label, "seed": seed, "lead": lead, "metric": f"{name}_{c}", "value": v})
             if reported:
                 per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
             if lead == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
@@ -250,7 +321,7 @@ class Evaluation:
                                 f"{self.label} forecast {label}, T={map_lead}",
                                 {"prediction": [p[0] for p in grids.as_list(fields)],
                                  "truth": [t[0] for t in grids.as_list(truth)]})
-        return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel}
+        return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel, "per_variable": per_variable}
 
     def _map_setting(self) -> str:
         lb, s = self.ds.forecast_settings[0]
@@ -266,50 +337,76 @@ class Evaluation:
             summary["at"][metric] = {str(t): float(stacked[:, j].mean()) for j, t in enumerate(leads)}
             summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}
         channels = self.frozen.store.channels
+        summary["per_variable"] = {}
+        for name in ("rmse", "acc"):  # (seeds, steps) per channel: the mean curve and its spread over seeds
+            stacked = {c: np.array([s["per_variable"][name][c] for s in per_seed]) for c in channels}
+            summary["per_variable"][name] = {c: v.mean(0).tolist() for c, v in stacked.items()}
+            summary["per_variable"][f"{name}_spread"] = {c: v.std(0).tolist() for c, v in stacked.items()}
         summary["rrmse_l2_per_channel"] = {
             str(t): dict(zip(channels, np.mean([s["rrmse_l2_per_channel"][t] for s in per_seed], 0).tolist()))
             for t in leads}
         return summary
 
-    def _monthly_climatology(self) -> Fields:
-        """Mean field per calendar month over the store's train split (physical units; 0 for an absent month)."""
-        return grids.each(torch.from_numpy, monthly_climatology(self.frozen.store))
-
     @cached_property
-    def _reconstruction_errors(self) -> tuple[Tensor, Tensor, Tensor, int]:
+    def _reconstruction_errors(self) -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
         """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
-        and the values per day: decoded once for every forecast setting; a pooled RRMSE (either formula)
-        over any set of days sums them."""
+        the values per day, and the (days, C) area-weighted MSE and anomaly correlation: decoded once for every
+        forecast setting; a pooled RRMSE (either formula), an RMSE or an ACC over any set of days sums them."""
         recon = self.frozen.decode(self.h_clean)
         truth = grids.as_list(self.physical)
         err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
         ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
         ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
-        return err2, ref2, ref1, sum(t[0].numel() for t in truth)
+        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *self.day_scores(recon, torch.arange(len(recon)))
 
-    def _baselines(self, first_target: Tensor, climatology: Tensor) -> dict[str, dict[str, list[float]]]:
+    def _baselines(self, first_target: Tensor) -> dict[str, dict[str, list[float]]]:
         """Per-lead RRMSE, ``{formula: {baseline: curve}}`` for both formulas (``rrmse_paper``, ``rrmse_l2``), of
-        persistence (the last look-back day, complete), monthly climatology and the model's reconstruction
+        persistence (the last look-back day, complete), the day-of-year climatology and the model's reconstruction
         ceiling: its decoder on the true (complete-input) latents of the target days, the best any latent
         forecast can score through this decoder."""
-        months = torch.as_tensor(month_index(self.times))
         names = ("persistence", "climatology", "reconstruction ceiling")
         formulas = {"rrmse_paper": metrics.rrmse_paper, "rrmse_l2": metrics.rrmse}
         out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
         last_seen = grids.take(self.physical, first_target - 1)
-        err2, ref2, ref1, per_day = self._reconstruction_errors
+        err2, ref2, ref1, per_day = self._reconstruction_errors[:4]
         for step in range(self.ds.rollout_steps):
             targets = first_target + step
             truth = grids.take(self.physical, targets)
-            month_mean = grids.take(climatology, months[targets])
+            climatology = grids.take(self.climatology, targets)
             for formula, fn in formulas.items():
                 out[formula]["persistence"].append(float(fn(last_seen, truth)))
-                out[formula]["climatology"].append(float(fn(month_mean, truth)))
+                out[formula]["climatology"].append(float(fn(climatology, truth)))
             n = per_day * len(targets)
             out["rrmse_l2"]["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt()
                                                                    * 100.0))
             out["rrmse_paper"]["reconstruction ceiling"].append(float((err2[targets].sum() / n).sqrt()
                                                                       / (ref1[targets].sum() / n) * 100.0))
+        return out
+
+    def _variable_baselines(self, first_target: Tensor) -> dict[str, dict]:
+        """``{baseline: {"rmse"/"acc": {channel: curve}}}`` per lead step of persistence, the climatology and the
+        model's reconstruction ceiling on the days :meth:`_baselines` scores, and for persistence and the
+        climatology the per-channel RRMSE (L2) at the reported leads (``rrmse_l2_per_channel``)."""
+        last_seen = grids.take(self.physical, first_target - 1)
+        mse, acc = self._reconstruction_errors[4:]
+        out: dict[str, dict] = {name: {"rmse": {}, "acc": {}} for name in ("persistence", "climatology",
+                                                                          "reconstruction ceiling")}
+        for name in ("persistence", "climatology"):
+            out[name]["rrmse_l2_per_channel"] = {}
+        for step in range(self.ds.rollout_steps):
+            targets, lead = first_target + step, step + 1
+            truth, climatology = grids.take(self.physical, targets), grids.take(self.climatology, targets)
+            scores = {"persistence": self.variable_scores(*self.day_scores(last_seen, targets)),
+                      "climatology": self.variable_scores(*self.day_scores(climatology, targets)),
+                      "reconstruction ceiling": self.variable_scores(mse[targets], acc[targets])}
+            for name, per_metric in scores.items():
+                for metric, values in per_metric.items():
+                    for c, v in values.items():
+                        out[name][metric].setdefault(c, []).append(v)
+            if lead in self.ds.lead_times:
+                for name, pred in (("persistence", last_seen), ("climatology", climatology)):
+                    out[name]["rrmse_l2_per_channel"][str(lead)] = dict(zip(
+                        self.frozen.store.channels, metrics.rrmse(pred, truth, per_channel=True).tolist()))
         return out
 
     def _write_csv(self, name: str, rows: list[dict], fields: list[str]) -> None:
@@ -369,12 +466,12 @@ class Evaluation:
 
 def forecast(ev: Evaluation) -> dict:
     """Latent forecasting: LSTM rollouts from masked look-back windows (and the linear inverse model's, from the
-    last day of the first setting's windows), decoded and scored per lead step, beside persistence, monthly
-    climatology and the decoder's reconstruction ceiling."""
+    last day of the first setting's windows), decoded and scored per lead step (pooled RRMSE by both formulas,
+    per-variable RMSE and ACC), beside persistence, the day-of-year climatology and the decoder's reconstruction
+    ceiling on the same days."""
     ds, out, curves_rows, baseline_rows = ev.ds, {}, [], []
     steps = ds.rollout_steps
-    climatology = ev._monthly_climatology()
-    baselines_of: dict[int, dict] = {}  # by look-back: settings of one look-back share the target days
+    baselines_of: dict[int, tuple[dict, dict]] = {}  # by look-back: settings of one look-back share the target days
     a, b = ev.inner["test"]
 
     def first_targets(lookback: int) -> Tensor:  # each test window's first target day
@@ -383,14 +480,20 @@ def forecast(ev: Evaluation) -> dict:
     def add(label: str, lookback: int, per_seed: list[dict], **extra) -> None:
         out[label] = {**ev._summarise_seeds(per_seed), **extra}
         if lookback not in baselines_of:
-            baselines_of[lookback] = ev._baselines(first_targets(lookback), climatology)
-        baselines = baselines_of[lookback]
+            first = first_targets(lookback)
+            baselines_of[lookback] = ev._baselines(first), ev._variable_baselines(first)
+        baselines, per_variable = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
                                              for name, curve in per_name.items()}
                                    for formula, per_name in baselines.items()}
+        out[label]["variable_baselines"] = per_variable
         baseline_rows.extend({"setting": label, "baseline": name, "lead": lead + 1, "metric": formula, "value": v}
                              for formula, per_name in baselines.items() for name, curve in per_name.items()
                              for lead, v in enumerate(curve))
+        baseline_rows.extend({"setting": label, "baseline": name, "lead": lead + 1, "metric": f"{metric}_{c}",
+                              "value": v}
+                             for name, per_metric in per_variable.items() for metric in ("rmse", "acc")
+                             for c, curve in per_metric[metric].items() for lead, v in enumerate(curve))
 
     for lookback, stride in ds.forecast_settings:
         label = f"LB{lookback}_S{stride}"
@@ -411,6 +514,16 @@ def forecast(ev: Evaluation) -> dict:
     return out
 
 
+def variable_skill_curves(summaries: dict[str, dict]) -> dict[str, dict]:
+    """The per-variable RMSE and ACC curves of one forecast setting for :func:`sparta.plots.plot_variable_skill`:
+    each model's (``{label: its metrics.json entry}``), then persistence and the climatology (the same days for
+    every model of a setting, read from the first)."""
+    curves = {label: {m: s["per_variable"][m] for m in ("rmse", "acc")} for label, s in summaries.items()}
+    baselines = next(iter(summaries.values()))["variable_baselines"]
+    curves.update({name: {m: baselines[name][m] for m in ("rmse", "acc")} for name in ("persistence", "climatology")})
+    return curves
+
+
 def _draw_forecast(run: Run, results: dict, label: str) -> None:
     baselines: dict[str, dict[str, dict[str, list[float]]]] = {}
     path = run.evaluation / "forecast_baselines.csv"
@@ -424,11 +537,15 @@ def _draw_forecast(run: Run, results: dict, label: str) -> None:
         curves.update({name: {k: np.array(v) for k, v in per_metric.items()}
                        for name, per_metric in baselines.get(setting, {}).items()})
         plots.plot_forecast_curves(curves, run.figures / f"forecast_curves_{setting}.png", f"{label}: forecast {setting}")
+        if "per_variable" in summary:
+            plots.plot_variable_skill(variable_skill_curves({label: summary}),
+                                      run.figures / f"forecast_skill_{setting}.png",
+                                      f"{label}: forecast {setting}, RMSE and ACC per variable", results.get("units"))
 
 
 def diffusion(ev: Evaluation) -> dict:
     """Conditional latent diffusion: complete-day latents generated from masked ones, scored as decoded fields
-    (mean of the draws) and in latent space."""
+    (mean of the draws; beside the climatology of the same days) and in latent space."""
     ds = ev.ds
     seed = derive_seed(ev.cfg.train.seed, "diffusion")
     model, schedule, standardizer, _ = train_diffusion(
@@ -442,11 +559,14 @@ def diffusion(ev: Evaluation) -> dict:
                    batch_size=max(ds.batch_size, 256), progress=ev.progress).cpu()  # (N, S, D)
     mean_latents = gen.mean(1)
     mean_fields = ev.frozen.decode(mean_latents)
-    truth = grids.take(ev.physical, idx)
+    truth, climatology = grids.take(ev.physical, idx), grids.take(ev.climatology, idx)
     out = {"conditions": len(idx), "samples": ds.diffusion_samples,
            **field_scores(mean_fields, truth, ev.train_range),
            **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), standardizer.to("cpu"),
-                                     ds.density_sigma, ds.realism_k)}
+                                     ds.density_sigma, ds.realism_k),
+           "per_variable": ev.variable_scores(*ev.day_scores(mean_fields, idx)),
+           "climatology": {**field_scores(climatology, truth, ev.train_range),  # the same days' baseline
+                           "per_variable": ev.variable_scores(*ev.day_scores(climatology, idx))}}
     gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
     observed_parts = []
     for part, true_g in zip(ev.frozen.store.parts, grids.as_list(truth)):
@@ -459,6 +579,48 @@ def diffusion(ev: Evaluation) -> dict:
                   {"truth": [t[0] for t in grids.as_list(truth)], "sparse input": observed_parts,
                    "generated mean": [g[0] for g in grids.as_list(mean_fields)]})
     return out
+
+
+RECONSTRUCTION_MAP_HIDDEN = 0.9
+"""The hidden fraction of the held-back test day's map beside its complete-input decoding."""
+
+
+def reconstruction(ev: Evaluation) -> dict:
+    """Decoded reconstructions of the inner-test days from complete inputs and from each hidden fraction of
+    :data:`ROBUSTNESS_RATIOS` (0 = complete): pooled RRMSE by both formulas and per-variable RMSE and ACC per
+    fraction, beside the climatology of the same days; maps of one held-back day for the report."""
+    a, b = ev.inner["test"]
+    days = torch.arange(a, b)
+    truth, climatology = grids.take(ev.physical, days), grids.take(ev.climatology, days)
+    out: dict = {"days": b - a, "hidden": list(ROBUSTNESS_RATIOS), "rrmse_paper": [], "rrmse_l2": [],
+                 "per_variable": {"rmse": {}, "acc": {}}}
+    day = (b - a) // 2  # one held-back day for the maps: the middle of the inner test
+    decoded_day = {}
+    for hidden in tqdm(ROBUSTNESS_RATIOS, desc="reconstruction", leave=False, disable=not ev.progress):
+        decoded = ev.frozen.decode(ev.inner_test_latents(hidden))
+        out["rrmse_paper"].append(float(metrics.rrmse_paper(decoded, truth)))
+        out["rrmse_l2"].append(float(metrics.rrmse(decoded, truth)))
+        for name, values in ev.variable_scores(*ev.day_scores(decoded, days)).items():
+            for c, v in values.items():
+                out["per_variable"][name].setdefault(c, []).append(v)
+        if hidden in (0.0, RECONSTRUCTION_MAP_HIDDEN):
+            decoded_day[hidden] = ev.display_units([p[day] for p in grids.as_list(decoded)])
+    out["climatology"] = {"rrmse_paper": float(metrics.rrmse_paper(climatology, truth)),
+                          "rrmse_l2": float(metrics.rrmse(climatology, truth)),
+                          "per_variable": ev.variable_scores(*ev.day_scores(climatology, days))}
+    out["map_day"] = str(ev.times[a + day])
+    ev._save_maps("reconstruction_test_day", "test day", f"{ev.label}: held-back test day {ev.times[a + day]}",
+                  {"truth": ev.display_units([t[day] for t in grids.as_list(truth)]),
+                   "complete": decoded_day[0.0], "hidden": decoded_day[RECONSTRUCTION_MAP_HIDDEN]})
+    return out
+
+
+def _draw_reconstruction(run: Run, results: dict, label: str) -> None:
+    if "reconstruction" in results:
+        r = results["reconstruction"]
+        plots.plot_reconstruction_skill({label: r}, r["climatology"], results.get("units", {}),
+                                        run.figures / "reconstruction_skill.png", f"{label}: decoded test days")
+    _draw_maps(run, ("reconstruction_",), results.get("units"))
 
 
 def classify(ev: Evaluation) -> dict:
@@ -484,21 +646,23 @@ def robustness(ev: Evaluation) -> dict:
     classifier, _ = ev.classifier()
     a, b = ev.inner["test"]
     starts = torch.arange(b - a - lookback)
-    out: dict[str, list[float]] = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse_l2": []}
+    targets = a + starts + lookback
+    truth = grids.take(ev.physical, targets)
+    out: dict = {"mask_ratio": list(ROBUSTNESS_RATIOS), "accuracy": [], "rrmse_l2": [],
+                 "chance_accuracy": 1.0 / len(SEASONS),  # the baselines: the inputs' sparsity cannot change them
+                 "persistence_rrmse_l2": float(metrics.rrmse(grids.take(ev.physical, targets - 1), truth)),
+                 "climatology_rrmse_l2": float(metrics.rrmse(grids.take(ev.climatology, targets), truth))}
     for ratio in tqdm(ROBUSTNESS_RATIOS, desc="robustness", leave=False, disable=not ev.progress):
-        h = ev.frozen.encode(grids.take(ev.fields, slice(a, b)), ratio,
-                             seed=derive_seed(ev.cfg.train.seed, "robust", str(ratio)))
+        h = ev.inner_test_latents(ratio)
         out["accuracy"].append(evaluate_classifier(classifier, h, ev.seasons[a:b])["accuracy"])
         pred = rollout(forecaster, h[starts[:, None] + torch.arange(lookback)], 1)[:, 0].cpu()
-        truth = grids.take(ev.physical, a + starts + lookback)
         out["rrmse_l2"].append(float(metrics.rrmse(ev.frozen.decode(pred), truth)))
     return out
 
 
 def _draw_robustness(run: Run, results: dict, label: str) -> None:
     if "robustness" in results:
-        plots.plot_robustness({label: {k: np.array(v) for k, v in results["robustness"].items()}},
-                              run.figures / "robustness.png")
+        plots.plot_robustness({label: results["robustness"]}, run.figures / "robustness.png")
 
 
 def diagnostics(ev: Evaluation) -> dict:
@@ -538,9 +702,9 @@ def _draw_diagnostics(run: Run, results: dict, label: str) -> None:
                                     seed=run.config.train.seed)
 
 
-def _draw_maps(run: Run, stems: tuple[str, ...]) -> None:
+def _draw_maps(run: Run, stems: tuple[str, ...], units: dict[str, str] | None = None) -> None:
     """Figures of the maps saved under ``evaluation/maps`` whose name starts with one of ``stems``: one per grid
-    when the variables are on several."""
+    when the variables are on several (``units``: the channels' display units, where the maps are in them)."""
     for path in sorted((run.evaluation / "maps").glob("*.npz")):
         if not path.stem.startswith(stems):
             continue
@@ -549,10 +713,14 @@ def _draw_maps(run: Run, stems: tuple[str, ...]) -> None:
             kind, title = str(saved["kind"]), str(saved["title"])
             for g in range(n_grids):
                 lat, lon, channels = saved[f"{g}/lat"], saved[f"{g}/lon"], list(map(str, saved[f"{g}/channels"]))
+                grid_units = [units.get(c, "") for c in channels] if units else None
                 suffix = f"_{saved[f'{g}/grid']}" if n_grids > 1 else ""
                 out = run.figures / f"{path.stem}{suffix}.png"
                 if kind == "error":
                     plots.plot_error_maps(saved[f"{g}/prediction"], saved[f"{g}/truth"], channels, lat, lon, title, out)
+                elif kind == "test day":
+                    plots.plot_test_day(saved[f"{g}/truth"], saved[f"{g}/complete"], saved[f"{g}/hidden"],
+                                        RECONSTRUCTION_MAP_HIDDEN, channels, lat, lon, title, out, grid_units)
                 else:
                     plots.plot_reconstructions(saved[f"{g}/truth"], saved[f"{g}/sparse input"],
                                                saved[f"{g}/generated mean"], channels, lat, lon, out, title)
@@ -606,6 +774,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "forecast", "latent LSTM and linear inverse model forecasts, decoded and scored per lead, with baselines"),
     Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
          "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion"),
+    Task("reconstruction", reconstruction, _draw_reconstruction, "reconstruction",
+         "test days decoded from complete inputs and from each hidden fraction, with the climatology"),
     Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings",
          CLASSIFY_COLUMNS, "latent classification"),
     Task("diagnostics", diagnostics, _draw_diagnostics, "smoothness", "smoothness and trajectories of the latents"),

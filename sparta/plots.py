@@ -67,9 +67,14 @@ def model_color(name: str) -> str:
 
 
 def _legend_below(fig, ax) -> None:
-    """One legend under all panels, so it never hides a curve however many models there are."""
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
+    """One legend under all panels, so it never hides a curve however many models there are: every label drawn
+    on any panel once, ``ax``'s first."""
+    found: dict = {}
+    for panel in [ax, *fig.axes]:
+        for handle, label in zip(*panel.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    fig.legend(list(found.values()), list(found), loc="outside lower center", ncols=min(3, len(found)),
+               fontsize="small")
 
 
 def _panels(n: int, width: float = 4.0, height: float = 3.4):
@@ -173,6 +178,69 @@ def plot_reconstructions(true: np.ndarray, observed: np.ndarray, generated: np.n
     return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)), path)
 
 
+def plot_test_day(true: np.ndarray, complete: np.ndarray, hidden: np.ndarray, fraction: float, channels: list[str],
+                  lat: np.ndarray, lon: np.ndarray, title: str, path: Path, units: list[str] | None = None) -> Path:
+    """(C, H, W) each: one held-back day's truth, its decoding from the complete input and from the input with a
+    ``fraction`` hidden (shared scale per row), and the |error| of each decoding (own scales)."""
+    columns = {"truth": true, "decoded, complete input": complete, f"decoded, {fraction:.0%} hidden": hidden,
+               "|error|, complete input": np.abs(complete - true), f"|error|, {fraction:.0%} hidden": np.abs(hidden - true)}
+    return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)[:3]), path)
+
+
+def _with_unit(channel: str, units: dict[str, str]) -> str:
+    return f"{channel} ({units[channel]})" if units.get(channel) else channel
+
+
+def plot_variable_skill(curves: dict[str, dict[str, dict[str, list[float]]]], path: Path, title: str,
+                        units: dict[str, str] | None = None, step_days: float = 1.0) -> Path:
+    """Per-variable RMSE (top row, each variable's unit) and ACC (bottom row) vs lead time, one column per variable:
+    ``{label: {"rmse": {channel: per-lead values}, "acc": {...}}}``, lead 1 first; the labels persistence,
+    climatology and reconstruction ceiling are drawn as baselines (grey, dashed or dotted)."""
+    units = units or {}
+    channels = list(dict.fromkeys(c for per in curves.values() for c in per.get("rmse", {})))
+    fig, axes = plt.subplots(2, len(channels), figsize=(3.4 * len(channels), 5.6), squeeze=False,
+                             layout="constrained")
+    for col, channel in enumerate(channels):
+        for row, metric in enumerate(("rmse", "acc")):
+            ax = axes[row][col]
+            for label, per in curves.items():
+                values = per.get(metric, {}).get(channel)
+                if values is None:
+                    continue
+                style = BASELINE_STYLES.get(label.lower(), {"color": model_color(label), "linestyle": "-"})
+                ax.plot(np.arange(1, len(values) + 1) * step_days, values, lw=1.3, label=label, **style)
+            ax.set_xlabel("lead time (days)")
+            ax.set_ylabel(f"RMSE ({units[channel]})" if metric == "rmse" and units.get(channel) else metric.upper())
+            ax.set_title(f"{channel}: {'RMSE' if metric == 'rmse' else 'ACC'}")
+    _legend_below(fig, axes[0][0])
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_reconstruction_skill(results: dict[str, dict], climatology: dict, units: dict[str, str], path: Path,
+                              title: str) -> Path:
+    """Per-variable RMSE (top row) and ACC (bottom row) of decoded test days vs the hidden fraction of the input,
+    one column per variable, one line per model (``{label: reconstruction results}``: ``hidden`` fractions and
+    ``per_variable`` lists); the climatology of the same days (``climatology["per_variable"]``) dashed grey."""
+    channels = list(next(iter(results.values()))["per_variable"]["rmse"])
+    fig, axes = plt.subplots(2, len(channels), figsize=(3.4 * len(channels), 5.6), squeeze=False,
+                             layout="constrained")
+    for col, channel in enumerate(channels):
+        for row, metric in enumerate(("rmse", "acc")):
+            ax = axes[row][col]
+            for label, r in results.items():
+                ax.plot(np.asarray(r["hidden"]) * 100, r["per_variable"][metric][channel], marker="o", markersize=3,
+                        lw=1.3, color=model_color(label), label=label)
+            ax.axhline(climatology["per_variable"][metric][channel], label="climatology",
+                       **BASELINE_STYLES["climatology"])
+            ax.set_xlabel("hidden fraction of the input (%)")
+            ax.set_ylabel(f"RMSE ({units[channel]})" if metric == "rmse" and units.get(channel) else metric.upper())
+            ax.set_title(f"{channel}: {'RMSE' if metric == 'rmse' else 'ACC'}")
+    _legend_below(fig, axes[0][0])
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def forecast_summary_curves(summary: dict) -> dict[str, np.ndarray | dict[int, float]]:
     """One forecast setting's metrics.json entry as :func:`plot_forecast_curves` draws it: each per-step
     ``curve`` (the scores computed at every lead) as an array, and each score computed at the reported lead
@@ -228,15 +296,24 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, ti
     return save(fig, path)
 
 
-def plot_robustness(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
-    """Accuracy and one-step RRMSE vs mask ratio per model; mask_ratio and accuracy are fractions, rrmse in %."""
+def plot_robustness(curves: dict[str, dict], path: Path) -> Path:
+    """Accuracy and one-step RRMSE vs mask ratio per model (each model's robustness results); mask_ratio and
+    accuracy are fractions, rrmse in %. The baselines, where saved (chance accuracy; persistence and climatology
+    on the same target days), are horizontal lines: the inputs' sparsity does not change them."""
     fig, axes = _panels(2)
-    panels = (("accuracy", 100.0, "classification accuracy (%)"), ("rrmse_l2", 1.0, "one-step forecast RRMSE, L2 (%)"))
-    for ax, (key, scale, ylabel) in zip(axes, panels):
+    panels = (("accuracy", 100.0, "classification accuracy (%)", {"chance": "chance_accuracy"}),
+              ("rrmse_l2", 1.0, "one-step forecast RRMSE, L2 (%)",
+               {"persistence": "persistence_rrmse_l2", "climatology": "climatology_rrmse_l2"}))
+    for ax, (key, scale, ylabel, baselines) in zip(axes, panels):
         for name, per_model in curves.items():
             found = key if key in per_model else "rrmse"  # metrics.json written before the two RRMSE formulas
             ax.plot(np.asarray(per_model["mask_ratio"]) * 100, np.asarray(per_model[found]) * scale, marker="o",
                     color=model_color(name), label=name)
+        first = next(iter(curves.values()))  # the same days for every model of one store
+        for baseline, saved in baselines.items():
+            if saved in first:
+                ax.axhline(first[saved] * scale, label=baseline,
+                           **BASELINE_STYLES.get(baseline, {"color": "0.5", "linestyle": ":"}))
         ax.set_xlabel("mask ratio (%)")
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel.split(" (")[0])

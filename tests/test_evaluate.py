@@ -41,10 +41,32 @@ def test_every_task_writes_finite_results(trained, evaluated):
     assert set(s5["baselines"]) == {"rrmse_paper", "rrmse_l2"}
     for per_name in s5["baselines"].values():
         assert set(per_name) == {"persistence", "climatology", "reconstruction ceiling"}
-    assert set(s5["rrmse_l2_per_channel"]["10"]) == {"t2m", "z850", "u850", "v850", "q850"}
-    assert set(FIELD_METRICS) | {"rrmse_l2_per_channel"} <= set(evaluated["definitions"])
+    channels = ["t2m", "z850", "u850", "v850", "q850"]
+    assert set(s5["rrmse_l2_per_channel"]["10"]) == set(channels)
+    assert set(FIELD_METRICS) | {"rrmse_l2_per_channel", "rmse", "acc", "climatology"} <= set(evaluated["definitions"])
+    assert evaluated["units"] == {"t2m": "K", "z850": "m**2 s**-2", "u850": "m s**-1", "v850": "m s**-1",
+                                  "q850": "g kg**-1"}
+    # per-variable RMSE and ACC of every model and baseline at every lead step
+    for entry in evaluated["forecast"].values():
+        for per in (entry["per_variable"], *entry["variable_baselines"].values()):
+            for metric in ("rmse", "acc"):
+                assert list(per[metric]) == channels
+                assert all(len(v) == ds.rollout_steps and all(map(math.isfinite, v)) for v in per[metric].values())
+        assert set(entry["variable_baselines"]) == {"persistence", "climatology", "reconstruction ceiling"}
+        assert all(-1 <= v <= 1 for v in entry["per_variable"]["acc"]["z850"])
+        assert entry["variable_baselines"]["climatology"]["acc"]["t2m"] == [0.0] * ds.rollout_steps
+        assert set(entry["variable_baselines"]["persistence"]["rrmse_l2_per_channel"]) == {"5", "10"}
+    assert 0 < s5["per_variable"]["rmse"]["q850"][0] < 20  # g/kg, not kg/kg
+    assert all(len(v) == ds.rollout_steps for v in s5["per_variable"]["rmse_spread"].values())
+    r = evaluated["reconstruction"]
+    assert r["hidden"] == list(ROBUSTNESS_RATIOS) and len(r["rrmse_l2"]) == len(ROBUSTNESS_RATIOS)
+    assert all(len(r["per_variable"][m][c]) == len(ROBUSTNESS_RATIOS) for m in ("rmse", "acc") for c in channels)
+    assert r["climatology"]["per_variable"]["acc"] == dict.fromkeys(channels, 0.0)
     d = evaluated["diffusion"]
     assert d["conditions"] == ds.max_conditions and d["samples"] == ds.diffusion_samples
+    assert list(d["per_variable"]["rmse"]) == channels and math.isfinite(d["climatology"]["rrmse_l2"])
+    robust = evaluated["robustness"]
+    assert robust["chance_accuracy"] == 0.25 and robust["persistence_rrmse_l2"] > 0 < robust["climatology_rrmse_l2"]
     c = evaluated["classify"]
     assert 0 <= c["accuracy"] <= 1 and sum(map(sum, c["confusion"])) > 0
     assert evaluated["robustness"]["mask_ratio"] == list(ROBUSTNESS_RATIOS)
@@ -53,11 +75,13 @@ def test_every_task_writes_finite_results(trained, evaluated):
     assert all(math.isfinite(x) for x in numbers)
     lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
     assert lines[0] == "setting,seed,lead,metric,value"
-    per_rollout = len(EVERY_LEAD) * ds.rollout_steps + (len(FIELD_METRICS) - len(EVERY_LEAD)) * len(ds.lead_times)
+    per_rollout = ((len(EVERY_LEAD) + 2 * len(channels)) * ds.rollout_steps  # + RMSE and ACC per variable
+                   + (len(FIELD_METRICS) - len(EVERY_LEAD)) * len(ds.lead_times))
     assert len(lines) == 1 + per_rollout * (2 + len(ds.forecast_seeds))  # SSIM/PSNR at the reported leads only
     for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
                  "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
-                 "forecast_curves_LB5_S1.png", "forecast_curves_LIM.png"):
+                 "forecast_curves_LB5_S1.png", "forecast_curves_LIM.png", "forecast_skill_LB5_S1.png",
+                 "forecast_skill_LIM.png", "reconstruction_skill.png", "reconstruction_test_day.png"):
         assert (trained.figures / name).is_file(), name
 
 
@@ -85,11 +109,11 @@ def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micr
     """The ceiling at lead T pools the decoded complete-input latents of every window's T-th target day."""
     import torch
 
-    from sparta.metrics import rrmse, rrmse_paper
+    from sparta.metrics import rmse, rrmse, rrmse_paper
 
     ev = Evaluation(trained, micro_store, progress=False)
     first_target = torch.arange(ev.inner["test"][0] + 3, ev.inner["test"][0] + 9)
-    baselines = ev._baselines(first_target, ev._monthly_climatology())
+    baselines, per_variable = ev._baselines(first_target), ev._variable_baselines(first_target)
     decoded = ev.frozen.decode(ev.h_clean)
     for lead in (1, 4):
         days = first_target + lead - 1
@@ -97,6 +121,8 @@ def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micr
             float(rrmse(decoded[days], ev.physical[days])), rel=1e-9)
         assert baselines["rrmse_paper"]["reconstruction ceiling"][lead - 1] == pytest.approx(
             float(rrmse_paper(decoded[days], ev.physical[days])), rel=1e-9)
+        assert per_variable["reconstruction ceiling"]["rmse"]["z850"][lead - 1] == pytest.approx(
+            float(rmse(decoded[days], ev.physical[days], ev.area_weights)[1]), rel=1e-9)
 
 
 # ---------------------------------------------------------------- known values: units, days, sets, stds
@@ -119,7 +145,8 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     import torch
 
     import sparta.evaluate as E
-    from sparta.metrics import psnr_paper, ssim
+    from sparta.climatology import day_of_year, day_of_year_climatology
+    from sparta.metrics import acc, lat_weights, psnr_paper, rmse, ssim
 
     ev = Evaluation(trained, micro_store, progress=False)
     a, b = micro_store.split_range("test")
@@ -162,6 +189,17 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     hand = 100 * float((pers_pred - pers_truth).pow(2).mean().sqrt() / pers_truth.mean())
     assert persistence == pytest.approx(hand, rel=1e-9)
     assert out["baselines"]["rrmse_l2"]["reconstruction ceiling"]["5"] == pytest.approx(out["at"]["rrmse_l2"]["5"])
+    # per variable: 1 K on t2m only, at every lead; the anomalies of persistence from the TARGET day's climatology
+    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([1.0] * ev.ds.rollout_steps, rel=1e-6)
+    assert out["per_variable"]["rmse"]["z850"] == [0.0] * ev.ds.rollout_steps
+    assert out["per_variable"]["acc"]["q850"] == pytest.approx([1.0] * ev.ds.rollout_steps)
+    weights = lat_weights(torch.as_tensor(micro_store.lat))
+    climatology = torch.from_numpy(day_of_year_climatology(micro_store)[day_of_year(ev.times[first + 4]) - 1])
+    pers = out["variable_baselines"]["persistence"]
+    assert pers["acc"]["z850"][4] == pytest.approx(float(acc(pers_pred, pers_truth, climatology, weights)[1]), rel=1e-9)
+    assert pers["rmse"]["q850"][4] == pytest.approx(1e3 * float(rmse(pers_pred, pers_truth, weights)[4]), rel=1e-9)
+    assert out["variable_baselines"]["climatology"]["rmse"]["t2m"][4] == pytest.approx(
+        float(rmse(climatology, pers_truth, weights)[0]), rel=1e-6)
 
 
 def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_store, monkeypatch):
@@ -170,7 +208,7 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
 
     import sparta.evaluate as E
     from sparta.downstream.diffusion import LatentStandardizer
-    from sparta.metrics import latent_density, realism_score, rrmse
+    from sparta.metrics import latent_density, realism_score, rmse, rrmse
 
     ev = Evaluation(trained, micro_store, progress=False)
     ds, seen = ev.ds, {}
@@ -208,6 +246,10 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
     assert out["latent_std_per_condition_standardised"] == pytest.approx(float((spread.std() / st.std).mean()),
                                                                          rel=1e-5)
     assert out["rrmse_l2"] == pytest.approx(float(rrmse(ev.frozen.decode(mean), ev.physical[idx])))
+    assert out["per_variable"]["rmse"]["u850"] == pytest.approx(
+        float(rmse(ev.frozen.decode(mean), ev.physical[idx], ev.area_weights)[2]))
+    assert out["climatology"]["rrmse_l2"] == pytest.approx(float(rrmse(ev.climatology[idx], ev.physical[idx])))
+    assert set(out["climatology"]["per_variable"]["acc"].values()) == {0.0}
 
 
 def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):

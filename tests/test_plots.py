@@ -111,6 +111,33 @@ def test_robustness(tmp_path: Path, rng: np.random.Generator) -> None:
     assert_png(plots.plot_robustness(curves, path), path)
 
 
+def test_robustness_with_baselines(tmp_path: Path, rng: np.random.Generator) -> None:
+    ratios = [0.0, 0.5, 0.9]
+    curves = {"SPARTA": {"mask_ratio": ratios, "accuracy": list(rng.random(3)), "rrmse_l2": list(rng.random(3)),
+                         "chance_accuracy": 0.25, "persistence_rrmse_l2": 1.5, "climatology_rrmse_l2": 3.0}}
+    path = tmp_path / "robustness_baselines.png"
+    assert_png(plots.plot_robustness(curves, path), path)
+
+
+def test_test_day_maps(tmp_path: Path, rng: np.random.Generator) -> None:
+    true = fields(rng)
+    path = tmp_path / "test_day.png"
+    assert_png(plots.plot_test_day(true, true + 0.1, true + fields(rng), 0.9, CHANNELS, LAT, LON, "day", path,
+                                   ["K", "m**2 s**-2"]), path)
+
+
+def test_variable_skill_and_reconstruction_skill(tmp_path: Path, rng: np.random.Generator) -> None:
+    per = lambda n: {m: {c: list(rng.random(n)) for c in CHANNELS} for m in ("rmse", "acc")}  # noqa: E731
+    curves = {"SPARTA": per(10), "persistence": per(10), "climatology": per(10)}
+    path = tmp_path / "skill.png"
+    assert_png(plots.plot_variable_skill(curves, path, "forecast", {"t2m": "K", "z850": "m**2 s**-2"}), path)
+    hidden = [0.0, 0.5, 0.9]
+    results = {"SPARTA": {"hidden": hidden, "per_variable": per(3)}, "EOF/PCA": {"hidden": hidden, "per_variable": per(3)}}
+    climatology = {"per_variable": {m: {c: 0.5 for c in CHANNELS} for m in ("rmse", "acc")}}
+    path = tmp_path / "reconstruction.png"
+    assert_png(plots.plot_reconstruction_skill(results, climatology, {"t2m": "K"}, path, "decoded"), path)
+
+
 def test_adjacency(tmp_path: Path) -> None:
     channels = ["t2m", "z850", "u850", "v850", "q850"]
     adjacency = np.eye(5)
