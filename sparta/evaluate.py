@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -732,7 +733,8 @@ class Task:
     ``draw(run, metrics, label)``, which redraws its figures from saved files only.
 
     ``columns``: its scalar results in the downstream table (:func:`sparta.tables.downstream_table`), whose title
-    names it ``table_name``; forecast and diagnostics have tables of their own layout in :mod:`sparta.tables`."""
+    names it ``table_name``, with the rows of ``baselines(results) -> {baseline: values}`` beside the models';
+    forecast and diagnostics have tables of their own layout in :mod:`sparta.tables`."""
 
     name: str
     run: Callable[[Evaluation], dict]
@@ -741,6 +743,7 @@ class Task:
     description: str
     columns: tuple[Column, ...] = ()
     table_name: str = ""
+    baselines: Callable[[dict], dict[str, dict]] | None = None
 
 
 def _field_column(metric: str, old_key: str | None = None, paper: bool = False) -> Column:
@@ -769,15 +772,22 @@ CLASSIFY_COLUMNS = (
 )
 
 
+def _chance(results: dict) -> dict[str, dict]:
+    """A classifier that knows nothing: accuracy 1 / classes, cross-entropy ln(classes) (uniform probabilities)."""
+    n = len(results["confusion"])
+    return {"chance": {"accuracy": 1.0 / n, "cross_entropy": math.log(n)}}
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("forecast", forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
          "forecast", "latent LSTM and linear inverse model forecasts, decoded and scored per lead, with baselines"),
     Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
-         "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion"),
+         "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion",
+         lambda r: {"climatology": r["climatology"]} if "climatology" in r else {}),
     Task("reconstruction", reconstruction, _draw_reconstruction, "reconstruction",
          "test days decoded from complete inputs and from each hidden fraction, with the climatology"),
     Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings",
-         CLASSIFY_COLUMNS, "latent classification"),
+         CLASSIFY_COLUMNS, "latent classification", _chance),
     Task("diagnostics", diagnostics, _draw_diagnostics, "smoothness", "smoothness and trajectories of the latents"),
     Task("robustness", robustness, _draw_robustness, "robustness", "accuracy and forecast error vs mask ratio"),
 )}

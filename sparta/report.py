@@ -1,4 +1,5 @@
-"""The comparison report: the paper's tables 1-15 from our own measured numbers, with figures.
+"""The comparison report: a verdict built from the numbers, then the paper's tables 1-15 from our own measured
+numbers beside WeatherBench-style scores (RMSE and ACC per variable), with figures.
 
 Built only from saved files (each variant's ``evaluation/metrics.json`` and figures),
 so ``sparta report DIR`` regenerates it without retraining. ``report.md`` links
@@ -23,13 +24,14 @@ from sparta import metrics, plots
 from sparta.tables import Table, forecast_settings, paper_tables
 from sparta.variants import VARIANTS
 
-# The paper's three comparisons (section 7), each a list of variants in row order.
+# The paper's three comparisons (section 7), each a list of variants in row order and the tag of its figures'
+# file names (they show every variant of the comparison).
 SECTIONS = [
     ("Early fusion vs autoencoder and EOF/PCA (paper tables 1-5, plus the linear baseline)",
-     ["sparta", "autoencoder", "pca"]),
+     ["sparta", "autoencoder", "pca"], "sparta-autoencoder-pca"),
     ("Ablation: hard negatives and cycle loss (paper tables 6-10)", ["sparta-none", "sparta-cycle", "sparta-hn",
-                                                                     "sparta"]),
-    ("Late fusion (paper tables 11-15)", ["sparta", "sparta-attention", "sparta-gnn"]),
+                                                                     "sparta"], "ablation"),
+    ("Late fusion (paper tables 11-15)", ["sparta", "sparta-attention", "sparta-gnn"], "late-fusion"),
 ]
 
 
@@ -62,41 +64,68 @@ def hardware() -> str:
     return f"{device}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
-def relative_improvements(sparta: dict, autoencoder: dict) -> list[str]:
-    """The paper's conclusion line, from our numbers: SPARTA vs autoencoder per task (positive = SPARTA better)."""
+def which_is_better(name_a: str, a: float, name_b: str, b: float, lower_is_better: bool = True) -> str:
+    """In words which of two scores is better and by how much of the other's: ``SPARTA lower by 8.6% (better)``."""
+    if a == b:
+        return f"{name_a} and {name_b} equal"
+    winner, w, loser, v = (name_a, a, name_b, b) if (a < b) == lower_is_better else (name_b, b, name_a, a)
+    direction = "lower" if w < v else "higher"
+    share = f" by {100 * abs(w - v) / abs(v):.1f}%" if v else ""
+    return f"{winner} better ({direction}{share} than {loser})"
+
+
+def relative_improvements(a: dict, b: dict, name_a: str = "SPARTA", name_b: str = "the autoencoder") -> list[str]:
+    """The paper's conclusion lines, from our numbers, saying in words which model is better per task and lead."""
     lines = []
-
-    def pct(ours: float, base: float) -> str:
-        return f"{100 * (base - ours) / abs(base):+.1f}%"
-
-    for setting in sparta.get("forecast", {}):
-        if setting in autoencoder.get("forecast", {}):
+    for setting in a.get("forecast", {}):
+        if setting in b.get("forecast", {}):
             for metric, name in (("rrmse_paper", "paper formula"), ("rrmse_l2", "L2, ours")):
-                ours, base = sparta["forecast"][setting]["at"].get(metric), autoencoder["forecast"][setting]["at"].get(metric)
+                ours, base = a["forecast"][setting]["at"].get(metric), b["forecast"][setting]["at"].get(metric)
                 if ours and base:
-                    cells = ", ".join(f"T={t}: {pct(ours[t], base[t])}" for t in ours)
-                    lines.append(f"Forecast RRMSE ({name}) reduction, {setting}: {cells}")
-    if "diffusion" in sparta and "diffusion" in autoencoder:
-        d, a = sparta["diffusion"], autoencoder["diffusion"]
-        lines.append(f"Diffusion: RRMSE reduction {pct(d['rrmse_paper'], a['rrmse_paper'])} (paper formula), "
-                     f"{pct(d['rrmse_l2'], a['rrmse_l2'])} (L2, ours), Std dev (paper: all generated values) "
-                     f"reduction {pct(d['latent_std_all_samples'], a['latent_std_all_samples'])}, std across "
-                     f"draws (ours) reduction {pct(d['latent_std_per_condition'], a['latent_std_per_condition'])} "
-                     f"(standardised latents: {pct(d['latent_std_per_condition_standardised'], a['latent_std_per_condition_standardised'])})")
-    if "classify" in sparta and "classify" in autoencoder:
-        c, a = sparta["classify"], autoencoder["classify"]
-        lines.append(f"Classification: test loss reduction {pct(c['cross_entropy'], a['cross_entropy'])}, "
-                     f"accuracy {100 * c['accuracy']:.1f}% vs {100 * a['accuracy']:.1f}%")
+                    cells = "; ".join(f"T={t}: {which_is_better(name_a, ours[t], name_b, base[t])}" for t in ours)
+                    lines.append(f"Forecast RRMSE ({name}), {setting}: {cells}")
+    if "diffusion" in a and "diffusion" in b:
+        d, e = a["diffusion"], b["diffusion"]
+        lines.append(f"Diffusion RRMSE: {which_is_better(name_a, d['rrmse_paper'], name_b, e['rrmse_paper'])} "
+                     f"(paper formula); {which_is_better(name_a, d['rrmse_l2'], name_b, e['rrmse_l2'])} (L2, ours). "
+                     f"Std dev (paper: all generated values): "
+                     f"{which_is_better(name_a, d['latent_std_all_samples'], name_b, e['latent_std_all_samples'])}; "
+                     "std across draws (ours): "
+                     f"{which_is_better(name_a, d['latent_std_per_condition'], name_b, e['latent_std_per_condition'])}")
+    if "classify" in a and "classify" in b:
+        c, e = a["classify"], b["classify"]
+        lines.append(f"Classification: test loss {which_is_better(name_a, c['cross_entropy'], name_b, e['cross_entropy'])}"
+                     f"; accuracy {100 * c['accuracy']:.1f}% ({name_a}) vs {100 * e['accuracy']:.1f}% ({name_b}), "
+                     f"chance {100 / len(c['confusion']):.0f}%")
     return lines
 
 
 def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], tag: str) -> list[Block]:
-    """Overlaid smoothness, PCA and forecast curves for the variants of one section."""
+    """The variants of one section overlaid: RMSE and ACC per variable vs lead (the first forecast figures) and
+    vs the hidden fraction of decoded test days, the forecast scores vs lead, smoothness and PCA."""
+    from sparta.evaluate import variable_skill_curves  # imports the downstream models: read when drawing
+
     figs = out / "report_figures"
     labels = {VARIANTS[n].label: n for n in names}
+    units = next((results[n]["units"] for n in names if "units" in results[n]), {})
+    blocks = []
+    for setting in forecast_settings({n: results[n] for n in names}):
+        summaries = {VARIANTS[n].label: results[n]["forecast"][setting] for n in names
+                     if "per_variable" in results[n].get("forecast", {}).get(setting, {})}
+        if summaries:
+            path = plots.plot_variable_skill(variable_skill_curves(summaries), figs / f"forecast_skill_{setting}_{tag}.png",
+                                             f"Forecast {setting}: RMSE and ACC per variable", units)
+            blocks.append(Block("figure", str(path), f"Forecast {setting}: RMSE (each variable's unit) and ACC per "
+                                                     "variable vs lead time, every model beside persistence and the "
+                                                     "climatology"))
+    recon = {VARIANTS[n].label: results[n]["reconstruction"] for n in names if "reconstruction" in results[n]}
+    if recon:
+        path = plots.plot_reconstruction_skill(recon, next(iter(recon.values()))["climatology"], units,
+                                               figs / f"reconstruction_skill_{tag}.png", "Decoded test days")
+        blocks.append(Block("figure", str(path), "Decoded test days: RMSE and ACC per variable vs the hidden fraction "
+                                                 "of the input, beside the climatology"))
     latents = {label: np.load(out / n / "evaluation" / "smoothness_latents.npy") for label, n in labels.items()
                if (out / n / "evaluation" / "smoothness_latents.npy").is_file()}
-    blocks = []
     if latents:
         steps = {k: metrics.step_distances(torch.from_numpy(v)).numpy() for k, v in latents.items()}
         cycles = {k: metrics.cycle_distances(torch.from_numpy(v)).numpy() for k, v in latents.items()}
@@ -107,9 +136,9 @@ def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], t
                   "Cycle distance"),
             Block("figure", str(plots.plot_pca(latents, figs / f"pca_{tag}.png")), "PCA of consecutive latents"),
         ]
-    for setting in forecast_settings({n: results[n] for n in names if n in results}):
+    for setting in forecast_settings({n: results[n] for n in names}):
         curves = {VARIANTS[n].label: plots.forecast_summary_curves(results[n]["forecast"][setting])
-                  for n in names if setting in results.get(n, {}).get("forecast", {})}
+                  for n in names if setting in results[n].get("forecast", {})}
         blocks.append(Block("figure", str(plots.plot_forecast_curves(curves, figs / f"forecast_{setting}_{tag}.png",
                                                                      f"Forecast {setting}")),
                             f"Forecast scores vs lead time, {setting}"))
@@ -144,6 +173,107 @@ def decoder_skill(out: Path, names: list[str]) -> list[Block]:
     return blocks
 
 
+def lead_ranges(leads: list[int]) -> str:
+    """Leads as ranges: ``[1, 2, 3, 7]`` -> ``1-3, 7``; none -> ``none``."""
+    spans: list[list[int]] = []
+    for t in leads:
+        if spans and t == spans[-1][1] + 1:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans) or "none"
+
+
+def winning_leads(model: list[float], baseline: list[float], lower_is_better: bool) -> list[int]:
+    """The leads (1 = the first step) at which ``model`` scores strictly better than ``baseline``."""
+    return [t + 1 for t, (m, b) in enumerate(zip(model, baseline)) if (m < b if lower_is_better else m > b)]
+
+
+def forecast_verdict(results: dict[str, dict], metric: str) -> Table:
+    """Per model and forecast setting (rows) and variable (columns): the leads at which the forecast beats
+    persistence and the climatology by ``metric`` (``rmse`` or ``acc``, per variable)."""
+    rows: dict[str, list[str]] = {}
+    channels: list[str] = []
+    for label, res in results.items():
+        for setting, entry in res.get("forecast", {}).items():
+            if "per_variable" not in entry:
+                continue
+            model, baselines = entry["per_variable"][metric], entry["variable_baselines"]
+            channels = list(model)
+            rows[f"{label}, {setting}"] = [
+                "; ".join(f"{name} at {lead_ranges(winning_leads(model[c], baselines[name][metric][c], metric == 'rmse'))}"
+                          for name in ("persistence", "climatology")) for c in channels]
+    name = "RMSE" if metric == "rmse" else "ACC"
+    return Table(f"Leads (days) at which each forecast beats persistence and the climatology by {name}, per variable",
+                 channels, rows, {label: [False] * len(channels) for label in rows})
+
+
+def seed_spread_lines(results: dict[str, dict], metric: str = "rrmse_l2") -> list[str]:
+    """For each forecast setting with several seeds: at each reported lead the best model and whether its lead
+    over the runner-up exceeds the seed spread (their mean ± std over seeds do not overlap)."""
+    lines = []
+    for setting in forecast_settings(results):
+        entries = {label: r["forecast"][setting] for label, r in results.items()
+                   if r.get("forecast", {}).get(setting, {}).get("seeds", 1) > 1}
+        if len(entries) < 2:
+            continue
+        cells = []
+        for t in next(iter(entries.values()))["at"][metric]:
+            ranked = sorted(entries, key=lambda label: entries[label]["at"][metric][t])
+            (best, m_b, s_b), (second, m_s, s_s) = [(label, entries[label]["at"][metric][t],
+                                                     entries[label]["at"][f"{metric}_spread"][t]) for label in ranked[:2]]
+            beyond = "more than" if m_s - m_b > s_b + s_s else "within"
+            cells.append(f"T={t}: {best} best ({m_b:.2f} ± {s_b:.2f}), {beyond} the seed spread of the runner-up "
+                         f"{second} ({m_s:.2f} ± {s_s:.2f})")
+        seeds = next(iter(entries.values()))["seeds"]
+        lines.append(f"Forecast {setting}, {metrics.FIELD_METRICS[metric].table_name} over {seeds} seeds: " + "; ".join(cells))
+    return lines
+
+
+def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
+    """The report's first screen, built from the numbers (``{variant: metrics.json}``): each model's decoded
+    reconstructions against the climatology and EOF/PCA, the leads at which its forecasts beat persistence and the
+    climatology per variable, whether the differences between models exceed the seed spread, its season accuracy
+    against chance, and one held-back test day per model."""
+    labelled = {VARIANTS[n].label: r for n, r in results.items()}
+    blocks = [Block("h2", "Verdict"),
+              Block("p", "Every sentence and table here is computed from the saved metrics (the detailed tables "
+                         "follow). RMSE and ACC per variable follow WeatherBench2: area-weighted, anomalies of "
+                         "forecast and truth from the train split's day-of-year climatology of the valid day.")]
+    eof = results.get("pca", {}).get("reconstruction")
+    for name, res in results.items():
+        r, label = res.get("reconstruction"), VARIANTS[name].label
+        if not r:
+            continue
+        parts = []
+        for hidden, tag in ((0.0, "complete"), (0.9, "90% hidden")):
+            if hidden not in r["hidden"]:
+                continue
+            j = r["hidden"].index(hidden)
+            value = r["rrmse_l2"][j]
+            against = [which_is_better(label, value, "the climatology", r["climatology"]["rrmse_l2"])]
+            if eof and name != "pca":
+                against.append(which_is_better(label, value, "EOF/PCA", eof["rrmse_l2"][eof["hidden"].index(hidden)]))
+            acc = [v[j] for v in r["per_variable"]["acc"].values()]
+            parts.append(f"{tag} inputs at RRMSE (L2) {value:.2f}%, ACC per variable {min(acc):.2f}-{max(acc):.2f}: "
+                         + ", ".join(against))
+        blocks.append(Block("p", f"Reconstruction, {label}: decodes the held-back test days from " + "; from ".join(parts)
+                            + "."))
+    if any("forecast" in r for r in labelled.values()):
+        blocks += [Block("table", forecast_verdict(labelled, m)) for m in ("rmse", "acc")]
+    blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
+    accuracy = [f"{label} {100 * r['classify']['accuracy']:.0f}%" for label, r in labelled.items() if "classify" in r]
+    if accuracy:
+        chance = 100 / len(next(r["classify"] for r in labelled.values() if "classify" in r)["confusion"])
+        blocks.append(Block("p", f"Season classification accuracy (one classifier seed each): {', '.join(accuracy)}; "
+                                 f"chance {chance:.0f}%."))
+    for name in results:
+        blocks += _run_figure(out, name, "reconstruction_test_day*.png",
+                              "a held-back test day: truth, decoded from the complete input and with 90% hidden, "
+                              "and the errors")
+    return blocks
+
+
 def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
     results = collect(out)
     if not results:
@@ -160,25 +290,26 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
                          "about half as high on the same prediction (x0.45 on the synthetic record); per-channel tables use ours, because the "
                          "paper's formula divides by means near 0 for u850 and v850.")]
     blocks += decoder_skill(out, list(results))
-    for title, names in SECTIONS:
+    blocks += verdict(out, results)
+    for title, names, tag in SECTIONS:
         rows = {VARIANTS[n].label: results[n] for n in names if n in results}
         if len(rows) < 2:
             continue
-        tag = "autoencoder" if "autoencoder" in names else names[-1] if names[0] == "sparta" else names[0]
         blocks.append(Block("h2", title))
         blocks += [Block("table", t) for t in paper_tables(rows, per_channel=True)]
         if names[0] == "sparta" and "autoencoder" in names:  # the paper's conclusion, and the same against EOFs
             for base in ("autoencoder", "pca"):
                 if {"sparta", base} <= results.keys():
                     blocks += [Block("p", f"SPARTA vs {VARIANTS[base].label}: {line}")
-                               for line in relative_improvements(results["sparta"], results[base])]
+                               for line in relative_improvements(results["sparta"], results[base], "SPARTA",
+                                                                 VARIANTS[base].label)]
         blocks += _comparison_figures(out, results, [n for n in names if n in results], tag)
-    robust = {VARIANTS[n].label: {k: np.array(v) for k, v in r["robustness"].items()}
-              for n, r in results.items() if "robustness" in r}
+    robust = {VARIANTS[n].label: r["robustness"] for n, r in results.items() if "robustness" in r}
     if robust:
         blocks += [Block("h2", "Robustness to sparsity (beyond the paper)"),
                    Block("figure", str(plots.plot_robustness(robust, out / "report_figures" / "robustness.png")),
-                         "Season accuracy and one-step forecast RRMSE vs input mask ratio")]
+                         "Season accuracy and one-step forecast RRMSE vs input mask ratio, beside chance, "
+                         "persistence and the climatology")]
     blocks.append(Block("h2", "Per-model figures"))
     for name in results:
         blocks += _run_figure(out, name, "loss_blend.png", "training losses, stage 2")

@@ -5,15 +5,28 @@ import json
 import numpy as np
 import pytest
 
-from sparta.report import SECTIONS, VARIANTS, build_report, relative_improvements
+from sparta.report import (
+    SECTIONS,
+    VARIANTS,
+    build_report,
+    forecast_verdict,
+    lead_ranges,
+    relative_improvements,
+    seed_spread_lines,
+    which_is_better,
+    winning_leads,
+)
 from sparta.downstream.forecast import LIM_SETTING
 from sparta.tables import (
     channel_table,
+    diffusion_variable_table,
     downstream_table,
     forecast_settings,
     forecast_table,
     paper_tables,
+    reconstruction_tables,
     smoothness_table,
+    variable_table,
 )
 
 
@@ -30,15 +43,37 @@ def fake_results(scale: float, seeds: int = 1) -> dict:
                                       "climatology": {t: 20.0 / k for t in leads}}
                                   for f, k in (("rrmse_paper", 2), ("rrmse_l2", 1))}},
     }
+    per_variable = {"rmse": {"t2m": [scale] * 50, "q850": [0.5 * scale] * 50},
+                    "acc": {"t2m": [0.9 / scale] * 50, "q850": [0.8 / scale] * 50}}
+    forecast["LB30_S1"]["per_variable"] = {**per_variable, "rmse_spread": {"t2m": [0.0] * 50, "q850": [0.0] * 50},
+                                           "acc_spread": {"t2m": [0.0] * 50, "q850": [0.0] * 50}}
+    forecast["LB30_S1"]["variable_baselines"] = {  # persistence: better than A at leads 1-10 only
+        "persistence": {"rmse": {"t2m": [0.5] * 10 + [3.0] * 40, "q850": [3.0] * 50},
+                        "acc": {"t2m": [0.95] * 10 + [0.2] * 40, "q850": [0.1] * 50},
+                        "rrmse_l2_per_channel": {t: {"t2m": 0.5, "u850": 45.0} for t in leads}},
+        "climatology": {"rmse": {"t2m": [2.0] * 50, "q850": [1.0] * 50}, "acc": {"t2m": [0.0] * 50, "q850": [0.0] * 50},
+                        "rrmse_l2_per_channel": {t: {"t2m": 2.0, "u850": 50.0} for t in leads}},
+        "reconstruction ceiling": {"rmse": {"t2m": [0.1] * 50, "q850": [0.1] * 50},
+                                   "acc": {"t2m": [0.99] * 50, "q850": [0.99] * 50}}}
+    climatology = {"rrmse_paper": 8.0, "rrmse_l2": 4.0, "ssim": 0.3, "psnr": 15.0,
+                   "per_variable": {"rmse": {"t2m": 2.5, "q850": 1.0}, "acc": {"t2m": 0.0, "q850": 0.0}}}
     return {
         "source": "synthetic(test)", "preset": "micro", "method": "sparta", "fusion": "early",
+        "units": {"t2m": "K", "q850": "g kg**-1"},
         "forecast": forecast,
+        "reconstruction": {"hidden": [0.0, 0.7, 0.9], "rrmse_paper": [2 * scale, 4 * scale, 6 * scale],
+                           "rrmse_l2": [scale, 2 * scale, 3 * scale],
+                           "per_variable": {"rmse": {"t2m": [scale, 2 * scale, 3 * scale], "q850": [0.2, 0.3, 0.4]},
+                                            "acc": {"t2m": [0.9, 0.8, 0.7], "q850": [0.9, 0.8, 0.7]}},
+                           "climatology": climatology},
         "diffusion": {"rrmse_paper": 6 * scale, "rrmse_l2": 12 * scale, "density_paper": 0.9 / scale,
                       "realism_paper": 1.0 / scale, "latent_std_all_samples": 0.5 * scale,
                       "density_per_draw": 0.8 / scale, "realism_per_draw": 0.9 / scale,
                       "latent_std_per_condition": 0.2 * scale, "density_per_draw_standardised": 0.5,
                       "realism_per_draw_standardised": 0.5, "latent_std_per_condition_standardised": 0.4 * scale,
-                      "ssim": 0.5, "psnr": 20.0},
+                      "ssim": 0.5, "psnr": 20.0, "per_variable": {m: {c: v[0] for c, v in per.items()}
+                                                                   for m, per in per_variable.items()},
+                      "climatology": climatology},
         "classify": {"cross_entropy": 0.2 * scale, "accuracy": 0.9 / scale, "confusion": [[1, 0], [0, 1]]},
         "smoothness": {k: {"mean": scale, "std": 0.1} for k in ("temporal", "cycle", "temporal_normalised",
                                                                 "cycle_normalised")},
@@ -141,11 +176,89 @@ def test_downstream_table_lays_out_the_columns_each_task_declares():
     assert table.best["B"][5] and table.best["A"][-1]
 
 
-def test_relative_improvement_line():
-    lines = relative_improvements(fake_results(1.0), fake_results(2.0))
-    assert lines[0] == "Forecast RRMSE (paper formula) reduction, LB30_S1: T=25: +50.0%, T=50: +50.0%"
-    assert lines[1].startswith("Forecast RRMSE (L2, ours) reduction, LB30_S1")
-    assert "Std dev (paper: all generated values) reduction +50.0%" in lines[2] and "accuracy 90.0% vs 45.0%" in lines[3]
+def test_relative_improvement_lines_say_which_model_is_better():
+    lines = relative_improvements(fake_results(1.0), fake_results(2.0), "SPARTA", "the autoencoder")
+    assert lines[0] == ("Forecast RRMSE (paper formula), LB30_S1: T=25: SPARTA better (lower by 50.0% than the "
+                        "autoencoder); T=50: SPARTA better (lower by 50.0% than the autoencoder)")
+    assert lines[1].startswith("Forecast RRMSE (L2, ours), LB30_S1")
+    assert "Std dev (paper: all generated values): SPARTA better (lower by 50.0%" in lines[2]
+    assert "accuracy 90.0% (SPARTA) vs 45.0% (the autoencoder), chance 50%" in lines[3]
+    worse = relative_improvements(fake_results(2.0), fake_results(1.0), "SPARTA", "the autoencoder")
+    assert worse[0].startswith("Forecast RRMSE (paper formula), LB30_S1: T=25: the autoencoder better (lower by 50.0% "
+                               "than SPARTA)")
+    assert which_is_better("A", 0.9, "B", 0.6, lower_is_better=False) == "A better (higher by 50.0% than B)"
+    assert which_is_better("A", 1.0, "B", 1.0) == "A and B equal"
+
+
+def test_best_marks_the_best_forecast_never_a_ceiling():
+    """Persistence beating every model is marked; a reconstruction ceiling, lower still, is not a forecast."""
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    for label in results:
+        results[label]["forecast"]["LB30_S1"]["baselines"]["rrmse_l2"]["reconstruction ceiling"] = {"25": 1.0, "50": 1.0}
+    results["A"]["forecast"]["LB30_S1"]["baselines"]["rrmse_l2"]["persistence"] = {"25": 5.0, "50": 50.0}
+    table = forecast_table(results, "LB30_S1", "rrmse_l2")
+    assert table.best["persistence (baseline)"] == [True, False] and table.best["A"] == [False, True]
+    assert not any(table.best["A: reconstruction ceiling"]) and "a ceiling is not a forecast" in table.title
+
+
+def test_variable_tables_put_every_model_beside_persistence_and_climatology():
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    rmse, acc = variable_table(results, "LB30_S1", "rmse"), variable_table(results, "LB30_S1", "acc")
+    assert rmse.header == ["t2m (K)", "q850 (g kg**-1)"] and acc.header == ["t2m", "q850"]
+    assert list(rmse.rows) == ["A, T=25", "B, T=25", "persistence (baseline), T=25", "climatology (baseline), T=25",
+                               "A, T=50", "B, T=50", "persistence (baseline), T=50", "climatology (baseline), T=50"]
+    assert rmse.rows["A, T=25"] == ["1.00", "0.50"] and rmse.best["A, T=25"] == [True, True]
+    assert rmse.rows["climatology (baseline), T=50"] == ["2.00", "1.00"] and not any(rmse.best["B, T=50"])
+    assert acc.rows["climatology (baseline), T=25"] == ["0.000", "0.000"] and acc.best["A, T=25"] == [True, True]
+    assert "WeatherBench2" in rmse.title and "RMSE" in rmse.title and "ACC" in acc.title
+
+
+def test_reconstruction_and_diffusion_tables_have_the_climatology():
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    paper, ours, rmse, acc = reconstruction_tables(results)
+    assert paper.header == ["0% hidden", "70% hidden", "90% hidden"]
+    assert paper.rows["climatology (baseline)"] == ["8.00"] * 3 and paper.best["A"] == [True, True, True]
+    assert ours.rows["B"] == ["2.00", "4.00", "6.00"] and ours.rows["climatology (baseline)"] == ["4.00"] * 3
+    assert list(rmse.rows)[:3] == ["A, complete input", "B, complete input", "climatology (baseline), complete input"]
+    assert rmse.rows["climatology (baseline), 90% hidden"] == ["2.50", "1.00"]
+    assert rmse.best["climatology (baseline), 90% hidden"] == [True, False]  # 2.5 K beats B's 6 K and A's 3 K
+    diffusion = diffusion_variable_table(results)
+    assert diffusion.header == ["t2m (K) RMSE", "q850 (g kg**-1) RMSE", "t2m ACC", "q850 ACC"]
+    assert diffusion.rows["climatology (baseline)"] == ["2.50", "1.00", "0.000", "0.000"]
+    table = downstream_table(results)
+    named = dict(zip(table.header, table.rows["climatology (baseline)"]))
+    assert named["Diffusion RRMSE (L2, ours, %)"] == "4.00" and named["Latent density (paper: mean of draws)"] == "–"
+    chance = dict(zip(table.header, table.rows["chance (baseline)"]))
+    assert chance["Class. accuracy"] == "0.500" and chance["Class. test loss"] == "0.6931"  # 2 classes: ln 2
+    assert "baselines on the same days: climatology, chance" in table.title
+
+
+def test_channel_table_has_persistence_and_climatology_per_lead():
+    table = channel_table({"A": fake_results(1.0), "B": fake_results(2.0)}, "LB30_S1")
+    assert list(table.rows)[:4] == ["A, T=25", "B, T=25", "persistence (baseline), T=25", "climatology (baseline), T=25"]
+    assert table.rows["persistence (baseline), T=50"] == ["0.50", "45.00"]
+    assert table.best["persistence (baseline), T=25"] == [True, False] and table.best["A, T=25"] == [False, True]
+
+
+def test_verdict_leads_and_seed_spread():
+    assert lead_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10" and lead_ranges([]) == "none"
+    assert winning_leads([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], True) == [1]
+    assert winning_leads([0.5, 0.9], [0.6, 0.8], False) == [2]
+    results = {"A": fake_results(1.0), "B": fake_results(2.0)}
+    rmse = forecast_verdict(results, "rmse")
+    assert rmse.header == ["t2m", "q850"]
+    assert rmse.rows["A, LB30_S1"] == ["persistence at 11-50; climatology at 1-50", "persistence at 1-50; climatology at 1-50"]
+    assert rmse.rows["B, LB30_S1"][0] == "persistence at 11-50; climatology at none"  # a tie is no win
+    assert forecast_verdict(results, "acc").rows["B, LB30_S1"][0] == "persistence at 11-50; climatology at 1-50"
+    assert seed_spread_lines(results) == []  # one seed: no spread to compare with
+    for label, (mean, spread) in (("A", (10.0, 0.5)), ("B", (10.8, 0.5))):
+        entry = results[label]["forecast"]["LB30_S1"]
+        entry["seeds"] = 3
+        entry["at"]["rrmse_l2"] = {"25": mean, "50": mean + (3.0 if label == "B" else 0.0)}
+        entry["at"]["rrmse_l2_spread"] = {"25": spread, "50": spread}
+    (line,) = seed_spread_lines(results)
+    assert line.startswith("Forecast LB30_S1, RRMSE (L2, ours, %) over 3 seeds: T=25: A best (10.00 ± 0.50), within "
+                           "the seed spread of the runner-up B (10.80 ± 0.50); T=50: A best (10.00 ± 0.50), more than")
 
 
 def test_report_from_saved_metrics(tmp_path):
@@ -156,14 +269,21 @@ def test_report_from_saved_metrics(tmp_path):
         np.save(evaluation / "smoothness_latents.npy", np.random.default_rng(i).normal(size=(20, 8)))
     md, page = build_report(tmp_path)
     text = md.read_text()
-    for title, _ in SECTIONS:
-        assert f"## {title}" in text
+    for title, _, tag in SECTIONS:
+        assert f"## {title}" in text and f"report_figures/forecast_skill_LB30_S1_{tag}.png" in text
+    assert text.index("## Verdict") < text.index(f"## {SECTIONS[0][0]}")
+    assert "Reconstruction, SPARTA - Early-Fusion HN + Cycle: decodes the held-back test days from complete inputs" in text
+    assert "Leads (days) at which each forecast beats persistence and the climatology by RMSE" in text
+    first_forecast_figure = text.index("](report_figures/forecast_")
+    assert text[first_forecast_figure:].startswith("](report_figures/forecast_skill_LB30_S1_sparta-autoencoder-pca")
     assert text.count("Autoregressive RRMSE (paper formula, %)") == 3 and text.count("Smoothness metrics") == 3
     assert text.count("Autoregressive RRMSE (L2, ours, %)") == 3 and text.count("per channel, look-back") == 3
-    assert "| SPARTA - Late-Fusion, GNN |" in text and "Forecast RRMSE (paper formula) reduction" in text
+    assert "| SPARTA - Late-Fusion, GNN |" in text and "SPARTA vs Autoencoder: Forecast RRMSE (paper formula)" in text
     assert "| EOF/PCA (linear) |" in text and "SPARTA vs EOF/PCA (linear): Forecast RRMSE (paper" in text
     html = page.read_text()
-    assert html.count("<table>") == 15 and "data:image/png;base64," in html and "src='report_figures" not in html
+    per_section = 2 + 2 + 1 + 4 + 1 + 1 + 1  # RRMSE x2, RMSE/ACC, per channel, reconstruction x4, smoothness, ...
+    assert html.count("<table>") == 2 + 3 * per_section  # + the verdict's two
+    assert "data:image/png;base64," in html and "src='report_figures" not in html
 
 
 def test_report_states_decoder_skill_and_flags_a_mean_field_decoder(tmp_path):
