@@ -112,6 +112,11 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     batch. Two autograd-aware gathers: the global mean, then the mean squared deviation (no
     ``E[x^2] - E[x]^2`` cancellation). With one process or in eval mode it is plain BatchNorm;
     its state-dict keys are BatchNorm's, so checkpoints are interchangeable.
+
+    Under bf16/fp16 autocast the input arrives in the low precision: the statistics, their
+    reductions over processes and the normalisation are computed in (at least) float32, as
+    BatchNorm's kernels accumulate, and the output is cast back to the input's dtype, as
+    BatchNorm returns it.
     """
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -124,16 +129,20 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         n = x.numel() // x.shape[1] * world_size()
-        mean = gather(x.sum(dims)[None]).sum(0) / n
-        centred = x - mean.view(shape)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # float64 models stay float64 (tests)
+        mean = gather(xf.sum(dims)[None]).sum(0) / n
+        centred = xf - mean.view(shape)
         var = gather(centred.pow(2).sum(dims)[None]).sum(0) / n  # biased, as BatchNorm normalises
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var * n / (n - 1), self.momentum)  # unbiased, as BatchNorm tracks
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                # unbiased, as BatchNorm tracks
+                self.running_var.lerp_((var * n / (n - 1)).to(self.running_var.dtype), self.momentum)
         out = centred * torch.rsqrt(var.view(shape) + self.eps)
-        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
