@@ -9,10 +9,11 @@ channel normalisation, so a model can be used (and checked) without its run dire
 from __future__ import annotations
 
 import os
-import pickle
-import re
+import pickletools
+import zipfile
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -45,6 +46,68 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), lambda fh: torch.save(data, fh))
 
 
+_PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # as pickle protocols 0-2 name them
+
+
+def _global_name(module: str, name: str) -> str:
+    return f"{_PYTHON2_MODULES.get(module, module)}.{name}"
+
+
+def _globals_in(stream: IO[bytes]) -> list[str]:
+    """The ``module.name`` of every class or function the pickle(s) in ``stream`` would import when loaded.
+
+    Read with :mod:`pickletools`, which only parses opcodes: nothing is imported or called. A legacy
+    torch file is several pickles in a row (then raw storage bytes): reading goes on until the stream
+    ends or stops parsing. ``STACK_GLOBAL`` (protocol 4+) takes its names from the two strings pushed
+    before it, directly or through the memo; ``EXT*`` imports what the copyreg extension registry names.
+    """
+    names: list[str] = []
+    pushed: deque = deque([None, None], maxlen=2)  # the last two pushes: strings, None for anything else
+    memo: dict = {}
+    try:
+        while True:
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(_global_name(*arg.split(" ", 1)))
+                elif op.name == "STACK_GLOBAL":
+                    names.append(_global_name(*(str(part) for part in pushed)))
+                    pushed.append(None)
+                elif op.name in ("EXT1", "EXT2", "EXT4"):
+                    names.append(f"copyreg extension {arg}")
+                elif op.name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1]
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = pushed[-1]
+                elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(arg))
+                else:
+                    pushed.append(arg if isinstance(arg, str) else None)
+    except Exception:  # noqa: BLE001 - the end of the pickles, or of what parses: what was found so far counts
+        pass
+    return names
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The classes and functions pickled in ``path`` beyond those torch's weights-only loader allows (tensors,
+    their storages, plain containers): objects whose loading can run arbitrary code. Empty for a file that
+    is no pickle at all."""
+    allowed = torch._weights_only_unpickler._get_allowed_globals()  # private, in every torch SPARTA supports
+    try:
+        if zipfile.is_zipfile(path):
+            found = []
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.endswith(".pkl"):
+                        with archive.open(member) as stream:
+                            found += _globals_in(stream)
+        else:
+            with open(path, "rb") as stream:
+                found = _globals_in(stream)
+    except (OSError, zipfile.BadZipFile):
+        return []
+    return list(dict.fromkeys(name for name in found if name not in allowed))
+
+
 def load_checkpoint(path: str | Path, expect_digest: str | None = None) -> dict[str, Any]:
     """Load a checkpoint without executing code; clear errors for every way it can be wrong."""
     path = Path(path)
@@ -53,16 +116,15 @@ def load_checkpoint(path: str | Path, expect_digest: str | None = None) -> dict[
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle safely means "not usable"
+        # torch's refusal reads differently for each kind of pickled object (an unsupported global, a blocked
+        # module, an opcode it does not parse): the file's own pickle says whether it carries code
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise CheckpointError(f"'{path}' was not loaded: it contains pickled Python objects "
+                                  f"({', '.join(unsafe[:3])}) that could run code when loaded, and SPARTA never "
+                                  "writes such files; use a checkpoint written by `sparta train`, or train again"
+                                  ) from None
         text = str(err)
-        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in text:
-            # The safe loader met a Python object other than tensors and primitives (a class or function to
-            # call while loading): such a file can run code when loaded, so it is refused and never loaded.
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            what = f" ({found[1]})" if found else ""
-            raise CheckpointError(f"'{path}' is unsafe: besides tensors and numbers it holds pickled Python "
-                                  f"objects{what}, which could run code when loaded, so SPARTA refuses to load it; "
-                                  "SPARTA checkpoints never contain any: use a checkpoint written by "
-                                  "`sparta train`, or train again") from None
         first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(err).__name__
         raise CheckpointError(f"'{path}' is truncated, corrupt or not a SPARTA checkpoint ({first[:160]})") from None
     if not isinstance(data, dict) or data.get("magic") != _MAGIC:

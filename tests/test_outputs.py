@@ -249,26 +249,56 @@ def test_a_runs_relative_store_is_found_from_anywhere_and_never_rebuilt(tmp_path
     assert sorted(p.name for p in (home / run.path).iterdir()) == ["config.yaml"]
 
 
-def test_a_checkpoint_with_pickled_code_is_refused_as_unsafe(tmp_path, run, micro_store):
+class _Touch:
+    """Unpickling calls ``Path.touch(marker)``: a harmless trace of code that ran. It never does: every loader
+    refuses it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's warning about the legacy (non-zip) format
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 5"])
+def test_a_checkpoint_with_pickled_code_is_refused_in_one_plain_line_everywhere(tmp_path, run, micro_store,
+                                                                                 embeddings, writer):
+    import pickle
+
     import torch
 
+    from sparta import inference
+    from sparta.checkpoint import CheckpointError
+
     marker = tmp_path / "code-ran"
+    state = dict(torch.load(run.best, weights_only=True), extra=_Touch(marker))
 
-    class Payload:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
+    def plant(target: Run) -> Run:
+        target.checkpoints.mkdir()
+        for path in (target.best, target.last):
+            if writer == "torch.save":
+                torch.save(state, path)
+            else:
+                path.write_bytes(pickle.dumps(state, protocol=5))
+        return target
 
-    copy = Run.create(run.config, tmp_path / "run")
-    copy.checkpoints.mkdir()
-    state = dict(torch.load(run.best, weights_only=True), extra=Payload())
-    torch.save(state, copy.best)
-    torch.save(state, copy.last)
+    copy = plant(Run.create(run.config, tmp_path / "run"))
+    grid = tmp_path / "grid"
+    plant(Run.create(run.config, grid / "sparta")).mark_complete()  # reproduce goes on to evaluate it
+    expected = ("was not loaded: it contains pickled Python objects (", "pathlib.Path",  # names: as pickled
+                ") that could run code when loaded, and SPARTA never writes such files")
     for args in (["evaluate", copy.path, "--no-progress"],
                  ["embed", "--run", copy.path, "--data", micro_store.path, "--out", tmp_path / "e.nc"],
-                 ["train", "--resume", copy.path, "--no-progress"]):
-        error = _fails(args, "is unsafe: besides tensors and numbers it holds pickled Python objects",
-                       "SPARTA refuses to load it")
-        assert "weights_only" not in error and "torch.load" not in error
+                 ["decode", "--run", copy.path, "--embeddings", embeddings, "--out", tmp_path / "d.nc"],
+                 ["train", "--resume", copy.path, "--no-progress"],
+                 ["reproduce", "--preset", "micro", "--only", "sparta", "--out", grid, "--no-progress",
+                  f"data.store={micro_store.path}", "train.steps_per_epoch=1"]):
+        error = _fails(args, *expected)
+        assert "weights_only" not in error and "torch.load" not in error and "truncated" not in error
+    with pytest.raises(CheckpointError) as refused:
+        inference.load(copy.path)
+    assert all(text in str(refused.value) for text in expected)
     assert not marker.exists()
 
 
