@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -110,6 +111,7 @@ def train(
     """
     from sparta import dist
     from sparta.data import open_or_prepare
+    from sparta.locks import lock_directory
     from sparta.runs import Run
     from sparta.training import train_run
 
@@ -117,11 +119,17 @@ def train(
         raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
     cfg = None if resume else load_config(preset, overrides, method=model)
     distributed = dist.init_from_env()
+    held = ExitStack()  # rank 0's lock on the run directory, from before it is created until training ends
     try:
         if distributed and not (resume or out):
             raise ConfigError("with several processes pass --out RUN, so that every process uses the same run")
         if dist.is_main():  # rank 0 creates the run and prepares the data; the others wait, then open them
-            run = Run.open(resume) if resume else Run.create(cfg, out, overwrite=overwrite)
+            if resume:
+                run = Run.open(resume)
+                held.enter_context(lock_directory(run.path, "--resume"))
+            else:
+                run = Run.create(cfg, held.enter_context(lock_directory(out or Run.default_path(cfg))),
+                                 overwrite=overwrite)
             console.print(f"run directory: [bold]{run.path}[/]")
             if resume and not run.has_checkpoints:
                 console.print(f"run {run.path} has no checkpoint yet (it stopped before its first epoch "
@@ -134,6 +142,7 @@ def train(
         train_run(run, store, progress=progress, resume=resume is not None and run.has_checkpoints)
         main_process = dist.is_main()
     finally:
+        held.close()
         dist.shutdown()
     if main_process:
         console.print(f"finished: [bold]{run.path}[/] (best model {run.best})")
@@ -186,16 +195,17 @@ def evaluate(
     from sparta.tables import paper_tables
     from sparta.variants import run_label
 
-    from sparta.outputs import check_output_dir
+    from sparta.locks import lock_directory
 
     run = Run.open(run_dir)
-    check_output_dir(run.path, "run directory")  # metrics and figures go there
-    store = open_or_prepare(run.config.data, progress, prepare=False)
-    results = Evaluation(run, store, progress=progress).run_tasks(
-        list(TASKS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
-    label = run_label(results["method"], results["fusion"])
-    tables = "\n".join(t.markdown() for t in paper_tables({label: results}, tuple(FIELD_METRICS), per_channel=True))
-    (run.evaluation / "tables.md").write_text(tables)
+    with lock_directory(run.path, "run directory"):  # metrics and figures go there
+        store = open_or_prepare(run.config.data, progress, prepare=False)
+        results = Evaluation(run, store, progress=progress).run_tasks(
+            list(TASKS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
+        label = run_label(results["method"], results["fusion"])
+        tables = "\n".join(t.markdown() for t in paper_tables({label: results}, tuple(FIELD_METRICS),
+                                                               per_channel=True))
+        (run.evaluation / "tables.md").write_text(tables)
     sys.stdout.write(tables)
     console.print(f"metrics: {run.evaluation / 'metrics.json'}; figures: {run.figures}")
 

@@ -21,6 +21,7 @@ from sparta.config import Config, ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.data.store import Store, open_store
 from sparta.evaluate import TASKS, Evaluation
+from sparta.locks import lock_directory
 from sparta.report import build_report
 from sparta.runs import Run, RunError
 from sparta.training import train_run
@@ -45,10 +46,11 @@ def _train(path: Path, cfg, store, progress: bool) -> Run:
 def _variant(name: str, path: Path, cfg: Config, store: Store, progress: bool) -> None:
     """Train (or resume) and evaluate one variant; a finished one is left as it is."""
     log.info("variant %s: %s", name, VARIANTS[name].label)
-    run = _train(path, cfg, store, progress)
-    if not (run.evaluation / "COMPLETE").exists():
-        Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
-        (run.evaluation / "COMPLETE").touch()
+    with lock_directory(path):  # a `sparta train` or `evaluate` of this run meanwhile is refused
+        run = _train(path, cfg, store, progress)
+        if not (run.evaluation / "COMPLETE").exists():
+            Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
+            (run.evaluation / "COMPLETE").touch()
 
 
 def _worker_setup(threads: int, level: int) -> None:
@@ -98,10 +100,11 @@ def reproduce(preset: str, out: str | Path, only: list[str] | None = None, overr
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     configs = {n: load_config(preset, [*(overrides or []), *VARIANTS[n].overrides], method=VARIANTS[n].method)
                for n in names}
-    store = open_or_prepare(next(iter(configs.values())).data, progress)
-    if min(jobs, len(names)) > 1:
-        _run_parallel(names, configs, store, out, min(jobs, len(names)), progress)
-    else:
-        for name in tqdm(names, desc="variants", disable=not progress, position=0):
-            _variant(name, out / name, configs[name], store, progress)
-    return build_report(out, preset, redraw=False)  # each evaluation drew its figures
+    with lock_directory(out):  # a second reproduce into the same folder is refused at once
+        store = open_or_prepare(next(iter(configs.values())).data, progress)
+        if min(jobs, len(names)) > 1:
+            _run_parallel(names, configs, store, out, min(jobs, len(names)), progress)
+        else:
+            for name in tqdm(names, desc="variants", disable=not progress, position=0):
+                _variant(name, out / name, configs[name], store, progress)
+        return build_report(out, preset, redraw=False)  # each evaluation drew its figures

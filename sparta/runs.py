@@ -26,6 +26,7 @@ import yaml
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
 from sparta.config import GENERATED_SOURCES, Config, ConfigError, load_config_file
 from sparta.errors import UserError
+from sparta.locks import LOCK_NAME
 from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,13 @@ class Run:
         directory, so the run finds its data from any working directory (:meth:`open`).
         """
         path = check_output_dir(Path(path) if path else cls.default_path(cfg))
-        if path.exists() and any(path.iterdir()):
+        # the lock of the process creating the run (sparta.locks) is neither content nor foreign, and stays
+        entries = [e for e in path.iterdir() if e.name != LOCK_NAME] if path.exists() else []
+        if entries:
             owned = _owned_by_run(path)
-            foreign = foreign_entries(path, owned)
+            foreign = [name for name in foreign_entries(path, owned) if name != LOCK_NAME]
             if not is_run_directory(path):
-                everything = sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir())
+                everything = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
                 raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(everything)}); "
                                "SPARTA never deletes or overwrites files it did not write: choose a new or "
                                "empty directory for --out")
