@@ -408,8 +408,24 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}' conflicts with another override of '{part}'")
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        node[leaf] = _plain_yaml(raw, f"override '{item}'") if raw.strip() else ""
     return nested
+
+
+def _plain_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML of plain values. A tag that would build a Python object (``!!python/...``) or a
+    syntax error is one ConfigError line: ``yaml.safe_load`` builds no objects, so nothing in the text runs."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        tag = problem.partition("for the tag ")[2].strip("'").replace("tag:yaml.org,2002:", "!!")
+        if isinstance(err, yaml.constructor.ConstructorError) and tag:
+            raise ConfigError(f"{where} has the YAML tag '{tag}'{at}; a SPARTA config holds plain values only, "
+                              "no tags that build (Python) objects: nothing was loaded or run") from None
+        raise ConfigError(f"{where} is not valid YAML: {problem}{at}") from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -452,4 +468,4 @@ def load_config(preset: str = "quick", overrides: list[str] | None = None, **fie
 
 
 def load_config_file(path: str | Path) -> Config:
-    return validate(yaml.safe_load(Path(path).read_text()) or {})
+    return validate(_plain_yaml(Path(path).read_text(), f"'{path}'") or {})

@@ -21,16 +21,26 @@ A = TypeVar("A")
 Fields = Any  # a numpy array or torch tensor (N, C, H, W), or a list of them (one per grid)
 
 
+#: Points per field a grid may have: 10x ERA5's native 0.25 degree grid (1440x721), or 0.1 degree (3600x1801). A
+#: larger grid is refused when it is named, before anything allocates a field or a matrix of its size.
+MAX_GRID_POINTS = 10_000_000
+
+
 def parse_grid(grid: str, least: int = 2) -> tuple[int, int]:
     """``'64x32'`` (WeatherBench2's name: longitudes x latitudes) -> ``(n_lon, n_lat)``.
 
-    Each axis needs ``least`` points (2 for a grid of cells; 1 for a pooling size such as ``model.pool=1x1``).
+    Each axis needs ``least`` points (2 for a grid of cells; 1 for a pooling size such as ``model.pool=1x1``),
+    and the grid at most :data:`MAX_GRID_POINTS`.
     """
     match = re.fullmatch(r"(\d+)x(\d+)", grid)
     if not match or int(match[1]) < least or int(match[2]) < least:
         points = "point" if least == 1 else "points"
         raise ValueError(f"grid '{grid}' is not of the form LONxLAT with at least {least} {points} each, e.g. 64x32")
-    return int(match[1]), int(match[2])
+    n_lon, n_lat = int(match[1]), int(match[2])
+    if n_lon * n_lat > MAX_GRID_POINTS:
+        raise ValueError(f"grid '{grid}' has {n_lon * n_lat:.3g} points per field, more than SPARTA handles "
+                         f"({MAX_GRID_POINTS:.0e}; ERA5's native 0.25 degree grid, 1440x721, has 1.04e+06)")
+    return n_lon, n_lat
 
 
 def grid_coords(grid: str):

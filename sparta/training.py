@@ -180,6 +180,35 @@ def fast_path(cfg: Config, device: torch.device, model: SpartaModel) -> tuple[st
     return precision, channels_last
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes ``device`` can still allocate (Linux's MemAvailable for the CPU); None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def check_model_fits(cfg: Config, layout: list[grids.Grid], device: torch.device) -> None:
+    """Refuse a model whose parameters alone cannot be trained in ``device``'s free memory, before allocating it.
+
+    The parameters are counted on the meta device (nothing allocated); training holds four float32 copies
+    (weights, gradients, Adam's two moments). Activations come on top, so this catches sizes that can never
+    fit, such as a stray digit in model.embed_dim or model.width, at once instead of at the first allocation.
+    """
+    with torch.device("meta"):
+        n = sum(p.numel() for p in build_model(cfg, layout).parameters())
+    need, free = 16 * n, free_memory(device)
+    if free is not None and need > free:
+        m = cfg.model
+        raise TrainingError(f"the model has {n:.3g} parameters (model.embed_dim={m.embed_dim}, model.width={m.width}, "
+                            f"model.decoder_channels={m.decoder_channels}): training needs {need / 1e9:.3g} GB for "
+                            f"them, their gradients and Adam's moments, and {device} has {free / 1e9:.3g} GB free; "
+                            "choose smaller sizes")
+
+
 def checkpoint_meta(cfg: Config, store: Store) -> dict:
     """What every checkpoint says about the model: enough to rebuild and check it without the run."""
     return {
@@ -217,6 +246,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.stages = plan_stages(cfg)
         self.augmenter = build_augmenter(cfg.augment, store.layout)
+        check_model_fits(cfg, store.layout, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, store.layout)
         if cfg.model.linear_init == "eof" and not resume:

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from sparta import grids
+from sparta.config import ConfigError
 from sparta.grids import Fields, Grid
 from sparta.metrics import lat_weights
 
@@ -227,14 +228,15 @@ def fit_eof(fields: Fields, layout: Sequence[Grid], embed_dim: int,
     equally (plain PCA). Exact and deterministic; memory: the data once in float32, plus the
     ``min(N, F)``-square Gram or covariance matrix in float64.
     """
+    f = sum(len(g.channels) * g.n_lat * g.n_lon for g in layout)
+    if embed_dim > f:  # before the (embed_dim, f) components are allocated
+        raise ConfigError(f"model.embed_dim={embed_dim} EOFs exceed the {f} values of one sample "
+                          f"({grids.layout_label(layout)}); choose model.embed_dim <= {f}")
     model = EOFModel(embed_dim, layout)
     x = model.flatten(grids.each(lambda p: torch.as_tensor(np.asarray(p, dtype=np.float32)), fields))
-    n, f = x.shape
+    n = x.shape[0]
     if n < 2:
         raise ValueError(f"the EOF fit needs at least 2 train samples, got {n}")
-    if embed_dim > f:
-        raise ValueError(f"model.embed_dim={embed_dim} EOFs exceed the {f} values of one sample "
-                         f"({grids.layout_label(layout)}); choose model.embed_dim <= {f}")
     w = area_weights(layout, lats) if lats is not None else torch.ones(f, dtype=torch.float64)
     rows = max(1, _CHUNK_BYTES // (8 * f))
     mean = sum(x[i:i + rows].double().sum(0) for i in range(0, n, rows)) / n
