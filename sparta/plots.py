@@ -135,30 +135,35 @@ def plot_trajectories(windows: dict[str, tuple[np.ndarray, np.ndarray]], path: P
 
 
 def _map_grid(columns: dict[str, np.ndarray], channels: list[str], lat: np.ndarray, lon: np.ndarray,
-              title: str, units: list[str] | None, shared: list[str]):
-    """Rows = channels, columns = named (C, H, W) fields; the `shared` columns share a colour scale per row."""
+              title: str, units: list[str] | None, shared: list[str], shared_errors: list[str] = ()):
+    """Rows = channels, columns = named (C, H, W) fields; the `shared` columns share a colour scale per row, and so
+    do the `shared_errors` columns (a magma scale from 0, so that errors compare); the others have their own."""
     rows = len(channels)
     fig, axes = plt.subplots(rows, len(columns), figsize=(4.2 * len(columns), 2.4 * rows + 0.6),
                              squeeze=False, layout="constrained")
     for c, channel in enumerate(channels):
         unit = f" [{units[c]}]" if units else ""
-        stack = np.stack([columns[k][c] for k in shared])
-        vmin, vmax = np.nanmin(stack), np.nanmax(stack)
-        shared_mesh, shared_axes = None, []
+        groups = [(list(shared), "viridis", f"{channel}{unit}"), (list(shared_errors), "magma", f"|error|{unit}")]
+        scales = [(np.nanmin(np.stack([columns[k][c] for k in keys])) if cmap == "viridis" else 0.0,
+                   np.nanmax(np.stack([columns[k][c] for k in keys]))) if keys else None for keys, cmap, _ in groups]
+        meshes: list = [None, None]
+        grouped_axes: list[list] = [[], []]
         for ax, (name, fields) in zip(axes[c], columns.items()):
-            is_shared = name in shared
+            g = next((i for i, (keys, _, _) in enumerate(groups) if name in keys), None)
+            vmin, vmax = scales[g] if g is not None else (None, None)
             mesh = ax.pcolormesh(lon, lat, np.ma.masked_invalid(fields[c]), shading="nearest",
-                                 cmap="viridis" if is_shared else "magma",
-                                 vmin=vmin if is_shared else None, vmax=vmax if is_shared else None)
+                                 cmap=groups[g][1] if g is not None else "magma", vmin=vmin, vmax=vmax)
             ax.set_title(f"{channel}: {name}")
             ax.set_xlabel("longitude (°E)")
             ax.set_ylabel("latitude (°N)")
-            if is_shared:
-                shared_mesh = mesh
-                shared_axes.append(ax)
-            else:
+            if g is None:
                 fig.colorbar(mesh, ax=ax, label=f"{name}{unit}")
-        fig.colorbar(shared_mesh, ax=shared_axes, label=f"{channel}{unit}")
+            else:
+                meshes[g] = mesh
+                grouped_axes[g].append(ax)
+        for mesh, group_axes, (_, _, label) in zip(meshes, grouped_axes, groups):
+            if mesh is not None:
+                fig.colorbar(mesh, ax=group_axes, label=label)
     fig.suptitle(title)
     return fig
 
@@ -181,10 +186,10 @@ def plot_reconstructions(true: np.ndarray, observed: np.ndarray, generated: np.n
 def plot_test_day(true: np.ndarray, complete: np.ndarray, hidden: np.ndarray, fraction: float, channels: list[str],
                   lat: np.ndarray, lon: np.ndarray, title: str, path: Path, units: list[str] | None = None) -> Path:
     """(C, H, W) each: one held-back day's truth, its decoding from the complete input and from the input with a
-    ``fraction`` hidden (shared scale per row), and the |error| of each decoding (own scales)."""
+    ``fraction`` hidden (shared scale per row), and the |error| of each decoding (one scale from 0 per row)."""
     columns = {"truth": true, "decoded, complete input": complete, f"decoded, {fraction:.0%} hidden": hidden,
                "|error|, complete input": np.abs(complete - true), f"|error|, {fraction:.0%} hidden": np.abs(hidden - true)}
-    return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)[:3]), path)
+    return save(_map_grid(columns, channels, lat, lon, title, units, list(columns)[:3], list(columns)[3:]), path)
 
 
 def _with_unit(channel: str, units: dict[str, str]) -> str:

@@ -188,9 +188,10 @@ RECONSTRUCTION_HIDDEN = (0.0, 0.7, 0.9)
 
 
 def _digits(values: Iterable[float | None]) -> int:
-    """Decimals that show about three significant figures of the largest value (0 to 4)."""
+    """Decimals that show three significant figures of the smallest value (0 to 4): the best scores, which the
+    bold mark compares, differ there."""
     finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
-    return max(0, min(4, 2 - math.floor(math.log10(max(finite))))) if finite else 2
+    return max(0, min(4, 2 - math.floor(math.log10(min(finite))))) if finite else 2
 
 
 def _variable_header(results: Results, channels: list[str], metric: str) -> list[str]:

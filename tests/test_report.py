@@ -178,15 +178,15 @@ def test_downstream_table_lays_out_the_columns_each_task_declares():
 
 def test_relative_improvement_lines_say_which_model_is_better():
     lines = relative_improvements(fake_results(1.0), fake_results(2.0), "SPARTA", "the autoencoder")
-    assert lines[0] == ("Forecast RRMSE (paper formula), LB30_S1: T=25: SPARTA better (lower by 50.0% than the "
-                        "autoencoder); T=50: SPARTA better (lower by 50.0% than the autoencoder)")
+    assert lines[0] == ("Forecast RRMSE (paper formula), LB30_S1: T=25: SPARTA better (5 against 10 for the "
+                        "autoencoder, 50.0% lower); T=50: SPARTA better (5 against 10 for the autoencoder, 50.0% lower)")
     assert lines[1].startswith("Forecast RRMSE (L2, ours), LB30_S1")
-    assert "Std dev (paper: all generated values): SPARTA better (lower by 50.0%" in lines[2]
+    assert "Std dev (paper: all generated values): SPARTA better (0.5 against 1 for the autoencoder" in lines[2]
     assert "accuracy 90.0% (SPARTA) vs 45.0% (the autoencoder), chance 50%" in lines[3]
     worse = relative_improvements(fake_results(2.0), fake_results(1.0), "SPARTA", "the autoencoder")
-    assert worse[0].startswith("Forecast RRMSE (paper formula), LB30_S1: T=25: the autoencoder better (lower by 50.0% "
-                               "than SPARTA)")
-    assert which_is_better("A", 0.9, "B", 0.6, lower_is_better=False) == "A better (higher by 50.0% than B)"
+    assert worse[0].startswith("Forecast RRMSE (paper formula), LB30_S1: T=25: the autoencoder better (5 against 10 "
+                               "for SPARTA, 50.0% lower)")
+    assert which_is_better("A", 0.9, "B", 0.6, lower_is_better=False) == "A better (0.9 against 0.6 for B, 50.0% higher)"
     assert which_is_better("A", 1.0, "B", 1.0) == "A and B equal"
 
 
@@ -207,8 +207,8 @@ def test_variable_tables_put_every_model_beside_persistence_and_climatology():
     assert rmse.header == ["t2m (K)", "q850 (g kg**-1)"] and acc.header == ["t2m", "q850"]
     assert list(rmse.rows) == ["A, T=25", "B, T=25", "persistence (baseline), T=25", "climatology (baseline), T=25",
                                "A, T=50", "B, T=50", "persistence (baseline), T=50", "climatology (baseline), T=50"]
-    assert rmse.rows["A, T=25"] == ["1.00", "0.50"] and rmse.best["A, T=25"] == [True, True]
-    assert rmse.rows["climatology (baseline), T=50"] == ["2.00", "1.00"] and not any(rmse.best["B, T=50"])
+    assert rmse.rows["A, T=25"] == ["1.00", "0.500"] and rmse.best["A, T=25"] == [True, True]
+    assert rmse.rows["climatology (baseline), T=50"] == ["2.00", "1.000"] and not any(rmse.best["B, T=50"])
     assert acc.rows["climatology (baseline), T=25"] == ["0.000", "0.000"] and acc.best["A, T=25"] == [True, True]
     assert "WeatherBench2" in rmse.title and "RMSE" in rmse.title and "ACC" in acc.title
 
@@ -220,11 +220,11 @@ def test_reconstruction_and_diffusion_tables_have_the_climatology():
     assert paper.rows["climatology (baseline)"] == ["8.00"] * 3 and paper.best["A"] == [True, True, True]
     assert ours.rows["B"] == ["2.00", "4.00", "6.00"] and ours.rows["climatology (baseline)"] == ["4.00"] * 3
     assert list(rmse.rows)[:3] == ["A, complete input", "B, complete input", "climatology (baseline), complete input"]
-    assert rmse.rows["climatology (baseline), 90% hidden"] == ["2.50", "1.00"]
+    assert rmse.rows["climatology (baseline), 90% hidden"] == ["2.50", "1.000"]
     assert rmse.best["climatology (baseline), 90% hidden"] == [True, False]  # 2.5 K beats B's 6 K and A's 3 K
     diffusion = diffusion_variable_table(results)
     assert diffusion.header == ["t2m (K) RMSE", "q850 (g kg**-1) RMSE", "t2m ACC", "q850 ACC"]
-    assert diffusion.rows["climatology (baseline)"] == ["2.50", "1.00", "0.000", "0.000"]
+    assert diffusion.rows["climatology (baseline)"] == ["2.50", "1.000", "0.000", "0.000"]
     table = downstream_table(results)
     named = dict(zip(table.header, table.rows["climatology (baseline)"]))
     assert named["Diffusion RRMSE (L2, ours, %)"] == "4.00" and named["Latent density (paper: mean of draws)"] == "–"
@@ -247,9 +247,9 @@ def test_verdict_leads_and_seed_spread():
     results = {"A": fake_results(1.0), "B": fake_results(2.0)}
     rmse = forecast_verdict(results, "rmse")
     assert rmse.header == ["t2m", "q850"]
-    assert rmse.rows["A, LB30_S1"] == ["persistence at 11-50; climatology at 1-50", "persistence at 1-50; climatology at 1-50"]
-    assert rmse.rows["B, LB30_S1"][0] == "persistence at 11-50; climatology at none"  # a tie is no win
-    assert forecast_verdict(results, "acc").rows["B, LB30_S1"][0] == "persistence at 11-50; climatology at 1-50"
+    assert rmse.rows["A, LB30_S1"] == ["persistence: 11-50; climatology: 1-50", "persistence: 1-50; climatology: 1-50"]
+    assert rmse.rows["B, LB30_S1"][0] == "persistence: 11-50; climatology: none"  # a tie is no win
+    assert forecast_verdict(results, "acc").rows["B, LB30_S1"][0] == "persistence: 11-50; climatology: 1-50"
     assert seed_spread_lines(results) == []  # one seed: no spread to compare with
     for label, (mean, spread) in (("A", (10.0, 0.5)), ("B", (10.8, 0.5))):
         entry = results[label]["forecast"]["LB30_S1"]
