@@ -284,6 +284,8 @@ class DownstreamConfig(_Strict):
                                      "forecaster's training and validation inputs; every read of a window takes one "
                                      "draw per day at random (the authors re-mask at every read); 1: one fixed mask "
                                      "per day, reused by every window and epoch")
+    classify_seeds: int = Field(3, ge=1, description="season classifiers trained with different seeds on the same "
+                                "embeddings: the accuracy is their mean, beside its spread over seeds")
     classify_mask_low: float = Field(0.2, ge=0.0, lt=1.0)
     classify_mask_high: float = Field(0.9, gt=0.0, le=1.0)
     diffusion_steps: int = Field(1000, ge=2)

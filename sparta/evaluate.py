@@ -269,16 +269,18 @@ class Evaluation:
                 self.h_clean[a:b], self.h_masked[days], lambda pred: float(metrics.rrmse(self.frozen.decode(pred), truth)))
         return self._models[key]
 
-    def classifier(self) -> tuple[torch.nn.Module, Tensor]:
-        """The season classifier and the embeddings it was trained on (masked with a ratio drawn per day in
-        ``downstream.classify_mask_low..high``), trained on the inner train/val."""
-        key = ("classify",)
+    def classifier(self, k: int = 0) -> tuple[torch.nn.Module, Tensor]:
+        """The ``k``-th season classifier and the embeddings it was trained on (masked with a ratio drawn per day in
+        ``downstream.classify_mask_low..high``, the same for every ``k``), trained on the inner train/val; the
+        classifiers differ in their seed only."""
+        key = ("classify", k)
         if key not in self._models:
             ds, seed = self.ds, derive_seed(self.cfg.train.seed, "classify")
-            h = self.frozen.encode(self.fields, (ds.classify_mask_low, ds.classify_mask_high), seed=seed)
+            h = self.classifier(0)[1] if k else self.frozen.encode(self.fields, (ds.classify_mask_low,
+                                                                                 ds.classify_mask_high), seed=seed)
             model, _ = train_classifier(self._part("train", h), self._part("train", self.seasons),
-                                        self._part("val", h), self._part("val", self.seasons), ds, seed=seed,
-                                        progress=self.progress)
+                                        self._part("val", h), self._part("val", self.seasons), ds,
+                                        seed=derive_seed(seed, str(k)) if k else seed, progress=self.progress)
             self._models[key] = (model, h)
         return self._models[key]
 
@@ -625,9 +627,18 @@ def _draw_reconstruction(run: Run, results: dict, label: str) -> None:
 
 
 def classify(ev: Evaluation) -> dict:
-    """Season classification from sparse embeddings: cross-entropy and accuracy on the inner test."""
-    model, h = ev.classifier()
-    return evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons))
+    """Season classification from sparse embeddings: cross-entropy and accuracy on the inner test, mean and
+    population std (``*_spread``) over ``downstream.classify_seeds`` classifiers, and their summed confusion."""
+    scores = []
+    for k in range(ev.ds.classify_seeds):
+        model, h = ev.classifier(k)
+        scores.append(evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons)))
+    out: dict = {"seeds": len(scores)}
+    for key in ("cross_entropy", "accuracy"):
+        values = np.array([s[key] for s in scores])
+        out[key], out[f"{key}_spread"] = float(values.mean()), float(values.std())
+    out["confusion"] = np.sum([s["confusion"] for s in scores], axis=0).tolist()
+    return out
 
 
 def _draw_classify(run: Run, results: dict, label: str) -> None:

@@ -262,11 +262,15 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
     if any("forecast" in r for r in labelled.values()):
         blocks += [Block("table", forecast_verdict(labelled, m)) for m in ("rmse", "acc")]
     blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
-    accuracy = [f"{label} {100 * r['classify']['accuracy']:.0f}%" for label, r in labelled.items() if "classify" in r]
-    if accuracy:
-        chance = 100 / len(next(r["classify"] for r in labelled.values() if "classify" in r)["confusion"])
-        blocks.append(Block("p", f"Season classification accuracy (one classifier seed each): {', '.join(accuracy)}; "
-                                 f"chance {chance:.0f}%."))
+    classified = {label: r["classify"] for label, r in labelled.items() if "classify" in r}
+    if classified:
+        listed = ", ".join(f"{label} {100 * c['accuracy']:.1f}" + (f" ± {100 * c['accuracy_spread']:.1f}%"
+                                                                  if "accuracy_spread" in c else "%")
+                           for label, c in classified.items())
+        seeds = next(iter(classified.values())).get("seeds", 1)
+        chance = 100 / len(next(iter(classified.values()))["confusion"])
+        blocks.append(Block("p", f"Season classification accuracy (mean ± std over {seeds} classifier seeds): "
+                                 f"{listed}; chance {chance:.0f}%."))
     for name in results:
         blocks += _run_figure(out, name, "reconstruction_test_day*.png",
                               "a held-back test day: truth, decoded from the complete input and with 90% hidden, "

@@ -310,7 +310,9 @@ def downstream_table(results: Results, tasks: Iterable[Task] | None = None) -> T
     ``tasks``, default :data:`sparta.evaluate.TASKS`): conditional latent diffusion and latent classification.
 
     The paper's columns first, by the paper's definitions (RRMSE formula, density and realism of the
-    mean of the draws, std of all generated values); ours beside them, named; each group in task order.
+    mean of the draws, std of all generated values); ours beside them, named; each group in task order. A value
+    with a ``<key>_spread`` beside it (the std over classifier seeds) shows it as ``± spread``; the tasks' baseline
+    rows (``Task.baselines``) follow the models.
     """
     tasks = [t for t in _tasks(tasks) if t.columns]
     cols = [(t.key, c) for paper in (True, False) for t in tasks for c in t.columns if c.paper is paper]
@@ -324,9 +326,12 @@ def downstream_table(results: Results, tasks: Iterable[Task] | None = None) -> T
         rows[f"{name} (baseline)"] = [c.get(per_task[key]) if key in per_task else None for key, c in cols]
     names = [t.table_name for t in tasks]
     title = " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+    spreads = {label: [res[key].get(f"{c.key}_spread") if key in res else None for key, c in cols]
+               for label, res in results.items()}
     named = f"; baselines on the same days: {', '.join(baselines)}" if baselines else ""
     return make_table(f"{title[:1].upper()}{title[1:]} (the paper's columns first, then ours{named})",
-                      [c.header for _, c in cols], rows, [c.better for _, c in cols], [c.digits for _, c in cols])
+                      [c.header for _, c in cols], rows, [c.better for _, c in cols], [c.digits for _, c in cols],
+                      spreads)
 
 
 def smoothness_table(results: Results) -> Table:

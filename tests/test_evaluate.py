@@ -68,7 +68,9 @@ def test_every_task_writes_finite_results(trained, evaluated):
     robust = evaluated["robustness"]
     assert robust["chance_accuracy"] == 0.25 and robust["persistence_rrmse_l2"] > 0 < robust["climatology_rrmse_l2"]
     c = evaluated["classify"]
-    assert 0 <= c["accuracy"] <= 1 and sum(map(sum, c["confusion"])) > 0
+    assert 0 <= c["accuracy"] <= 1 and c["seeds"] == ds.classify_seeds == 3 and 0 <= c["accuracy_spread"] < 1
+    days = sum(map(sum, c["confusion"]))  # summed over the seeds' classifiers, each of every inner-test day
+    assert days > 0 and days % ds.classify_seeds == 0
     assert evaluated["robustness"]["mask_ratio"] == list(ROBUSTNESS_RATIOS)
     numbers = [d["rrmse_paper"], d["rrmse_l2"], c["cross_entropy"],
                evaluated["smoothness"]["temporal"]["mean"], *evaluated["robustness"]["rrmse_l2"]]
@@ -280,3 +282,57 @@ def test_figures_are_redrawn_from_saved_results_alone(tmp_path, trained, evaluat
     drawn = {p.name for p in (copy / "figures").glob("*.png")}
     assert drawn == {p.name for p in trained.figures.glob("*.png")
                      if not p.name.startswith(("loss_", "adjacency"))}, drawn
+
+
+# ---------------------------------------------------------------- the report in a browser
+
+PAGE_CHECK = """(async () => {
+  const images = Array.from(document.images);
+  await Promise.all(images.map(i => i.decode().catch(() => null)));
+  return {broken: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt),
+          images: images.length, tables: document.querySelectorAll('table').length,
+          headings: Array.from(document.querySelectorAll('h2')).map(h => h.textContent),
+          text: document.body.innerText};
+})()"""
+"""What a test reads of a page: the images that did not load, the numbers of images and tables, the headings and
+the text."""
+
+
+def test_report_html_renders_offline_in_headless_chromium(tmp_path, trained, evaluated):
+    """The report of a micro run, opened in headless Chromium: every image loads, nothing is fetched from the
+    network, and the page has the verdict, its figures and tables."""
+    from browser import chromium, load_page
+
+    from sparta.report import build_report
+
+    executable = chromium()
+    if executable is None:
+        pytest.skip("needs Chromium on the PATH (Debian: apt-get install chromium)")
+    out = tmp_path / "grid"
+    for name in ("sparta", "autoencoder"):  # one micro run as two variants: the comparison sections need two rows
+        shutil.copytree(trained.path, out / name)
+    _, page = build_report(out)
+    found, urls = load_page(page, PAGE_CHECK, executable)
+    assert urls and all(url.startswith(("file:", "data:image/png;base64,")) for url in urls), urls[:5]
+    assert found["broken"] == [] and found["images"] >= 10
+    assert found["headings"][0] == "Verdict" and "Robustness to sparsity (beyond the paper)" in found["headings"]
+    assert found["tables"] >= 10
+    text = found["text"]
+    assert text.index("Reconstruction, SPARTA - Early-Fusion HN + Cycle: decodes") < text.index("Autoregressive RRMSE")
+    assert "Leads (days) at which each forecast beats persistence and the climatology by ACC" in text
+    assert "Forecast RMSE per variable (WeatherBench2" in text and "q850 (g kg**-1)" in text
+
+
+def test_the_browser_check_sees_network_requests_and_broken_images(tmp_path):
+    """The check above would fail a page that fetches from the network or shows a broken image."""
+    from browser import chromium, load_page
+
+    executable = chromium()
+    if executable is None:
+        pytest.skip("needs Chromium on the PATH (Debian: apt-get install chromium)")
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><body><h2>x</h2><img src='http://192.0.2.1/remote.png' alt='remote'>"
+                    "<img src='missing.png' alt='missing'></body></html>")
+    found, urls = load_page(page, PAGE_CHECK, executable)
+    assert "http://192.0.2.1/remote.png" in urls
+    assert sorted(found["broken"]) == ["missing", "remote"] and found["headings"] == ["x"]

@@ -228,6 +228,8 @@ def test_reconstruction_and_diffusion_tables_have_the_climatology():
     table = downstream_table(results)
     named = dict(zip(table.header, table.rows["climatology (baseline)"]))
     assert named["Diffusion RRMSE (L2, ours, %)"] == "4.00" and named["Latent density (paper: mean of draws)"] == "–"
+    results["A"]["classify"]["accuracy_spread"] = 0.05  # the std over classifier seeds, beside the mean
+    assert dict(zip(table.header, downstream_table(results).rows["A"]))["Class. accuracy"] == "0.900 ± 0.050"
     chance = dict(zip(table.header, table.rows["chance (baseline)"]))
     assert chance["Class. accuracy"] == "0.500" and chance["Class. test loss"] == "0.6931"  # 2 classes: ln 2
     assert "baselines on the same days: climatology, chance" in table.title
