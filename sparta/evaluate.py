@@ -589,9 +589,10 @@ RECONSTRUCTION_MAP_HIDDEN = 0.9
 
 
 def reconstruction(ev: Evaluation) -> dict:
-    """Decoded reconstructions of the inner-test days from complete inputs and from each hidden fraction of
-    :data:`ROBUSTNESS_RATIOS` (0 = complete): pooled RRMSE by both formulas and per-variable RMSE and ACC per
-    fraction, beside the climatology of the same days; maps of one held-back day for the report."""
+    """Decoded reconstructions of the inner-test days from complete inputs (the encoder's complete-day input) and
+    from each hidden fraction of :data:`ROBUSTNESS_RATIOS` (the robustness task's masked latents): pooled RRMSE by
+    both formulas and per-variable RMSE and ACC per fraction, beside the climatology of the same days; maps of one
+    held-back day for the report."""
     a, b = ev.inner["test"]
     days = torch.arange(a, b)
     truth, climatology = grids.take(ev.physical, days), grids.take(ev.climatology, days)
@@ -600,7 +601,7 @@ def reconstruction(ev: Evaluation) -> dict:
     day = (b - a) // 2  # one held-back day for the maps: the middle of the inner test
     decoded_day = {}
     for hidden in tqdm(ROBUSTNESS_RATIOS, desc="reconstruction", leave=False, disable=not ev.progress):
-        decoded = ev.frozen.decode(ev.inner_test_latents(hidden))
+        decoded = ev.frozen.decode(ev.h_clean[a:b] if hidden == 0 else ev.inner_test_latents(hidden))
         out["rrmse_paper"].append(float(metrics.rrmse_paper(decoded, truth)))
         out["rrmse_l2"].append(float(metrics.rrmse(decoded, truth)))
         for name, values in ev.variable_scores(*ev.day_scores(decoded, days)).items():

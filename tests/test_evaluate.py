@@ -254,6 +254,35 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
     assert set(out["climatology"]["per_variable"]["acc"].values()) == {0.0}
 
 
+def test_reconstruction_scores_each_hidden_fraction_of_the_inner_test_days(tmp_path, trained, micro_store):
+    import numpy as np
+
+    import sparta.evaluate as E
+    from sparta.metrics import rmse, rrmse
+
+    copy = tmp_path / "copy"  # the maps go to the run directory: not the shared fixture's
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
+    ev = Evaluation(Run.open(copy), micro_store, progress=False)
+    _day_latents(ev, offset_t2m=2.0)
+    a, b = ev.inner["test"]
+    asked = []
+    ev.inner_test_latents = lambda hidden: asked.append(hidden) or ev.h_clean[a:b]
+    out = E.reconstruction(ev)
+    assert asked == list(E.ROBUSTNESS_RATIOS[1:])  # complete: the complete-day latents themselves
+    truth = ev.physical[a:b]
+    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([2.0] * len(E.ROBUSTNESS_RATIOS), rel=1e-6)
+    assert out["per_variable"]["rmse"]["q850"] == [0.0] * len(E.ROBUSTNESS_RATIOS)
+    assert out["per_variable"]["acc"]["z850"] == pytest.approx([1.0] * len(E.ROBUSTNESS_RATIOS))
+    assert out["rrmse_l2"][0] == pytest.approx(float(rrmse(ev.frozen.decode(ev.h_clean[a:b]), truth)))
+    climatology = out["climatology"]["per_variable"]
+    assert climatology["rmse"]["q850"] == pytest.approx(
+        1e3 * float(rmse(ev.climatology[a:b], truth, ev.area_weights)[4]))  # g/kg
+    with np.load(copy / "evaluation" / "maps" / "reconstruction_test_day.npz") as maps:
+        day = (b - a) // 2
+        assert np.allclose(maps["0/truth"][4], 1e3 * truth[day, 4].numpy())  # q850 shown in g/kg
+        assert np.allclose(maps["0/hidden"][0], truth[day, 0].numpy() + 2.0)
+
+
 def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):
     import torch
 
