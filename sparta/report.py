@@ -259,8 +259,8 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
                          f"{max(acc):.2f}: " + ", ".join(against))
         blocks.append(Block("p", f"Reconstruction, {label}: decodes the held-back test days from " + "; from ".join(parts)
                             + "."))
-    if any("forecast" in r for r in labelled.values()):
-        blocks += [Block("table", forecast_verdict(labelled, m)) for m in ("rmse", "acc")]
+    blocks += [Block("table", table) for table in (forecast_verdict(labelled, m) for m in ("rmse", "acc"))
+               if table.rows]  # metrics.json written before the per-variable scores have none
     blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
     classified = {label: r["classify"] for label, r in labelled.items() if "classify" in r}
     if classified:
