@@ -360,7 +360,8 @@ class Evaluation:
         err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
         ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
         ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
-        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *self.day_scores(recon, torch.arange(len(recon)))
+        days = torch.arange(grids.length(recon))
+        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *self.day_scores(recon, days)
 
     def _baselines(self, first_target: Tensor) -> dict[str, dict[str, list[float]]]:
         """Per-lead RRMSE, ``{formula: {baseline: curve}}`` for both formulas (``rrmse_paper``, ``rrmse_l2``), of

@@ -200,8 +200,9 @@ def forecast_verdict(results: dict[str, dict], metric: str) -> Table:
                 continue
             model, baselines = entry["per_variable"][metric], entry["variable_baselines"]
             channels = list(model)
+            lower = metric == "rmse"
             rows[f"{label}, {setting}"] = [
-                "; ".join(f"{name}: {lead_ranges(winning_leads(model[c], baselines[name][metric][c], metric == 'rmse'))}"
+                "; ".join(f"{name}: {lead_ranges(winning_leads(model[c], baselines[name][metric][c], lower))}"
                           for name in ("persistence", "climatology")) for c in channels]
     name = "RMSE" if metric == "rmse" else "ACC"
     return Table(f"Leads (days) at which each forecast beats persistence and the climatology by {name}, per variable",

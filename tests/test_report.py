@@ -179,14 +179,16 @@ def test_downstream_table_lays_out_the_columns_each_task_declares():
 def test_relative_improvement_lines_say_which_model_is_better():
     lines = relative_improvements(fake_results(1.0), fake_results(2.0), "SPARTA", "the autoencoder")
     assert lines[0] == ("Forecast RRMSE (paper formula), LB30_S1: T=25: SPARTA better (5 against 10 for the "
-                        "autoencoder, 50.0% lower); T=50: SPARTA better (5 against 10 for the autoencoder, 50.0% lower)")
+                        "autoencoder, 50.0% lower); T=50: SPARTA better (5 against 10 for the autoencoder, "
+                        "50.0% lower)")
     assert lines[1].startswith("Forecast RRMSE (L2, ours), LB30_S1")
     assert "Std dev (paper: all generated values): SPARTA better (0.5 against 1 for the autoencoder" in lines[2]
     assert "accuracy 90.0% (SPARTA) vs 45.0% (the autoencoder), chance 50%" in lines[3]
     worse = relative_improvements(fake_results(2.0), fake_results(1.0), "SPARTA", "the autoencoder")
     assert worse[0].startswith("Forecast RRMSE (paper formula), LB30_S1: T=25: the autoencoder better (5 against 10 "
                                "for SPARTA, 50.0% lower)")
-    assert which_is_better("A", 0.9, "B", 0.6, lower_is_better=False) == "A better (0.9 against 0.6 for B, 50.0% higher)"
+    assert which_is_better("A", 0.9, "B", 0.6, lower_is_better=False) == ("A better (0.9 against 0.6 for B, "
+                                                                          "50.0% higher)")
     assert which_is_better("A", 1.0, "B", 1.0) == "A and B equal"
 
 
