@@ -189,7 +189,7 @@ def test_box_settings_are_checked():
     from sparta.config import DataConfig
     from sparta.data import prepare_from_config
 
-    with pytest.raises(DataError, match="synthetic generator makes global grids only"):
+    with pytest.raises(DataError, match="synthetic source makes global grids only"):
         prepare_from_config(DataConfig(box=(50, 58, -10, 2), grid="49x33"), "unused-out-dir")
 
 
