@@ -21,24 +21,11 @@ from sparta import locks
 from sparta.checkpoint import load_checkpoint
 from sparta.cli import app
 from sparta.locks import LOCK_NAME, LockedError, lock_directory
+from cli_checks import cli_fails
 
 CLI = [sys.executable, "-c", "from sparta.cli import app; app()"]
 HOLDER = ("import sys; from sparta.locks import lock_directory\n"
           "with lock_directory(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()")
-
-
-def _flat(text: str) -> str:
-    return "".join(text.split())
-
-
-def _fails(args: list, *expected: str) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}\n{result.exception!r}"
-    error = result.stderr[result.stderr.index("error: "):]
-    assert error.rstrip("\n").count("\n") == 0 and "Traceback" not in result.output, error
-    for text in expected:
-        assert _flat(text) in _flat(error), error
-    return error
 
 
 def _holder(directory: Path) -> subprocess.Popen:
@@ -71,7 +58,7 @@ def test_a_second_train_of_the_same_run_is_refused_and_the_first_finishes_intact
     for args in (["train", "--preset", "micro", "--out", run, "--overwrite", f"data.store={micro_store.path}"],
                  ["train", "--resume", run],
                  ["evaluate", run, "--no-progress"]):
-        _fails(args, f"'{run}' is in use by another SPARTA process ({holder}", f"--out {run}", "wait for it to "
+        cli_fails(args, f"'{run}' is in use by another SPARTA process ({holder}", f"--out {run}", "wait for it to "
                "finish, or choose another")
     assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
     assert (run / "COMPLETE").is_file() and not (run / LOCK_NAME).exists()
@@ -82,7 +69,7 @@ def test_a_second_reproduce_into_the_same_folder_is_refused_at_once(tmp_path, mi
     grid = tmp_path / "grid"
     holder = _holder(grid)
     try:
-        _fails(["reproduce", "--preset", "micro", "--only", "pca", "--out", grid, "--no-progress",
+        cli_fails(["reproduce", "--preset", "micro", "--only", "pca", "--out", grid, "--no-progress",
                 f"data.store={micro_store.path}"],
                f"'{grid}' is in use by another SPARTA process (pid {holder.pid} on host {socket.gethostname()}",
                f"-c {grid}")  # its command: python -c ... DIR
