@@ -26,13 +26,8 @@ from sparta.metrics import eddy_correlation, lat_weights, rrmse
 
 
 def _fields(ds: xr.Dataset, store) -> np.ndarray:
-    """(time, channel, lat, lon) of the store's channels from a decoded file."""
-    parts = []
-    for var, channel in zip(store.variables, store.channels):
-        name, _, level = var.partition("@")
-        da = ds[name].sel(level=int(level)) if level else ds[name]
-        parts.append(da.transpose("time", ...).values)
-    return np.stack(parts, axis=1)
+    """(time, channel, lat, lon) of the store's channels from a decoded file (one variable per channel)."""
+    return np.stack([ds[c].transpose("time", "lat", "lon").values for c in store.channels], axis=1)
 
 
 def scores(pred: np.ndarray, true: np.ndarray, lat: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from sparta.data.store import DataError
-from sparta.data.variables import parse_variables
+from sparta.data.variables import parse_generated
 
 GRAVITY = 9.80665  # m s-2
 R_DRY = 287.05  # J kg-1 K-1
@@ -161,6 +161,7 @@ def simulate(folder: Path, n_days: int, progress: bool = True) -> None:
 
 
 def _integrate(sim: Simulation, folder: Path, n_days: int, progress: bool) -> None:
+    import jcm
     from jcm.checkpoint import load_checkpoint, save_checkpoint
     from jcm.forcing import ForcingData
     from jcm.model import Model
@@ -172,7 +173,7 @@ def _integrate(sim: Simulation, folder: Path, n_days: int, progress: bool) -> No
     done = _done_chunks(folder)
     if done >= n_chunks:
         return
-    boundaries = Path(__import__("jcm").__file__).parent / "data" / "bc" / "t30" / "clim"
+    boundaries = Path(jcm.__file__).parent / "data" / "bc" / "t30" / "clim"
     coords = get_speedy_coords(spectral_truncation=sim.truncation)
     terrain = TerrainData.from_file(boundaries / "terrain.nc", coords=coords)
     forcing = ForcingData.from_file(boundaries / "forcing.nc", coords=coords, align_mode="wrap_year")
@@ -260,17 +261,6 @@ def to_pressure(name: str, fields: dict[str, np.ndarray], sigma: np.ndarray, lev
 # --- the cache as a WeatherBench2-schema dataset -----------------------------------------------------------
 
 
-def _check_variables(variables: list[str]) -> None:
-    for v in parse_variables(variables):
-        if v.name in SURFACE_VARIABLES and v.level is not None:
-            raise DataError(f"'{v.name}' is a surface variable; use '{v.name}' without '@{v.level}'")
-        if v.name in LEVEL_VARIABLES and not (v.level and 1 <= v.level <= 1100):
-            raise DataError(f"'{v.name}' needs a pressure level in 1..1100 hPa, e.g. '{v.name}@850'")
-        if v.name not in SURFACE_VARIABLES and v.name not in LEVEL_VARIABLES:
-            raise DataError(f"the SPEEDY source has no variable '{v.name}'; it has "
-                            f"{', '.join([*SURFACE_VARIABLES, *LEVEL_VARIABLES])}")
-
-
 def _chunk_fields(path: Path, keep: slice, surface: tuple[str, ...], level_vars: tuple[str, ...],
                   levels: tuple[int, ...]) -> dict[str, np.ndarray]:
     with np.load(path) as raw:
@@ -292,13 +282,15 @@ def speedy_era5(variables: list[str], start: str, n_days: int, seed: int, trunca
     variable at the sorted union of the requested levels. ``attrs['source']`` names the record and
     ``attrs['provenance']`` the model, its version and settings.
     """
-    _check_variables(variables)
+    try:
+        specs = parse_generated(variables, SURFACE_VARIABLES, LEVEL_VARIABLES, "SPEEDY data")
+    except ValueError as err:
+        raise DataError(str(err)) from None
     if n_days < 1:
         raise DataError(f"a SPEEDY record needs at least one day, got {n_days}")
     sim = Simulation(start=str(start), seed=seed, truncation=truncation, spinup_days=spinup_days,
                      chunk_days=chunk_days)
     folder = ensure_simulated(sim, n_days, progress, root)
-    specs = parse_variables(variables)
     surface = tuple(dict.fromkeys(v.name for v in specs if v.level is None))
     level_vars = tuple(dict.fromkeys(v.name for v in specs if v.level is not None))
     levels = tuple(sorted({v.level for v in specs if v.level is not None}))

@@ -48,7 +48,7 @@ import pandas as pd
 import xarray as xr
 
 from sparta.config import DEFAULT_VARIABLES
-from sparta.data.variables import parse_variables
+from sparta.data.variables import parse_generated
 from sparta.grids import grid_coords, parse_grid
 
 SURFACE_VARIABLES = ("2m_temperature",)
@@ -553,15 +553,7 @@ def synthetic_era5(variables: list[str] = DEFAULT_VARIABLES, grid: str = "64x32"
     variables are requested. Sub-daily ``freq`` (e.g. ``'6h'``) adds a diurnal cycle to t2m;
     its daily means behave like daily data.
     """
-    specs = parse_variables(list(variables))
-    supported = SURFACE_VARIABLES + LEVEL_VARIABLES
-    for v in specs:
-        if v.name not in supported:
-            raise ValueError(f"synthetic data has no variable '{v.name}'; supported: {', '.join(supported)}")
-        if v.name in SURFACE_VARIABLES and v.level is not None:
-            raise ValueError(f"'{v.name}' is a surface variable; use '{v.name}' without '@{v.level}'")
-        if v.name in LEVEL_VARIABLES and not (v.level and 1 <= v.level <= 1100):
-            raise ValueError(f"'{v.name}' needs a pressure level in 1..1100 hPa, e.g. '{v.name}@850'")
+    specs = parse_generated(list(variables), SURFACE_VARIABLES, LEVEL_VARIABLES, "synthetic data")
     if n_days < 1 or chunk_days < 1:
         raise ValueError(f"n_days ({n_days}) and chunk_days ({chunk_days}) must be positive")
     steps = _steps_per_day(freq)

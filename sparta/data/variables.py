@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # WeatherBench2 long name -> ECMWF/CDS short name.
@@ -53,4 +54,18 @@ def parse_variables(specs: list[str]) -> list[Variable]:
     duplicates = sorted({s for s in shorts if shorts.count(s) > 1})
     if duplicates:
         raise ValueError(f"data.variables lists the same channel twice: {', '.join(duplicates)}")
+    return variables
+
+
+def parse_generated(specs: list[str], surface: Iterable[str], levels: Iterable[str], source: str) -> list[Variable]:
+    """``specs`` parsed for a source SPARTA generates (synthetic, SPEEDY), which makes the ``surface`` variables
+    and the ``levels`` variables at any pressure level; a ValueError names the first spec it cannot make."""
+    variables, surface, levels = parse_variables(specs), tuple(surface), tuple(levels)
+    for v in variables:
+        if v.name not in surface + levels:
+            raise ValueError(f"{source} has no variable '{v.name}'; supported: {', '.join(surface + levels)}")
+        if v.name in surface and v.level is not None:
+            raise ValueError(f"'{v.name}' is a surface variable; use '{v.name}' without '@{v.level}'")
+        if v.name in levels and not (v.level and 1 <= v.level <= 1100):
+            raise ValueError(f"'{v.name}' needs a pressure level in 1..1100 hPa, e.g. '{v.name}@850'")
     return variables
