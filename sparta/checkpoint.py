@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickletools
+import warnings
 import zipfile
 from collections import deque
 from pathlib import Path
@@ -58,22 +59,31 @@ def _globals_in(stream: IO[bytes]) -> list[str]:
 
     Read with :mod:`pickletools`, which only parses opcodes: nothing is imported or called. A legacy
     torch file is several pickles in a row (then raw storage bytes): reading goes on until the stream
-    ends or stops parsing. ``STACK_GLOBAL`` (protocol 4+) takes its names from the two strings pushed
-    before it, directly or through the memo; ``EXT*`` imports what the copyreg extension registry names.
+    ends or stops parsing; a pickle cut off before its STOP counts for nothing. ``STACK_GLOBAL``
+    (protocol 4+) takes its names from the two strings pushed before it, directly or through the memo;
+    ``EXT*`` imports what the copyreg extension registry names.
     """
     names: list[str] = []
+    with warnings.catch_warnings():  # pickletools warns about odd string escapes in corrupt bytes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _read_pickles(stream, names)
+    return names
+
+
+def _read_pickles(stream: IO[bytes], names: list[str]) -> None:
     pushed: deque = deque([None, None], maxlen=2)  # the last two pushes: strings, None for anything else
     memo: dict = {}
     try:
         while True:
+            found: list[str] = []
             for op, arg, _ in pickletools.genops(stream):
                 if op.name in ("GLOBAL", "INST"):
-                    names.append(_global_name(*arg.split(" ", 1)))
+                    found.append(_global_name(*arg.split(" ", 1)))
                 elif op.name == "STACK_GLOBAL":
-                    names.append(_global_name(*(str(part) for part in pushed)))
+                    found.append(_global_name(*(str(part) for part in pushed)))
                     pushed.append(None)
                 elif op.name in ("EXT1", "EXT2", "EXT4"):
-                    names.append(f"copyreg extension {arg}")
+                    found.append(f"copyreg extension {arg}")
                 elif op.name == "MEMOIZE":
                     memo[len(memo)] = pushed[-1]
                 elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
@@ -82,9 +92,11 @@ def _globals_in(stream: IO[bytes]) -> list[str]:
                     pushed.append(memo.get(arg))
                 else:
                     pushed.append(arg if isinstance(arg, str) else None)
-    except Exception:  # noqa: BLE001 - the end of the pickles, or of what parses: what was found so far counts
+            # counted only once the pickle reaches STOP: corrupt bytes that merely begin like a pickle (and
+            # hold, by chance, a GLOBAL or EXT opcode) are not loadable, so they import nothing
+            names += found
+    except Exception:  # noqa: BLE001 - the end of the pickles, or of what parses: the complete ones count
         pass
-    return names
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -114,7 +126,9 @@ def load_checkpoint(path: str | Path, expect_digest: str | None = None) -> dict[
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a corrupt file gets one error below, not also torch's protocol warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle safely means "not usable"
         # torch's refusal reads differently for each kind of pickled object (an unsupported global, a blocked
         # module, an opcode it does not parse): the file's own pickle says whether it carries code

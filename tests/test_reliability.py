@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -325,7 +326,7 @@ def eval_run(tmp_path, micro_store) -> Run:
 
 
 def test_evaluate_with_a_corrupt_checkpoint(eval_run, reference):
-    eval_run.best.write_bytes(os.urandom(4096))
+    eval_run.best.write_bytes(random.Random(0).randbytes(4096))
     _fails(["evaluate", eval_run.path, "--no-progress"], "is truncated, corrupt or not a SPARTA checkpoint")
     eval_run.best.write_bytes(reference.best.read_bytes()[:5000])
     _fails(["evaluate", eval_run.path, "--no-progress"], "is truncated, corrupt or not a SPARTA checkpoint")
