@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sparta import metrics, plots
-from sparta.tables import Table, forecast_settings, paper_tables
+from sparta.tables import Table, forecast_settings, make_table, paper_tables
 from sparta.variants import VARIANTS
 
 # The paper's three comparisons (section 7), each a list of variants in row order and the tag of its figures'
@@ -189,9 +189,31 @@ def winning_leads(model: list[float], baseline: list[float], lower_is_better: bo
     return [t + 1 for t, (m, b) in enumerate(zip(model, baseline)) if (m < b if lower_is_better else m > b)]
 
 
+def skill_run(leads: list[int]) -> str:
+    """The first run of consecutive winning leads, and how many win later (at long leads every score is near
+    its limit and which side wins is noise): ``[2, 3, 4, 9, 10]`` -> ``2-4 (+2 later)``; none -> ``never``."""
+    if not leads:
+        return "never"
+    end = next((a for a, b in zip(leads, leads[1:]) if b != a + 1), leads[-1])
+    later = sum(t > end for t in leads)
+    return lead_ranges([t for t in leads if t <= end]) + (f" (+{later} later)" if later else "")
+
+
+USEFUL_ACC = 0.6
+"""The ACC above which a forecast is conventionally called useful (WMO practice for medium-range forecasts)."""
+ACC_WINDOW = 10
+"""Leads (days) over which the verdict compares ACCs: later, both sides' ACC is near 0 and which wins is noise."""
+
+
+def useful_days(acc: list[float]) -> int:
+    """How many leads, from the first on, keep an ACC of at least :data:`USEFUL_ACC`."""
+    return next((t for t, v in enumerate(acc) if v < USEFUL_ACC), len(acc))
+
+
 def forecast_verdict(results: dict[str, dict], metric: str) -> Table:
-    """Per model and forecast setting (rows) and variable (columns): the leads at which the forecast beats
-    persistence and the climatology by ``metric`` (``rmse`` or ``acc``, per variable)."""
+    """Per model and forecast setting (rows) and variable (columns), by ``rmse``: the leads at which the forecast
+    beats persistence (P) and the climatology (C); by ``acc``: its days of useful skill beside persistence's, and
+    the leads at which it beats persistence (the climatology's ACC is 0 by construction)."""
     rows: dict[str, list[str]] = {}
     channels: list[str] = []
     for label, res in results.items():
@@ -200,13 +222,77 @@ def forecast_verdict(results: dict[str, dict], metric: str) -> Table:
                 continue
             model, baselines = entry["per_variable"][metric], entry["variable_baselines"]
             channels = list(model)
-            lower = metric == "rmse"
-            rows[f"{label}, {setting}"] = [
-                "; ".join(f"{name}: {lead_ranges(winning_leads(model[c], baselines[name][metric][c], lower))}"
-                          for name in ("persistence", "climatology")) for c in channels]
-    name = "RMSE" if metric == "rmse" else "ACC"
-    return Table(f"Leads (days) at which each forecast beats persistence and the climatology by {name}, per variable",
-                 channels, rows, {label: [False] * len(channels) for label in rows})
+            if metric == "rmse":
+                rows[f"{label}, {setting}"] = [
+                    " · ".join(f"{tag} {skill_run(winning_leads(model[c], baselines[name]['rmse'][c], True))}"
+                               for tag, name in (("P", "persistence"), ("C", "climatology"))) for c in channels]
+            else:
+                persistence = baselines["persistence"]["acc"]
+                wins = [lead_ranges(winning_leads(model[c][:ACC_WINDOW], persistence[c][:ACC_WINDOW], False))
+                        for c in channels]
+                rows[f"{label}, {setting}"] = [
+                    f"{useful_days(model[c])} (P {useful_days(persistence[c])}) · "
+                    + (f"beats P on days {w}" if w != "none" else "never beats P") for c, w in zip(channels, wins)]
+    if metric == "rmse":
+        title = ("Forecasts by RMSE: the leads (days) at which each beats persistence (P) and the climatology (C), "
+                 "the first run of consecutive days (evaluation/forecast_curves.csv has every lead)")
+    else:
+        title = (f"Forecasts by ACC: days of useful skill (ACC >= {USEFUL_ACC} from the first lead on) beside "
+                 f"persistence's (P), and the leads (of the first {ACC_WINDOW}) at which the forecast's ACC beats persistence's")
+    return Table(title, channels, rows, {label: [False] * len(channels) for label in rows})
+
+
+HEADLINE_LEADS = ("1", "2", "5", "10")
+"""The leads (days) the verdict's forecast sentence names: short range, where forecasts differ."""
+
+
+def forecast_headline(results: dict[str, dict]) -> str | None:
+    """One sentence: at each of :data:`HEADLINE_LEADS` the best forecast (model and setting) by pooled RRMSE (L2),
+    beside persistence and the climatology on the same days."""
+    cells = []
+    for t in HEADLINE_LEADS:
+        scored = {f"{label} {setting}": entry for label, r in results.items()
+                  for setting, entry in r.get("forecast", {}).items() if t in entry["at"].get("rrmse_l2", {})}
+        if not scored:
+            continue
+        best = min(scored, key=lambda k: scored[k]["at"]["rrmse_l2"][t])
+        value, baselines = scored[best]["at"]["rrmse_l2"][t], scored[best]["baselines"]["rrmse_l2"]
+        beaten = [name for name in ("persistence", "climatology") if value >= baselines[name][t]]
+        cells.append(f"T={t}: {best} {value:.2f}% (persistence {baselines['persistence'][t]:.2f}%, climatology "
+                     f"{baselines['climatology'][t]:.2f}%" + (f"; no forecast beats {' or '.join(beaten)})" if beaten
+                                                               else ")"))
+    return "Best forecast by RRMSE (L2): " + "; ".join(cells) + "." if cells else None
+
+
+def reconstruction_verdict(results: dict[str, dict]) -> tuple[str, Table] | None:
+    """Decoded held-back test days, complete and 90% hidden: a sentence naming the best and a table of RRMSE
+    (L2) and the mean of the per-variable ACCs, every model beside the climatology."""
+    have = {VARIANTS[n].label: r["reconstruction"] for n, r in results.items() if "reconstruction" in r}
+    if not have:
+        return None
+    first = next(iter(have.values()))
+    columns = [(h, tag) for h, tag in ((0.0, "complete"), (0.9, "90% hidden")) if h in first["hidden"]]
+    rows: dict[str, list[float | None]] = {}
+    for label, r in have.items():
+        js = [r["hidden"].index(h) for h, _ in columns]
+        rows[label] = ([r["rrmse_l2"][j] for j in js]
+                       + [float(np.mean([v[j] for v in r["per_variable"]["acc"].values()])) for j in js])
+    climatology = first["climatology"]
+    rows["climatology (baseline)"] = ([climatology["rrmse_l2"]] * len(columns)
+                                      + [float(np.mean(list(climatology["per_variable"]["acc"].values())))] * len(columns))
+    header = ([f"RRMSE (L2) %, {tag}" for _, tag in columns] + [f"mean ACC, {tag}" for _, tag in columns])
+    table = make_table("Decoded held-back test days (embed, then decode): RRMSE (L2, ours) and the mean over "
+                       "variables of the ACC; bold: the best", header, rows,
+                       ["min"] * len(columns) + ["max"] * len(columns), [2] * len(columns) + [3] * len(columns))
+    best = []
+    for k, (_, tag) in enumerate(columns):
+        ranked = sorted(have, key=lambda label: rows[label][k])
+        best.append(f"from {tag} input {ranked[0]} decodes best ({rows[ranked[0]][k]:.2f}%"
+                    + "".join(f", {label} {rows[label][k]:.2f}%" for label in ranked[1:]) + ")")
+    worse = [label for label in have if any(rows[label][k] >= climatology["rrmse_l2"] for k in range(len(columns)))]
+    against = (f"{', '.join(worse)} no better than the climatology ({climatology['rrmse_l2']:.2f}%)" if worse else
+               f"every model far below the climatology's {climatology['rrmse_l2']:.2f}%")
+    return f"Reconstruction: {'; '.join(best)}; {against}.", table
 
 
 def seed_spread_lines(results: dict[str, dict], metric: str = "rrmse_l2") -> list[str]:
@@ -237,29 +323,12 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
     climatology per variable, whether the differences between models exceed the seed spread, its season accuracy
     against chance, and one held-back test day per model."""
     labelled = {VARIANTS[n].label: r for n, r in results.items()}
-    blocks = [Block("h2", "Verdict"),
-              Block("p", "Every sentence and table here is computed from the saved metrics (the detailed tables "
-                         "follow). RMSE and ACC per variable follow WeatherBench2: area-weighted, anomalies of "
-                         "forecast and truth from the train split's day-of-year climatology of the valid day.")]
-    eof = results.get("pca", {}).get("reconstruction")
-    for name, res in results.items():
-        r, label = res.get("reconstruction"), VARIANTS[name].label
-        if not r:
-            continue
-        parts = []
-        for hidden, tag in ((0.0, "complete"), (0.9, "90% hidden")):
-            if hidden not in r["hidden"]:
-                continue
-            j = r["hidden"].index(hidden)
-            value = r["rrmse_l2"][j]
-            against = [which_is_better(label, value, "the climatology", r["climatology"]["rrmse_l2"])]
-            if eof and name != "pca":
-                against.append(which_is_better(label, value, "EOF/PCA", eof["rrmse_l2"][eof["hidden"].index(hidden)]))
-            acc = [v[j] for v in r["per_variable"]["acc"].values()]
-            parts.append(f"{tag} inputs at RRMSE (L2) {value:.2f}%, ACC per variable from {min(acc):.2f} to "
-                         f"{max(acc):.2f}: " + ", ".join(against))
-        blocks.append(Block("p", f"Reconstruction, {label}: decodes the held-back test days from " + "; from ".join(parts)
-                            + "."))
+    blocks = [Block("h2", "Verdict")]
+    reconstruction = reconstruction_verdict(results)
+    if reconstruction:
+        blocks += [Block("p", reconstruction[0]), Block("table", reconstruction[1])]
+    headline = forecast_headline(labelled)
+    blocks += [Block("p", headline)] if headline else []
     blocks += [Block("table", table) for table in (forecast_verdict(labelled, m) for m in ("rmse", "acc"))
                if table.rows]  # metrics.json written before the per-variable scores have none
     blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
@@ -286,19 +355,21 @@ def build_blocks(out: Path, preset: str | None = None) -> list[Block]:
                                 "metrics.json); run `sparta reproduce` first")
     any_result = next(iter(results.values()))
     blocks = [Block("p", f"Data: {any_result['source']}. Preset: {preset or any_result['preset']}. "
-                         f"Hardware: {hardware()}. Built {datetime.now():%Y-%m-%d %H:%M}. "
-                         f"Variants: {', '.join(results)}. Bold marks the best forecast or reconstruction of each "
-                         "column (or lead), persistence and the climatology included, never a reconstruction ceiling "
-                         "(the decoder on the true latents is not a forecast). The climatology is the train split's "
-                         "mean of each day of the year, smoothed over 31 days. Forecast and diffusion "
-                         "scores are on decoded fields in physical units; latent scores on raw latents and on "
-                         "latents standardised with the downstream-train statistics. RRMSE (paper formula) is the "
-                         "authors' RMSE / mean(truth) x 100, pooled over channels (dominated by z850), the number to "
-                         "read against the paper's tables; RRMSE (L2, ours) is ||error|| / ||truth|| x 100 and reads "
-                         "about half as high on the same prediction (x0.45 on the synthetic record); per-channel tables use ours, because the "
-                         "paper's formula divides by means near 0 for u850 and v850.")]
-    blocks += decoder_skill(out, list(results))
+                         f"Variants: {', '.join(results)}. Built {datetime.now():%Y-%m-%d %H:%M} on {hardware()}.")]
     blocks += verdict(out, results)
+    blocks += [Block("h2", "How to read this report"),
+               Block("p", "Bold marks the best forecast or reconstruction of each column (or lead), persistence and "
+                          "the climatology included, never a reconstruction ceiling (the decoder on the true latents "
+                          "is not a forecast). The climatology is the train split's mean of each day of the year, "
+                          "smoothed over 31 days. Forecast and diffusion scores are on decoded fields in physical "
+                          "units; latent scores on raw latents and on latents standardised with the downstream-train "
+                          "statistics. RMSE and ACC per variable follow WeatherBench2: area-weighted, anomalies of "
+                          "forecast and truth from the climatology of the valid day. RRMSE (paper formula) is the "
+                          "authors' RMSE / mean(truth) x 100, pooled over channels (dominated by z850), the number to "
+                          "read against the paper's tables; RRMSE (L2, ours) is ||error|| / ||truth|| x 100 and reads "
+                          "about half as high on the same prediction; per-channel tables use ours, because the "
+                          "paper's formula divides by means near 0 for u850 and v850.")]
+    blocks += decoder_skill(out, list(results))
     for title, names, tag in SECTIONS:
         rows = {VARIANTS[n].label: results[n] for n in names if n in results}
         if len(rows) < 2:
@@ -346,7 +417,7 @@ def render_markdown(blocks: list[Block], out: Path) -> str:
 def render_html(blocks: list[Block]) -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}caption{font-weight:600;text-align:left;"
-             "padding:4px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tbody th{text-align:left}"
+             "padding:4px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}tbody th{text-align:left}"
              "figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:13px}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>SPARTA report</title><style>{style}</style>"
              "</head><body><h1>SPARTA reproduction report</h1>"]

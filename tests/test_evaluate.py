@@ -347,8 +347,9 @@ def test_report_html_renders_offline_in_headless_chromium(tmp_path, trained, eva
     assert found["headings"][0] == "Verdict" and "Robustness to sparsity (beyond the paper)" in found["headings"]
     assert found["tables"] >= 10
     text = found["text"]
-    assert text.index("Reconstruction, SPARTA - Early-Fusion HN + Cycle: decodes") < text.index("Autoregressive RRMSE")
-    assert "Leads (days) at which each forecast beats persistence and the climatology by ACC" in text
+    assert text.index("Reconstruction: from complete input") < text.index("held-back test day") < text.index(
+        "How to read this report") < text.index("Autoregressive RRMSE")  # verdict, test days, then the details
+    assert "Forecasts by ACC: days of useful skill" in text
     assert "Forecast RMSE per variable (WeatherBench2" in text and "q850 (g kg**-1)" in text
 
 

@@ -9,7 +9,11 @@ from sparta.report import (
     SECTIONS,
     VARIANTS,
     build_report,
+    forecast_headline,
     forecast_verdict,
+    reconstruction_verdict,
+    skill_run,
+    useful_days,
     lead_ranges,
     relative_improvements,
     seed_spread_lines,
@@ -248,12 +252,16 @@ def test_verdict_leads_and_seed_spread():
     assert lead_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10" and lead_ranges([]) == "none"
     assert winning_leads([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], True) == [1]
     assert winning_leads([0.5, 0.9], [0.6, 0.8], False) == [2]
+    assert skill_run([2, 3, 4, 9, 10]) == "2-4 (+2 later)" and skill_run([5]) == "5" and skill_run([]) == "never"
+    assert useful_days([0.9, 0.7, 0.5, 0.8]) == 2 and useful_days([0.7] * 3) == 3 and useful_days([0.1]) == 0
     results = {"A": fake_results(1.0), "B": fake_results(2.0)}
     rmse = forecast_verdict(results, "rmse")
     assert rmse.header == ["t2m", "q850"]
-    assert rmse.rows["A, LB30_S1"] == ["persistence: 11-50; climatology: 1-50", "persistence: 1-50; climatology: 1-50"]
-    assert rmse.rows["B, LB30_S1"][0] == "persistence: 11-50; climatology: none"  # a tie is no win
-    assert forecast_verdict(results, "acc").rows["B, LB30_S1"][0] == "persistence: 11-50; climatology: 1-50"
+    assert rmse.rows["A, LB30_S1"] == ["P 11-50 · C 1-50", "P 1-50 · C 1-50"]
+    assert rmse.rows["B, LB30_S1"][0] == "P 11-50 · C never"  # a tie is no win
+    acc = forecast_verdict(results, "acc")  # persistence: ACC 0.95 at leads 1-10, then 0.2 (t2m); 0.1 (q850)
+    assert acc.rows["A, LB30_S1"] == ["50 (P 10) · never beats P", "50 (P 0) · beats P on days 1-10"]
+    assert acc.rows["B, LB30_S1"][0] == "0 (P 10) · never beats P"  # ACC 0.45: never useful; wins after day 10 unread
     assert seed_spread_lines(results) == []  # one seed: no spread to compare with
     for label, (mean, spread) in (("A", (10.0, 0.5)), ("B", (10.8, 0.5))):
         entry = results[label]["forecast"]["LB30_S1"]
@@ -263,6 +271,31 @@ def test_verdict_leads_and_seed_spread():
     (line,) = seed_spread_lines(results)
     assert line.startswith("Forecast LB30_S1, RRMSE (L2, ours, %) over 3 seeds: T=25: A best (10.00 ± 0.50), within "
                            "the seed spread of the runner-up B (10.80 ± 0.50); T=50: A best (10.00 ± 0.50), more than")
+
+
+def test_forecast_headline_names_the_best_and_what_it_does_not_beat():
+    results = {"A": fake_results(1.0), "B": fake_results(0.5)}
+    for r in results.values():  # leads 1 and 10 only; persistence 30 and climatology 20 (fake_results)
+        entry = r["forecast"]["LB30_S1"]
+        entry["at"]["rrmse_l2"] = {"1": entry["at"]["rrmse_l2"]["25"], "10": 25.0}
+        entry["baselines"]["rrmse_l2"] = {b: {"1": v["25"], "10": v["25"]} for b, v in entry["baselines"]["rrmse_l2"].items()}
+    assert forecast_headline(results) == ("Best forecast by RRMSE (L2): T=1: B LB30_S1 5.00% (persistence 30.00%, "
+                                          "climatology 20.00%); T=10: A LB30_S1 25.00% (persistence 30.00%, "
+                                          "climatology 20.00%; no forecast beats climatology).")
+
+
+def test_reconstruction_verdict_names_the_best_beside_the_climatology():
+    sentence, table = reconstruction_verdict({"sparta": fake_results(1.0), "pca": fake_results(0.5)})
+    assert sentence == ("Reconstruction: from complete input EOF/PCA (linear) decodes best (0.50%, SPARTA - Early-Fusion "
+                        "HN + Cycle 1.00%); from 90% hidden input EOF/PCA (linear) decodes best (1.50%, SPARTA - "
+                        "Early-Fusion HN + Cycle 3.00%); every model far below the climatology's 4.00%.")
+    assert table.header == ["RRMSE (L2) %, complete", "RRMSE (L2) %, 90% hidden", "mean ACC, complete",
+                            "mean ACC, 90% hidden"]
+    assert table.rows["climatology (baseline)"] == ["4.00", "4.00", "0.000", "0.000"]
+    assert table.rows["EOF/PCA (linear)"] == ["0.50", "1.50", "0.900", "0.700"]
+    assert table.best["EOF/PCA (linear)"] == [True, True, True, True]  # ACC ties with SPARTA's: both marked
+    sentence, _ = reconstruction_verdict({"sparta": fake_results(5.0)})
+    assert sentence.endswith("; SPARTA - Early-Fusion HN + Cycle no better than the climatology (4.00%).")
 
 
 def test_report_from_saved_metrics(tmp_path):
@@ -276,8 +309,9 @@ def test_report_from_saved_metrics(tmp_path):
     for title, _, tag in SECTIONS:
         assert f"## {title}" in text and f"report_figures/forecast_skill_LB30_S1_{tag}.png" in text
     assert text.index("## Verdict") < text.index(f"## {SECTIONS[0][0]}")
-    assert "Reconstruction, SPARTA - Early-Fusion HN + Cycle: decodes the held-back test days from complete inputs" in text
-    assert "Leads (days) at which each forecast beats persistence and the climatology by RMSE" in text
+    assert "Reconstruction: from complete input Autoencoder decodes best (1.00%, EOF/PCA (linear) 2.00%" in text
+    assert "Forecasts by RMSE: the leads (days) at which each beats persistence (P) and the climatology (C)" in text
+    assert text.index("## Verdict") < text.index("## How to read this report")
     first_forecast_figure = text.index("](report_figures/forecast_")
     assert text[first_forecast_figure:].startswith("](report_figures/forecast_skill_LB30_S1_sparta-autoencoder-pca")
     assert text.count("Autoregressive RRMSE (paper formula, %)") == 3 and text.count("Smoothness metrics") == 3
@@ -286,7 +320,7 @@ def test_report_from_saved_metrics(tmp_path):
     assert "| EOF/PCA (linear) |" in text and "SPARTA vs EOF/PCA (linear): Forecast RRMSE (paper" in text
     html = page.read_text()
     per_section = 2 + 2 + 1 + 4 + 1 + 1 + 1  # RRMSE x2, RMSE/ACC, per channel, reconstruction x4, smoothness, ...
-    assert html.count("<table>") == 2 + 3 * per_section  # + the verdict's two
+    assert html.count("<table>") == 3 + 3 * per_section  # + the verdict's three
     assert "data:image/png;base64," in html and "src='report_figures" not in html
 
 
