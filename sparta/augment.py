@@ -14,7 +14,7 @@ Two modes (``AugmentConfig.mode``):
   longitude roll as large as the paper's crop offset and a box filter of the same physical size.
 
 Global grids wrap in longitude: the box filter pads circularly and native views roll. A regional
-box (``Grid.periodic`` false, see ``sparta.data.domain``) does not: its east edge is not next to its
+box (``Grid.periodic`` false, see ``sparta.domain``) does not: its east edge is not next to its
 west edge, so there the box filter repeats the edge cells in longitude too, and native views are
 shifted eastwards with the westernmost column repeated into the cells the shift opens (a
 non-periodic shift of the same size) instead of rolled.

@@ -7,20 +7,18 @@ import logging
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from typer.core import TyperCommand
 
 from sparta.config import ConfigError, available_presets, load_config
 from sparta.errors import UserError
+from sparta.tasks import TASK_SPECS
 from sparta.variants import VARIANTS
 
-if TYPE_CHECKING:
-    import click
 
 app = typer.Typer(help="SPARTA: contrastive embeddings of sparse gridded weather data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -165,31 +163,17 @@ def config_validate(path: Path) -> None:
     console.print(f"{path}: valid")
 
 
-class _EvaluateCommand(TyperCommand):
-    """``sparta evaluate``: its ``--tasks`` help names the tasks of :data:`sparta.evaluate.TASKS`, read when the
-    help is shown (that module imports torch, which importing the CLI must not)."""
-
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from sparta.evaluate import TASKS
-
-        for param in self.params:
-            if param.name == "tasks":
-                param.help = (f"comma-separated task names ({', '.join(TASKS)}: the table sparta.evaluate.TASKS); "
-                              "default: all")
-        super().format_help(ctx, formatter)
-
-
-@app.command(cls=_EvaluateCommand)
+@app.command()
 @_user_errors
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a finished training run directory")],
     tasks: Annotated[Optional[str], typer.Option(
-        help="comma-separated task names (the table sparta.evaluate.TASKS); default: all")] = None,
+        help=f"comma-separated task names ({', '.join(TASK_SPECS)}); default: all")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
-    from sparta.evaluate import TASKS, Evaluation
+    from sparta.evaluate import Evaluation
     from sparta.metrics import FIELD_METRICS
     from sparta.runs import Run
     from sparta.tables import paper_tables
@@ -201,7 +185,7 @@ def evaluate(
     with lock_directory(run.path, "run directory"):  # metrics and figures go there
         store = open_or_prepare(run.config.data, progress, prepare=False)
         results = Evaluation(run, store, progress=progress).run_tasks(
-            list(TASKS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
+            list(TASK_SPECS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
         label = run_label(results["method"], results["fusion"])
         tables = "\n".join(t.markdown() for t in paper_tables({label: results}, tuple(FIELD_METRICS),
                                                                per_channel=True))

@@ -112,7 +112,7 @@ class DataConfig(_Strict):
         except ValueError:
             raise ValueError(f"data.start must be a date YYYY-MM-DD, got '{self.start}'") from None
         if self.box is not None:
-            from sparta.data.domain import Box
+            from sparta.domain import Box
 
             Box.parse(self.box)  # a ValueError names what is wrong with the box
         unknown = sorted(set(self.variable_grids) - set(self.variables))

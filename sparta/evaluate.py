@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,7 +43,7 @@ from sparta.downstream.forecast import (LIM_SETTING, LinearInverseModel, make_wi
                                         train_linear_forecaster)
 from sparta.runs import Run
 from sparta.seeding import derive_seed, generator
-from sparta.tables import Column
+from sparta.tasks import TASK_SPECS, TaskSpec
 from sparta.variants import run_label
 
 log = logging.getLogger(__name__)
@@ -456,7 +455,7 @@ class Evaluation:
         for name, task in TASKS.items():
             if name in tasks:
                 log.info("%s: %s", self.run.path, name)
-                self.results[task.key] = task.run(self)
+                self.results[task.spec.key] = task.run(self)
                 path.write_text(json.dumps(self.results, indent=1))
         draw_figures(self.run, [TASKS[name] for name in TASKS if name in tasks])
         return self.results
@@ -742,70 +741,25 @@ def _draw_maps(run: Run, stems: tuple[str, ...], units: dict[str, str] | None = 
 
 @dataclass(frozen=True)
 class Task:
-    """A downstream task: ``run(evaluation) -> results`` (stored under ``key`` in metrics.json) and
-    ``draw(run, metrics, label)``, which redraws its figures from saved files only.
+    """A downstream task's code beside its :class:`~sparta.tasks.TaskSpec`: ``run(evaluation) -> results`` (stored
+    under ``spec.key`` in metrics.json) and ``draw(run, metrics, label)``, which redraws its figures from saved files
+    only."""
 
-    ``columns``: its scalar results in the downstream table (:func:`sparta.tables.downstream_table`), whose title
-    names it ``table_name``, with the rows of ``baselines(results) -> {baseline: values}`` beside the models';
-    forecast and diagnostics have tables of their own layout in :mod:`sparta.tables`."""
-
-    name: str
+    spec: TaskSpec
     run: Callable[[Evaluation], dict]
     draw: Callable[[Run, dict, str], None]
-    key: str
-    description: str
-    columns: tuple[Column, ...] = ()
-    table_name: str = ""
-    baselines: Callable[[dict], dict[str, dict]] | None = None
 
 
-def _field_column(metric: str, old_key: str | None = None, paper: bool = False) -> Column:
-    """A diffusion column of a decoded-field score, named and directed by :data:`sparta.metrics.FIELD_METRICS`."""
-    m = metrics.FIELD_METRICS[metric]
-    return Column(f"Diffusion {m.table_name}", metric, "min" if m.lower_is_better else "max", 2, paper, old_key)
-
-
-DIFFUSION_COLUMNS = (
-    _field_column("rrmse_paper", paper=True),
-    Column("Latent density (paper: mean of draws)", "density_paper", "max", 3, paper=True),
-    Column("Realism (paper: mean of draws)", "realism_paper", "max", 3, paper=True),
-    Column("Std dev (paper: all generated values)", "latent_std_all_samples", "min", 4, paper=True),
-    _field_column("rrmse_l2", old_key="rrmse"),
-    Column("Latent density (ours: every draw)", "density_per_draw", "max", 3, old_key="density"),
-    Column("Realism (ours: every draw)", "realism_per_draw", "max", 3, old_key="realism"),
-    Column("Std across draws (ours)", "latent_std_per_condition", "min", 4, old_key="latent_std"),
-    Column("Density (std. latents, every draw)", "density_per_draw_standardised", "max", 3, old_key="density_std"),
-    Column("Realism (std. latents, every draw)", "realism_per_draw_standardised", "max", 3, old_key="realism_std"),
-    Column("Std across draws (std. latents)", "latent_std_per_condition_standardised", "min", 4,
-           old_key="latent_std_std"),
-)
-CLASSIFY_COLUMNS = (
-    Column("Class. test loss", "cross_entropy", "min", 4, paper=True),
-    Column("Class. accuracy", "accuracy", "max", 3),
-)
-
-
-def _chance(results: dict) -> dict[str, dict]:
-    """A classifier that knows nothing: accuracy 1 / classes, cross-entropy ln(classes) (uniform probabilities)."""
-    n = len(results["confusion"])
-    return {"chance": {"accuracy": 1.0 / n, "cross_entropy": math.log(n)}}
-
-
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("forecast", forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
-         "forecast", "latent LSTM and linear inverse model forecasts, decoded and scored per lead, with baselines"),
-    Task("diffusion", diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",)), "diffusion",
-         "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS, "conditional latent diffusion",
-         lambda r: {"climatology": r["climatology"]} if "climatology" in r else {}),
-    Task("reconstruction", reconstruction, _draw_reconstruction, "reconstruction",
-         "test days decoded from complete inputs and from each hidden fraction, with the climatology"),
-    Task("classify", classify, _draw_classify, "classify", "season classification from sparse embeddings",
-         CLASSIFY_COLUMNS, "latent classification", _chance),
-    Task("diagnostics", diagnostics, _draw_diagnostics, "smoothness", "smoothness and trajectories of the latents"),
-    Task("robustness", robustness, _draw_robustness, "robustness", "accuracy and forecast error vs mask ratio"),
-)}
-"""The downstream tasks, in the order ``sparta evaluate`` runs them; the CLI, the tables and the report read this
-table."""
+_CODE = {
+    "forecast": (forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",)))),
+    "diffusion": (diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",))),
+    "reconstruction": (reconstruction, _draw_reconstruction),
+    "classify": (classify, _draw_classify),
+    "diagnostics": (diagnostics, _draw_diagnostics),
+    "robustness": (robustness, _draw_robustness),
+}
+TASKS: dict[str, Task] = {name: Task(spec, *_CODE[name]) for name, spec in TASK_SPECS.items()}
+"""Each task of :data:`sparta.tasks.TASK_SPECS` with the code that runs it and draws its figures."""
 
 
 def draw_figures(run: Run, tasks: list[Task] | None = None) -> None:

@@ -29,61 +29,17 @@ from torch import Tensor
 
 from sparta import grids
 from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
-from sparta.checkpoint import CheckpointError, load_checkpoint
-from sparta.config import Config, validate
+from sparta.checkpoint import CheckpointError
+from sparta.config import Config
 from sparta.data.store import DataError, Store, check_matches
-from sparta.errors import UserError
 from sparta.grids import Fields, Grid
-from sparta.models import SpartaModel
-from sparta.models.eof import EOFModel
+from sparta.models.build import load_trained, resolve_device
 from sparta.seeding import generator
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 256
 CHECKPOINTS = ("best", "last")
-
-
-class DeviceError(UserError, RuntimeError):
-    """The requested device is not available."""
-
-
-def resolve_device(choice: str | torch.device) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if str(choice) == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
-    if str(choice) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel | EOFModel:
-    """The untrained model ``cfg`` describes for fields of ``layout``."""
-    if cfg.method == "pca":  # empty buffers: fit_eof or a checkpoint fills them
-        return EOFModel(cfg.model.embed_dim, layout)
-    return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
-
-
-def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
-                 expect_digest: str | None = None) -> tuple[SpartaModel | EOFModel, Config, dict]:
-    """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
-
-    ``expect_digest`` (a run's ``Config.digest()``) refuses a checkpoint of another model/config.
-    """
-    state = load_checkpoint(checkpoint, expect_digest=expect_digest)
-    cfg = validate(state["config"])
-    if "layout" in state:
-        layout = [Grid(tuple(channels), n_lat, n_lon) for channels, n_lat, n_lon in state["layout"]]
-    else:  # written before variables could have their own grids
-        layout = [Grid.named(state["grid"], state["channels"])]
-    model = build_model(cfg, layout)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint '{checkpoint}' does not match the model its config describes: "
-                              f"{str(err).splitlines()[0]}") from None
-    model.to(device).eval().requires_grad_(False)
-    return model, cfg, state
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -151,7 +107,7 @@ def mask_values(mask: xr.DataArray, lat: np.ndarray, lon: np.ndarray, what: str,
     """A (lat, lon) observation mask as an array on the grid ``lat``/``lon``: ``latitude``/``longitude`` are
     accepted, latitude is made ascending and longitudes are read in the grid's frame (-180..180 or 0..360);
     coordinates it carries must match the grid's within 1e-3 degrees."""
-    from sparta.data.domain import to_frame
+    from sparta.domain import to_frame
 
     mask = grids.rename_lat_lon(mask)
     if set(mask.dims) != {"lat", "lon"}:
@@ -266,7 +222,7 @@ class FrozenModel:
 
     def coords(self) -> dict[str, np.ndarray]:
         """Every grid's coordinates, named as in :func:`grid_dims`."""
-        from sparta.data.domain import Box, target_coords
+        from sparta.domain import Box, target_coords
 
         box = None if self.cfg.data.box is None else Box.parse(self.cfg.data.box)
         out = {}
@@ -286,7 +242,7 @@ class FrozenModel:
         True = observed (e.g. stations), the same every day; ``mask_ratio``: hide that fraction of points
         at random per day (drawn under ``seed``) instead. Without either the fields are complete.
         """
-        from sparta.data.domain import Box
+        from sparta.domain import Box
         from sparta.data.weatherbench import select_fields
 
         if mask is not None and mask_ratio is not None:

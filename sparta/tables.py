@@ -5,9 +5,9 @@ returns a :class:`Table` that renders to Markdown or HTML, the best value of eac
 column marked in bold.
 
 The forecast and smoothness tables have layouts of their own (leads and baselines; mean ± std).
-Tasks with scalar results declare their columns in their entry of ``sparta.evaluate.TASKS``
-(:class:`Column`), and :func:`downstream_table` lays them out, so a new task of that kind needs
-no change here.
+Tasks with scalar results declare their columns in their entry of :data:`sparta.tasks.TASK_SPECS`
+(:class:`~sparta.tasks.Column`), and :func:`downstream_table` lays them out, so a new task of that kind
+needs no change here.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import html
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sparta.downstream.forecast import LIM_SETTING
 from sparta.metrics import FIELD_METRICS
-
-if TYPE_CHECKING:
-    from sparta.evaluate import Task
+from sparta.tasks import TASK_SPECS, TaskSpec
 
 Results = dict[str, dict]
 
@@ -280,34 +277,13 @@ def diffusion_variable_table(results: Results) -> Table | None:
                       "(WeatherBench2); bold: the best", header, rows, rules, digits)
 
 
-@dataclass(frozen=True)
-class Column:
-    """A column of :func:`downstream_table`: one scalar of a task's results, ``results[task.key][key]`` (or
-    ``[old_key]``, its name in metrics.json written before a rename). ``better``: 'min', 'max' or '' (no mark);
-    ``paper``: the paper's definition (those columns come first)."""
-
-    header: str
-    key: str
-    better: str
-    digits: int
-    paper: bool = False
-    old_key: str | None = None
-
-    def get(self, result: dict) -> float | None:
-        return result.get(self.key, result.get(self.old_key) if self.old_key else None)
+def _tasks(tasks: Iterable[TaskSpec] | None) -> list[TaskSpec]:
+    return list(TASK_SPECS.values() if tasks is None else tasks)
 
 
-def _tasks(tasks: Iterable[Task] | None) -> list[Task]:
-    if tasks is None:
-        from sparta.evaluate import TASKS  # the task table (it imports torch): read when a table is built
-
-        tasks = TASKS.values()
-    return list(tasks)
-
-
-def downstream_table(results: Results, tasks: Iterable[Task] | None = None) -> Table:
+def downstream_table(results: Results, tasks: Iterable[TaskSpec] | None = None) -> Table:
     """Tables 5 / 9 / 14: the scalar results of the tasks that declare table columns (``Task.columns``; of
-    ``tasks``, default :data:`sparta.evaluate.TASKS`): conditional latent diffusion and latent classification.
+    ``tasks``, default :data:`sparta.tasks.TASK_SPECS`): conditional latent diffusion and latent classification.
 
     The paper's columns first, by the paper's definitions (RRMSE formula, density and realism of the
     mean of the draws, std of all generated values); ours beside them, named; each group in task order. A value
@@ -349,10 +325,10 @@ def forecast_settings(results: Results) -> list[str]:
 
 
 def paper_tables(results: Results, metrics: tuple[str, ...] = ("rrmse_paper", "rrmse_l2"),
-                 per_channel: bool = False, tasks: Iterable[Task] | None = None) -> list[Table]:
+                 per_channel: bool = False, tasks: Iterable[TaskSpec] | None = None) -> list[Table]:
     """The paper's table group for these rows: forecasts per setting (each metric of ``metrics``; the paper's
     formula first) and beside them RMSE and ACC per variable, the decoded reconstructions, smoothness, the tasks'
-    columns (diffusion/classification; ``tasks``: default :data:`sparta.evaluate.TASKS`) and diffusion's RMSE and
+    columns (diffusion/classification; ``tasks``: default :data:`sparta.tasks.TASK_SPECS`) and diffusion's RMSE and
     ACC per variable; with ``per_channel`` the per-channel RRMSE too."""
     tables = []
     for s in forecast_settings(results):

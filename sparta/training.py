@@ -35,7 +35,7 @@ from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config
 from sparta.data.store import Store, month_index, monthly_climatology
 from sparta.errors import UserError
-from sparta.inference import build_model, load_trained, resolve_device  # noqa: F401 (re-exported)
+from sparta.models.build import build_model, resolve_device
 from sparta.losses import blend_alpha, blended_loss, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import eddy_correlation, embedding_std, rrmse
 from sparta.models import SpartaModel

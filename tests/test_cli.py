@@ -13,7 +13,7 @@ def test_evaluate_help_lists_the_task_table():
 
     result = CliRunner().invoke(app, ["evaluate", "--help"], env=WIDE)
     assert result.exit_code == 0, result.output
-    assert f"({', '.join(TASKS)}: the table sparta.evaluate.TASKS)" in result.output
+    assert f"comma-separated task names ({', '.join(TASKS)}); default: all" in result.output
 
 
 def test_reproduce_help_lists_the_variants():

@@ -58,7 +58,7 @@ import sparta.training
 from sparta.augment import Augmenter
 from sparta.checkpoint import load_checkpoint
 from sparta.cli import app
-from sparta.inference import build_model
+from sparta.models.build import build_model
 from sparta.runs import Run
 from sparta.training import choose_precision
 

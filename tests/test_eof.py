@@ -19,7 +19,7 @@ from sparta.grids import Grid
 from sparta.models import eof
 from sparta.models.eof import EOFModel, area_weights, fit_eof
 from sparta.runs import Run
-from sparta.training import load_trained
+from sparta.models.build import load_trained
 
 LAYOUT = [Grid(("a", "b"), 6, 8)]
 LAT = np.linspace(-75.0, 75.0, 6)

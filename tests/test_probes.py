@@ -10,7 +10,7 @@ import torch
 
 from sparta.config import load_config
 from sparta.grids import Grid
-from sparta.inference import build_model
+from sparta.models.build import build_model
 from sparta.training import TrainingError, check_model_fits
 from cli_checks import cli_fails
 

@@ -146,7 +146,7 @@ def test_conservative_regridding_inside_a_box():
     values = np.random.default_rng(1).standard_normal((2, LAT.size, LON.size))
     da = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"lat": LAT, "lon": LON})
     box = [50.125, 57.625, -9.875, 1.625]
-    from sparta.data.domain import Box
+    from sparta.domain import Box
 
     out = regrid_conservative(da, "24x16", Box.parse(box))
     np.testing.assert_allclose(out["lat"], np.arange(50.125, 57.626, 0.5))

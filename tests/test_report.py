@@ -163,16 +163,26 @@ def test_higher_is_better_columns_and_single_rows():
     assert "<b>" in downstream_table({"A": fake_results(1.0), "B": fake_results(2.0)}).html()
 
 
-def test_downstream_table_lays_out_the_columns_each_task_declares():
-    """A task with scalar results declares its columns in its TASKS entry; the table needs no change for it."""
-    from sparta.evaluate import TASKS, Task
-    from sparta.tables import Column
+def test_task_columns_name_the_field_scores_as_the_metrics_registry_does():
+    from sparta.metrics import FIELD_METRICS
+    from sparta.tasks import DIFFUSION_COLUMNS
 
-    extra = Task("extremes", lambda ev: {}, lambda run, res, label: None, "extremes", "extreme-event detection",
+    for column in DIFFUSION_COLUMNS:
+        if column.key in FIELD_METRICS:
+            metric = FIELD_METRICS[column.key]
+            assert column.header == f"Diffusion {metric.table_name}" and column.paper == (column.key == "rrmse_paper")
+            assert column.better == ("min" if metric.lower_is_better else "max")
+
+
+def test_downstream_table_lays_out_the_columns_each_task_declares():
+    """A task with scalar results declares its columns in its TASK_SPECS entry; the table needs no change for it."""
+    from sparta.tasks import TASK_SPECS, Column, TaskSpec
+
+    extra = TaskSpec("extremes", "extremes", "extreme-event detection",
                  (Column("Hit rate (paper)", "hits", "max", 2, paper=True), Column("False alarms (ours)", "false",
                                                                                    "min", 3)), "extreme events")
     results = {"A": {"extremes": {"hits": 0.5, "false": 0.25}}, "B": {"extremes": {"hits": 0.75, "false": 0.5}}}
-    (table,) = paper_tables(results, tasks=[*TASKS.values(), extra])
+    (table,) = paper_tables(results, tasks=[*TASK_SPECS.values(), extra])
     assert table.title == ("Conditional latent diffusion, latent classification and extreme events (the paper's "
                            "columns first, then ours)")
     assert table.header[4:6] == ["Class. test loss", "Hit rate (paper)"] and table.header[-1] == "False alarms (ours)"

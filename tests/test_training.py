@@ -11,8 +11,8 @@ from sparta.checkpoint import CheckpointError, load_checkpoint
 from sparta.config import ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.runs import Run, RunError
-from sparta.training import (Trainer, TrainingError, build_model, choose_precision, fast_path, load_trained,
-                             plan_stages, train_run)
+from sparta.models.build import build_model, load_trained
+from sparta.training import Trainer, TrainingError, choose_precision, fast_path, plan_stages, train_run
 
 
 def _config(store, *overrides, method="sparta"):

@@ -23,7 +23,7 @@ from functools import reduce
 import numpy as np
 import xarray as xr
 
-from sparta.data.domain import Box, is_gaussian_lat, is_global_lon, target_coords
+from sparta.domain import Box, is_gaussian_lat, is_global_lon, target_coords
 from sparta.data.store import DataError
 from sparta.data.variables import SHORT_NAMES
 
@@ -139,7 +139,7 @@ def _check_covered(covered: np.ndarray, width: np.ndarray, name: str, src: np.nd
 
 def regrid_conservative(da: xr.DataArray, grid: str, box: Box | None = None) -> xr.DataArray:
     """Area-weighted conservative regridding of ``(..., lat, lon)`` onto ``grid``: WeatherBench2's global
-    equiangular grid, or ``grid`` points spread over the regional ``box`` (``sparta.data.domain``).
+    equiangular grid, or ``grid`` points spread over the regional ``box`` (``sparta.domain``).
 
     ``da`` must be on a regular or Gaussian lat-lon grid, latitude ascending and longitude monotonic (as
     ``select_fields`` leaves it: 0..360 for a global target, the box's frame for a box). Each target cell

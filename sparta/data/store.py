@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparta.data.domain import Box, is_global_lon
+from sparta.domain import Box, is_global_lon
 from sparta.data.variables import Variable, parse_variables
 from sparta.errors import UserError
 from sparta.grids import Grid, layout_label

@@ -20,7 +20,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from sparta.data import cds
-from sparta.data.domain import TOL, Box, contiguous_start, describe, is_global, is_global_lon, to_frame
+from sparta.domain import TOL, Box, contiguous_start, describe, is_global, is_global_lon, to_frame
 from sparta.data.store import DataError, PreparedStore, write_store
 from sparta.grids import grid_coords, rename_lat_lon
 from sparta.data.units import conversion, level_scale
@@ -299,7 +299,7 @@ def select_fields(ds: xr.Dataset, variables: list[str], grid: str, regrid: bool 
     Dims are matched by name (stores differ in order), CDS conventions are mapped, latitude
     is made ascending and longitude 0..360, and the grid is checked against the equiangular
     ``grid``. With a regional ``box`` (``[lat_first, lat_last, lon_first, lon_last]``, see
-    ``sparta.data.domain``) the target is ``grid`` points spread over the box instead: longitudes are
+    ``sparta.domain``) the target is ``grid`` points spread over the box instead: longitudes are
     read in the box's frame (monotonic across Greenwich) and the source's points inside the box are
     taken. A regional source without ``box`` is refused, naming the box that prepares it as it is.
     With ``regrid``, the record is averaged to daily means (``to_daily``) and, when on another

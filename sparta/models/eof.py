@@ -62,7 +62,7 @@ class EOFModel(nn.Module):
     Buffers (saved in checkpoints): ``mean`` (F,), ``weights`` (F,), ``components`` (K, F),
     ``explained_variance`` (K,) (variance of each raw coefficient ``E y`` over the train split) and
     ``total_variance`` (the train split's total weighted variance). Built empty by
-    :func:`sparta.training.build_model`; :func:`fit_eof` or a checkpoint fills them.
+    :func:`sparta.models.build.build_model`; :func:`fit_eof` or a checkpoint fills them.
     """
 
     accepts_keep = True  # FrozenModel passes the observation mask to encode instead of zeroing hidden points

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch_geometric.nn import DenseGATConv
 
 from sparta import grids
 from sparta.config import FUSION_NAMES, ConfigError, ModelConfig
@@ -273,6 +272,8 @@ class GraphFusion(LateFusion):
         super().__init__(channels, embed_dim, **encoder)
         adj = default_adjacency(channels) if adjacency is None else validate_adjacency(adjacency, channels, directed)
         self.register_buffer("adjacency", adj)
+        from torch_geometric.nn import DenseGATConv  # ~2 s to import: only when a GNN fusion is built
+
         self.gat = DenseGATConv(embed_dim, embed_dim, heads=1)
 
     @classmethod
