@@ -32,6 +32,7 @@ from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
 from sparta.checkpoint import CheckpointError
 from sparta.config import Config
 from sparta.data.store import DataError, Store, check_matches
+from sparta.data.variables import parse_variables
 from sparta.grids import Fields, Grid
 from sparta.models.build import load_trained, resolve_device
 from sparta.seeding import generator
@@ -187,9 +188,10 @@ class FrozenModel:
         """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
         ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
-        fields); ``keep`` is a fixed observation mask that replaces the random one. A model that
-        takes the mask itself (``accepts_keep``: the EOF baseline) gets the native fields and the
-        mask, with the same draws, instead of an input with the hidden points zeroed.
+        fields); ``keep`` is a fixed observation mask that replaces the random one: (H, W) for every day, or
+        (N, C, H, W) one per day and channel. A model that takes the mask itself (``accepts_keep``: the EOF
+        baseline) gets the native fields and the mask, with the same draws, instead of an input with the
+        hidden points zeroed.
         """
         low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
         gen = generator(seed)
@@ -197,14 +199,15 @@ class FrozenModel:
         for start in range(0, grids.length(fields), self.batch_size):
             x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
                            grids.take(fields, slice(start, start + self.batch_size)))
+            seen = keep[start:start + self.batch_size] if keep is not None and keep.dim() == 4 else keep  # per day
             if getattr(self.model, "accepts_keep", False):
-                seen = None if mask is None and keep is None else self.augmenter.keep_mask(x, gen, low, high, keep)
+                seen = None if mask is None and keep is None else self.augmenter.keep_mask(x, gen, low, high, seen)
                 out.append(self.model.encode(x, keep=seen).float().cpu())
                 continue
             if mask is None and keep is None:
                 x = self.augmenter.encoder_input(x)
             else:
-                x = self.augmenter.mask(x, gen, low, high, keep=keep)
+                x = self.augmenter.mask(x, gen, low, high, keep=seen)
             out.append(self.model.encode(x).float().cpu())
         return torch.cat(out)
 
@@ -236,14 +239,16 @@ class FrozenModel:
                       mask_ratio: float | None = None, seed: int = 0, assume_units: bool = False) -> xr.DataArray:
         """Embeddings of every day of ``ds``: ``DataArray(time, feature)``.
 
-        ``ds``: daily fields in the WeatherBench2 or CDS schema holding the run's variables on its grid
-        (and box), read, unit-converted and checked as by ``sparta data prepare`` (``assume_units``
-        accepts fields without units in ERA5's). ``mask``: a fixed boolean (lat, lon) observation mask,
-        True = observed (e.g. stations), the same every day; ``mask_ratio``: hide that fraction of points
-        at random per day (drawn under ``seed``) instead. Without either the fields are complete.
+        ``ds``: fields in the WeatherBench2 or CDS schema holding the run's variables on its grid (and box),
+        or what :meth:`decode_dataset` returns; read, unit-converted and checked as by ``sparta data
+        prepare`` (``assume_units`` accepts fields without units in ERA5's), sub-daily steps averaged to
+        daily means as it does. NaN values are hidden points (``ds.where(observed)``). ``mask``: a fixed
+        boolean (lat, lon) observation mask, True = observed (e.g. stations), the same every day;
+        ``mask_ratio``: hide that fraction of points at random per day (drawn under ``seed``) instead.
+        Without either, and without NaNs, the fields are complete.
         """
+        from sparta.data.weatherbench import select_fields, to_daily
         from sparta.domain import Box
-        from sparta.data.weatherbench import select_fields
 
         if mask is not None and mask_ratio is not None:
             raise DataError("mask and mask_ratio are mutually exclusive; give one of them")
@@ -251,14 +256,16 @@ class FrozenModel:
             raise DataError(f"mask_ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
         box = None if self.cfg.data.box is None else Box.parse(self.cfg.data.box)
         spec = dict(zip(self.channels, self.variables))
+        ds = self._as_schema(ds)
         parts, times = [], None
         for grid in self.layout:
-            da = select_fields(ds, [spec[c] for c in grid.channels], grid.name, box=box, assume_units=assume_units)
+            da = to_daily(select_fields(ds, [spec[c] for c in grid.channels], grid.name, box=box,
+                                        assume_units=assume_units))
             if times is not None and not np.array_equal(times, da["time"].values):
                 raise DataError("the dataset's variables on different grids cover different times")
             times = da["time"].values
             parts.append(np.asarray(da.values, dtype=np.float32))
-        keep = None
+        keep = self._observed(parts, mask_ratio)
         if mask is not None:
             if len(self.layout) > 1:
                 raise DataError(f"a fixed mask gives observed points on one grid, but the model's variables are on "
@@ -267,13 +274,45 @@ class FrozenModel:
             grid = self.layout[0].name
             values = (mask_values(mask, coords["lat"], coords["lon"], "mask", grid)
                       if isinstance(mask, xr.DataArray) else np.asarray(mask))
-            keep = check_keep(values, "mask", (len(coords["lat"]), len(coords["lon"])), grid)
+            fixed = check_keep(values, "mask", (len(coords["lat"]), len(coords["lon"])), grid)
+            keep = fixed if keep is None else keep & fixed
         fields = self.normalise(parts if len(parts) > 1 else parts[0])
         h = self.encode(fields, mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
         masking = "fixed" if keep is not None else "none" if mask_ratio is None else f"ratio {mask_ratio:g}"
         return xr.DataArray(h.numpy(), dims=("time", "feature"), name="embedding",
                             coords={"time": times, "feature": np.arange(h.shape[1])},
                             attrs={**self.identity(), "masking": masking})
+
+    def _as_schema(self, ds: xr.Dataset) -> xr.Dataset:
+        """``ds`` in the WeatherBench2 schema: channel-named variables (``z850``, as :meth:`decode_dataset` writes
+        them) become their WeatherBench2 variable on a ``level`` coordinate; anything else passes unchanged."""
+        named = [c for c in self.channels if c in ds.data_vars]
+        if len(named) < len(self.channels):
+            return ds
+        by_name: dict[str, list[xr.DataArray]] = {}
+        for channel, variable in zip(self.channels, parse_variables(self.variables)):
+            da = ds[channel]
+            by_name.setdefault(variable.name, []).append(
+                da if variable.level is None else da.expand_dims(level=[variable.level]))
+        return xr.Dataset({name: parts[0] if len(parts) == 1 else xr.concat(parts, "level")
+                           for name, parts in by_name.items()})
+
+    def _observed(self, parts: list[np.ndarray], mask_ratio: float | None) -> Tensor | None:
+        """The observation mask (N, C, H, W) the NaNs of the physical ``parts`` give (None when there are none);
+        the NaNs are set to the channel means, the value the encoders see at hidden points."""
+        holes = [~np.isfinite(part) for part in parts]
+        if not any(h.any() for h in holes):
+            return None
+        if len(parts) > 1:
+            raise DataError(f"NaN values mark hidden points on one grid, but the model's variables are on several "
+                            f"({grids.layout_label(self.layout)}); fill them, or use mask_ratio")
+        if mask_ratio is not None:
+            raise DataError("the dataset has NaN values, which mark hidden points; give mask_ratio only for "
+                            "complete fields (or fill the NaNs)")
+        if holes[0].all():
+            raise DataError("every value of the dataset is NaN: nothing is observed")
+        parts[0][holes[0]] = np.broadcast_to(self.mean[None, :, None, None], parts[0].shape)[holes[0]]
+        return torch.from_numpy(~holes[0])
 
     def decode_dataset(self, h: xr.DataArray | np.ndarray | Tensor, times: np.ndarray | None = None) -> xr.Dataset:
         """Embeddings ``(time, feature)`` -> physical fields: one ``(time, lat, lon)`` variable per channel with

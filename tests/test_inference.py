@@ -79,3 +79,45 @@ def test_fixed_mask_must_match_the_grid(workspace):
         model.embed_dataset(ds, mask=np.ones((3, 4), dtype=bool))
     with pytest.raises(inference.DataError, match="mutually exclusive"):
         model.embed_dataset(ds, mask=np.ones((32, 64), dtype=bool), mask_ratio=0.5)
+
+
+def test_decoded_fields_embed_again(workspace):
+    """What decode_dataset returns is accepted by embed_dataset (same names, units and coordinates)."""
+    model = inference.load(workspace / "runs" / "quick" / "sparta", device="cpu")
+    h = model.embed_dataset(xr.open_zarr(workspace / "my_era5_daily.zarr"))
+    fields = model.decode_dataset(h)
+    again = model.embed_dataset(fields)
+    assert again.shape == h.shape and np.isfinite(again.values).all()
+    np.testing.assert_array_equal(again["time"].values, h["time"].values)
+    # the decoded day re-encoded and decoded again stays near itself (the autoencoding is close to a projection)
+    assert float(abs(model.decode_dataset(again)["t2m"] - fields["t2m"]).mean()) < 1.0
+
+
+def test_nan_holes_are_hidden_points(workspace):
+    """``ds.where(observed)`` reads as the mask ``observed``; NaNs of one variable hide that variable only."""
+    model = inference.load(workspace / "runs" / "quick" / "sparta", device="cpu")
+    ds = xr.open_zarr(workspace / "my_era5_daily.zarr").load()
+    rng = np.random.default_rng(0)
+    observed = xr.DataArray(rng.random((ds.sizes["latitude"], ds.sizes["longitude"])) < 0.3,
+                            coords={"latitude": ds["latitude"], "longitude": ds["longitude"]},
+                            dims=("latitude", "longitude"))
+    holed = model.embed_dataset(ds.where(observed))
+    assert np.isfinite(holed.values).all()
+    masked = model.embed_dataset(ds, mask=observed.rename(latitude="lat", longitude="lon"))
+    np.testing.assert_allclose(holed.values, masked.values, rtol=1e-5, atol=1e-6)
+    one_variable = ds.assign({"2m_temperature": ds["2m_temperature"].where(observed)})
+    partial = model.embed_dataset(one_variable).values
+    assert not np.allclose(partial, model.embed_dataset(ds).values) and not np.allclose(partial, holed.values)
+    with pytest.raises(inference.DataError, match="NaN values, which mark hidden points"):
+        model.embed_dataset(ds.where(observed), mask_ratio=0.5)
+    with pytest.raises(inference.DataError, match="nothing is observed"):
+        model.embed_dataset(ds.where(False))
+
+
+def test_sub_daily_steps_are_averaged_to_days(workspace):
+    model = inference.load(workspace / "runs" / "quick" / "sparta", device="cpu")
+    daily = xr.open_zarr(workspace / "my_era5_daily.zarr").load()
+    hours = [daily.assign_coords(time=daily["time"] + np.timedelta64(6 * k, "h")) + (k - 1.5) for k in range(4)]
+    six_hourly = xr.concat(hours, "time").sortby("time")  # each day's four steps average to the daily field
+    np.testing.assert_allclose(model.embed_dataset(six_hourly).values, model.embed_dataset(daily).values,
+                               rtol=1e-4, atol=1e-4)
