@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from sparta.config import ConfigError, available_presets, load_config
 from sparta.errors import UserError
+from sparta.families import FAMILIES
 from sparta.tasks import TASK_SPECS
 from sparta.variants import VARIANTS
 
@@ -94,7 +95,7 @@ def data_prepare(
 @app.command()
 @_user_errors
 def train(
-    model: Annotated[str, typer.Option("--model", help="sparta, autoencoder or pca (EOF baseline)")] = "sparta",
+    model: Annotated[str, typer.Option("--model", help=f"the model family: {', '.join(FAMILIES)}")] = "sparta",
     preset: Preset = "quick",
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<model>-<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint")] = None,

@@ -12,12 +12,14 @@ from datetime import date
 import json
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sparta.errors import UserError
+from sparta.families import FAMILIES
 from sparta.grids import parse_grid
 
 
@@ -44,15 +46,19 @@ FUSION_NAMES = ("early", "attention", "gnn")
 from that registry so that validating a config does not import torch and torch-geometric (~4 s)."""
 
 
-def _fusion_name(value: str) -> str:
-    if value not in FUSION_NAMES:  # worded as pydantic words a Literal's error
-        *first, last = [f"'{n}'" for n in FUSION_NAMES]
-        raise ValueError(f"Input should be {', '.join(first)} or {last}")
-    return value
+def _one_of(names: Collection[str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in names:  # worded as pydantic words a Literal's error
+            *first, last = [f"'{n}'" for n in names]
+            raise ValueError(f"Input should be {', '.join(first)} or {last}")
+        return value
+    return check
 
 
 #: A ``model.fusion`` value: one of :data:`FUSION_NAMES`.
-FusionName = Annotated[str, AfterValidator(_fusion_name)]
+FusionName = Annotated[str, AfterValidator(_one_of(FUSION_NAMES))]
+#: A ``method`` value: a family of :data:`sparta.families.FAMILIES`.
+MethodName = Annotated[str, AfterValidator(_one_of(FAMILIES))]  # the live table: a family added later validates
 
 
 def _iso_date(value: Any) -> Any:
@@ -332,8 +338,9 @@ def _too_small_grids(data: DataConfig, augment: AugmentConfig, stem: str) -> str
 
 
 class Config(_Strict):
-    method: Literal["sparta", "autoencoder", "pca"] = Field(
-        "sparta", description="sparta, the autoencoder baseline, or pca: the EOF/PCA baseline (closed-form fit)")
+    method: MethodName = Field(
+        "sparta", description="the model family (sparta.families.FAMILIES): "
+                              + "; ".join(f"{f.name}: {f.description}" for f in FAMILIES.values()))
     preset: str = "paper"
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -349,18 +356,19 @@ class Config(_Strict):
             raise ValueError(
                 f"train.batch_size={self.train.batch_size} must be a multiple of 3 with sampler.hard_negatives=true "
                 "(batches are anchor/soft/hard triplets), e.g. 126")
-        small = None if self.method == "pca" else _too_small_grids(self.data, self.augment,
-                                                                    getattr(self.model, "stem", "imagenet"))
-        if small:  # the EOF baseline has no encoder
+        closed_form = FAMILIES[self.method].closed_form  # no encoder network: any grid, no views
+        small = None if closed_form else _too_small_grids(self.data, self.augment,
+                                                           getattr(self.model, "stem", "imagenet"))
+        if small:
             raise ValueError(small)
-        if self.data.mixed_grids and self.model.fusion == "early" and self.method != "pca":  # EOFs: any grids
+        if self.data.mixed_grids and self.model.fusion == "early" and not closed_form:
             grids = ", ".join(f"{grid}: {', '.join(v)}" for grid, v in self.data.grouped_variables().items())
             late = [name for name in FUSION_NAMES if name != "early"]
             raise ValueError(
                 f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "
                 f"stacks all variables as channels of one image: use late fusion (model.fusion={' or '.join(late)}), "
                 "or drop data.variable_grids so every variable is regridded to data.grid (data.regrid=true)")
-        if self.model.linear_init == "eof" and self.method != "pca":
+        if self.model.linear_init == "eof" and not closed_form:
             needs = [f"{key}={want} (is {have})" for key, want, have in [
                 ("model.linear_path", "true", str(self.model.linear_path).lower()),
                 ("model.fusion", "early", self.model.fusion),

@@ -30,6 +30,7 @@ import xarray as xr
 
 from sparta import __version__, grids
 from sparta.data.store import DataError, PreparedStore, Store, check_domain, open_store
+from sparta.families import FAMILIES
 from sparta.inference import (channel_units, check_keep, checkpoint_path, fields_dataset, grid_dims,
                               load, load_frozen, mask_values, weights_digest)
 from sparta.outputs import atomic_write, check_output_file, foreign_entries, listing
@@ -238,14 +239,11 @@ def embed(
             "data_store": str(Path(store.path).resolve()),
             "data_source": store.source,
             "time_aggregation": store.time_aggregation,
-            "normalisation": "z = (x - norm_mean) / norm_std per channel; " + (
-                "hidden points are left out of the least-squares fit" if cfg.method == "pca"
-                else "masked points are 0"),
+            "normalisation": "z = (x - norm_mean) / norm_std per channel; " + FAMILIES[cfg.method].hidden,
             **masking,
         },
     )
-    ds["embedding"].attrs.update(long_name="standardised EOF coefficients" if cfg.method == "pca"
-                                 else f"{cfg.method} embedding h", units="1")
+    ds["embedding"].attrs.update(long_name=FAMILIES[cfg.method].embedding, units="1")
     for name in ("norm_mean", "norm_std"):
         ds[name].attrs.update(long_name=f"{name[5:]} of each channel used for the z-score",
                               units="per channel: see channel_units")

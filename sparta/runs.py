@@ -26,6 +26,7 @@ import yaml
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
 from sparta.config import GENERATED_SOURCES, Config, ConfigError, load_config_file
 from sparta.errors import UserError
+from sparta.families import FAMILIES
 from sparta.locks import LOCK_NAME
 from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
 
@@ -113,7 +114,7 @@ class Run:
 
     @staticmethod
     def default_path(cfg: Config, root: str | Path = "runs") -> Path:
-        label = cfg.method if cfg.method != "sparta" else f"sparta-{cfg.model.fusion}"
+        label = f"{cfg.method}-{cfg.model.fusion}" if FAMILIES[cfg.method].has_fusion else cfg.method
         return Path(root) / f"{label}-{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
 
     @classmethod

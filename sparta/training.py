@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 from sparta import dist, grids
 from sparta.augment import build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sparta.config import Config
+from sparta.config import Config, TrainConfig
 from sparta.data.store import Store, month_index, monthly_climatology
 from sparta.errors import UserError
+from sparta.families import FAMILIES, resolve
 from sparta.models.build import build_model, resolve_device
 from sparta.losses import blend_alpha, blended_loss, cycle_loss, reconstruction_loss, temporal_contrastive_loss
 from sparta.metrics import eddy_correlation, embedding_std, rrmse
@@ -100,18 +101,22 @@ class Stage:
     blend: bool  # loss = alpha * L_c + (1 - alpha) * L_r, alpha = exp(-k * epoch)
 
 
+STAGES: dict[str, Callable[[TrainConfig], Stage]] = {
+    "pretrain": lambda t: Stage("pretrain", t.epochs_pretrain, t.lr, True, False, False, True, False),
+    "blend": lambda t: Stage("blend", t.epochs_blend, t.lr, True, True, True, True, True),
+    "decoder": lambda t: Stage("decoder", t.epochs_decoder, t.lr, False, False, True, False, False),
+    "autoencoder": lambda t: Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, False, False, True, True,
+                                   False),
+}
+"""The training stages a family lists (``sparta.families.Family.stages``), by name."""
+
+
 def plan_stages(cfg: Config) -> list[Stage]:
-    t = cfg.train
-    if cfg.method == "pca":
-        raise TrainingError("method=pca has no training stages: its EOFs are fitted in closed form by "
-                            "sparta.training.train_run")
-    if cfg.method == "autoencoder":
-        return [Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, False, False, True, True, False)]
-    return [
-        Stage("pretrain", t.epochs_pretrain, t.lr, True, False, False, True, False),
-        Stage("blend", t.epochs_blend, t.lr, True, True, True, True, True),
-        Stage("decoder", t.epochs_decoder, t.lr, False, False, True, False, False),
-    ]
+    family = FAMILIES[cfg.method]
+    if family.closed_form:
+        raise TrainingError(f"method={cfg.method} has no training stages: it is fitted in closed form by "
+                            f"{family.fit}")
+    return [STAGES[name](cfg.train) for name in family.stages]
 
 
 def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[bool, str]:
@@ -257,7 +262,7 @@ class Trainer:
         self.precision, self.channels_last = fast_path(cfg, self.device, self.model)
         self.encode_fn, self.decode_fn = self.model.encode, self.model.decode  # DDP-wrapped per stage
         self.meta = checkpoint_meta(cfg, store)
-        if cfg.model.fusion == "gnn" and dist.is_main():  # show the variable graph the GNN fuses over
+        if hasattr(self.model.fusion, "adjacency") and dist.is_main():  # the variable graph a fusion runs over
             plot_adjacency(self.model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
         self.skill_days, self.skill_climatology = skill_reference(store)
         self.skill_inputs = grids.each(torch.from_numpy,  # normalised once: the same days every epoch
@@ -580,10 +585,11 @@ class Trainer:
 
 
 def train_run(run: Run, store: Store, progress: bool = True, resume: bool = False) -> Run:
-    """Train ``run``'s model: the networks with :class:`Trainer`; the EOF baseline (``method=pca``) in closed
-    form with :func:`fit_eof_run`, on the main process (``resume`` fits it again, deterministically)."""
-    if run.config.method == "pca":
-        return fit_eof_run(run, store) if dist.is_main() else run
+    """Train ``run``'s model: the networks with :class:`Trainer`; a closed-form family (the EOF baseline) with its
+    ``fit``, on the main process (``resume`` fits it again, deterministically)."""
+    family = FAMILIES[run.config.method]
+    if family.closed_form:
+        return resolve(family.fit)(run, store) if dist.is_main() else run
     return Trainer(run, store, progress=progress, resume=resume).fit()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sparta.families import FAMILIES
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -37,7 +39,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 
 def run_label(method: str, fusion: str) -> str:
     """A single run's label in its own tables and figures: Autoencoder, EOF/PCA (linear) or SPARTA (<fusion>)."""
-    return {"autoencoder": "Autoencoder", "pca": "EOF/PCA (linear)"}.get(method, f"SPARTA ({fusion})")
+    return FAMILIES[method].run_label(fusion)
 
 
 def variant_run_label(v: Variant) -> str:

@@ -11,9 +11,8 @@ import torch
 from sparta.checkpoint import CheckpointError, load_checkpoint
 from sparta.config import Config, validate
 from sparta.errors import UserError
+from sparta.families import FAMILIES
 from sparta.grids import Grid
-from sparta.models.eof import EOFModel
-from sparta.models.sparta import SpartaModel
 
 
 class DeviceError(UserError, RuntimeError):
@@ -29,15 +28,13 @@ def resolve_device(choice: str | torch.device) -> torch.device:
     return torch.device(choice)
 
 
-def build_model(cfg: Config, layout: list[Grid]) -> SpartaModel | EOFModel:
-    """The untrained model ``cfg`` describes for fields of ``layout``."""
-    if cfg.method == "pca":  # empty buffers: fit_eof or a checkpoint fills them
-        return EOFModel(cfg.model.embed_dim, layout)
-    return SpartaModel(cfg.model, layout, with_projector=cfg.method == "sparta")
+def build_model(cfg: Config, layout: list[Grid]) -> torch.nn.Module:
+    """The untrained model ``cfg`` describes for fields of ``layout``: its family's ``build``."""
+    return FAMILIES[cfg.method].builder()(cfg, layout)
 
 
 def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
-                 expect_digest: str | None = None) -> tuple[SpartaModel | EOFModel, Config, dict]:
+                 expect_digest: str | None = None) -> tuple[torch.nn.Module, Config, dict]:
     """Rebuild a trained model from a checkpoint alone: frozen, in eval mode, on ``device``.
 
     ``expect_digest`` (a run's ``Config.digest()``) refuses a checkpoint of another model/config.

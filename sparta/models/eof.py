@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from sparta import grids
-from sparta.config import ConfigError
+from sparta.config import Config, ConfigError
 from sparta.grids import Fields, Grid
 from sparta.metrics import lat_weights
 
@@ -195,6 +195,11 @@ class EOFModel(nn.Module):
 
     def forward(self, x: Fields) -> Tensor:
         return self.encode(x)
+
+
+def build_eof(cfg: Config, layout: Sequence[Grid]) -> EOFModel:
+    """The ``pca`` family's model, empty: :func:`fit_eof` or a checkpoint fills its buffers."""
+    return EOFModel(cfg.model.embed_dim, layout)
 
 
 def area_weights(layout: Sequence[Grid], lats: Sequence[np.ndarray]) -> Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparta.config import ConfigError, ModelConfig
+from sparta.config import Config, ConfigError, ModelConfig
 from sparta.grids import Fields, Grid
 from sparta.models.decoder import Decoder, build_decoder
 from sparta.models.eof import EOFModel
@@ -78,3 +78,13 @@ class SpartaModel(nn.Module):
         """Parameters that stage 3 freezes: the fusion front and the projector."""
         modules = [self.fusion] + ([self.projector] if self.projector is not None else [])
         return [p for m in modules for p in m.parameters()]
+
+
+def build_sparta(cfg: Config, layout: Sequence[Grid]) -> SpartaModel:
+    """The ``sparta`` family's untrained model: encoder, projector and decoder."""
+    return SpartaModel(cfg.model, layout, with_projector=True)
+
+
+def build_autoencoder(cfg: Config, layout: Sequence[Grid]) -> SpartaModel:
+    """The ``autoencoder`` family's untrained model: SPARTA's encoder and decoder, no projector."""
+    return SpartaModel(cfg.model, layout, with_projector=False)
