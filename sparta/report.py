@@ -318,20 +318,16 @@ def seed_spread_lines(results: dict[str, dict], metric: str = "rrmse_l2") -> lis
 
 
 def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
-    """The report's first screen, built from the numbers (``{variant: metrics.json}``): each model's decoded
-    reconstructions against the climatology and EOF/PCA, the leads at which its forecasts beat persistence and the
-    climatology per variable, whether the differences between models exceed the seed spread, its season accuracy
-    against chance, and one held-back test day per model."""
+    """The report's first screen, built from the numbers (``{variant: metrics.json}``): one sentence each on the
+    decoded reconstructions (against the climatology), the best forecast per lead (against persistence and the
+    climatology) and season accuracy (against chance); the reconstruction table; one held-back test day per model;
+    then the leads at which each forecast beats persistence and the climatology per variable and whether the
+    differences between models exceed the seed spread."""
     labelled = {VARIANTS[n].label: r for n, r in results.items()}
-    blocks = [Block("h2", "Verdict")]
     reconstruction = reconstruction_verdict(results)
-    if reconstruction:
-        blocks += [Block("p", reconstruction[0]), Block("table", reconstruction[1])]
+    sentences = [reconstruction[0]] if reconstruction else []
     headline = forecast_headline(labelled)
-    blocks += [Block("p", headline)] if headline else []
-    blocks += [Block("table", table) for table in (forecast_verdict(labelled, m) for m in ("rmse", "acc"))
-               if table.rows]  # metrics.json written before the per-variable scores have none
-    blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
+    sentences += [headline] if headline else []
     classified = {label: r["classify"] for label, r in labelled.items() if "classify" in r}
     if classified:
         listed = ", ".join(f"{label} {100 * c['accuracy']:.1f}" + (f" ± {100 * c['accuracy_spread']:.1f}%"
@@ -339,12 +335,17 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
                            for label, c in classified.items())
         seeds = next(iter(classified.values())).get("seeds", 1)
         chance = 100 / len(next(iter(classified.values()))["confusion"])
-        blocks.append(Block("p", f"Season classification accuracy (mean ± std over {seeds} classifier seeds): "
-                                 f"{listed}; chance {chance:.0f}%."))
-    for name in results:
+        sentences.append(f"Season classification accuracy (mean ± std over {seeds} classifier seeds): {listed}; "
+                         f"chance {chance:.0f}%.")
+    blocks = [Block("h2", "Verdict"), *(Block("p", line) for line in sentences)]
+    blocks += [Block("table", reconstruction[1])] if reconstruction else []
+    for name in results:  # what a decoded day looks like, before the forecast details
         blocks += _run_figure(out, name, "reconstruction_test_day*.png",
                               "a held-back test day: truth, decoded from the complete input and with 90% hidden, "
                               "and the errors")
+    blocks += [Block("table", table) for table in (forecast_verdict(labelled, m) for m in ("rmse", "acc"))
+               if table.rows]  # metrics.json written before the per-variable scores have none
+    blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
     return blocks
 
 
