@@ -10,7 +10,7 @@ median over the measured steps (the step total is the median of the totals, not 
 phase medians). Load from other processes skews everything: the load average is recorded at the
 start and at the end.
 
-Training step = stage 1 of the trainer (``sparta.training.Trainer._terms``): three augmented views
+Training step = stage 1 of the trainer (``sparta.training.Step.terms``): three augmented views
 (anchor unmasked, t-delta and t+delta masked), one encoder pass over the 3B images, projector,
 ``temporal_contrastive_loss + cycle_loss``, backward, Adam step on encoder + projector. Phases:
 

@@ -25,7 +25,7 @@ The authors' side runs their own training functions (``train.train_model``,
 shapes their dataset yields (random values, already augmented: their augmentation runs in DataLoader
 workers, so it is left out of their time). A step is timed from the moment their loop takes a batch
 to the end of its ``optimizer.step()``. Our side runs the trainer's own step
-(``Trainer._terms`` + backward + Adam) on a cached batch of a prepared synthetic store, with the
+(``Step.terms`` + backward + Adam) on a cached batch of a prepared synthetic store, with the
 trainer's default settings (``train.precision=auto``: bf16 on a CPU with native bf16); our
 augmentation (crop, resize, masks) runs inside our step and is counted in our time.
 
@@ -186,9 +186,9 @@ def _ours_case(store: str, stage: str, steps: int, warmup: int) -> dict:
     prepared = PreparedStore.open(store)
     trainer = Trainer(Run.create(cfg, Path(tempfile.mkdtemp()) / "run"), prepared, progress=False)
     stage_ = next(s for s in trainer.stages if s.name == stage)
-    opt = torch.optim.Adam(trainer._trainable(stage_), lr=stage_.lr)
-    trainer._wrap(stage_)
-    trainer._set_mode(stage_, True)
+    opt = torch.optim.Adam(trainer.step.trainable(stage_), lr=stage_.lr)
+    trainer.step.wrap(stage_)
+    trainer.step.set_mode(stage_, True)
     batch = next(iter(trainer.loaders["train"]))
     gen = generator(0)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
@@ -196,7 +196,7 @@ def _ours_case(store: str, stage: str, steps: int, warmup: int) -> dict:
     for i in range(warmup + steps):
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        terms = trainer._terms(batch, stage_, 0.5, gen)
+        terms = trainer.step.terms(batch, stage_, 0.5, gen)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -207,8 +207,8 @@ def _ours_case(store: str, stage: str, steps: int, warmup: int) -> dict:
             cpu.append(time.process_time() - c0)
     return {"side": "ours", "stage": stage, "step_s": statistics.median(times), "raw_s": times,
             "cpu_s": statistics.median(cpu), "raw_cpu_s": cpu,
-            "precision": trainer.precision, "channels_last": trainer.channels_last,
-            "device": trainer.device.type, "encoder_input": list(trainer.augmenter.input_hw)}
+            "precision": trainer.step.precision, "channels_last": trainer.step.channels_last,
+            "device": trainer.device.type, "encoder_input": list(trainer.step.augmenter.input_hw)}
 
 
 # ------------------------------------------------------------------ driver

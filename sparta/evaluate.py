@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from sparta.variants import run_label
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
@@ -128,8 +130,8 @@ class Evaluation:
 
     Holds the test split (normalised and in physical units), its seasons, times and inner
     train/val/test cut, and its complete and masked encodings. Downstream models that several tasks
-    use are trained on demand and cached by their settings and seed (:meth:`forecaster`,
-    :meth:`classifier`): training is seeded, so a task gets the same model whether or not another
+    use are trained on demand and cached by their settings and seed (:meth:`cached`; :func:`latent_forecaster`,
+    :func:`season_classifier`): training is seeded, so a task gets the same model whether or not another
     task trained it first, and no task depends on another having run.
     """
 
@@ -152,7 +154,7 @@ class Evaluation:
         log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
         self.h_clean = self.frozen.encode(self.fields)
         self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
-        self._models: dict[tuple, object] = {}  # downstream models by (kind, settings, seed)
+        self._cache: dict[tuple, Any] = {}  # see cached()
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
                               "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS,
                               "units": {c: unit for c, (unit, _) in self.units.items()}}
@@ -191,11 +193,6 @@ class Evaluation:
         units = self.frozen.store.units or {}
         return {c: metrics.display_unit(units.get(c)) for c in self.frozen.store.channels}
 
-    def display_units(self, maps: list[Tensor]) -> list[Tensor]:
-        """(C, H, W) physical maps, one per grid, in the channels' display units (:attr:`units`)."""
-        channels = iter(self.frozen.store.channels)
-        return [m * torch.tensor([self.units[next(channels)][1] for _ in range(len(m))]).view(-1, 1, 1) for m in maps]
-
     def day_scores(self, pred: Fields, days: Tensor) -> tuple[Tensor, Tensor]:
         """(N, C) area-weighted MSE (store units) and anomaly correlation of ``pred`` against the truth of the
         test-split ``days``, the anomalies of both from the climatology of those days."""
@@ -213,12 +210,16 @@ class Evaluation:
     def inner_test_latents(self, hidden: float) -> Tensor:
         """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
         per day and fraction): what the reconstruction and robustness tasks both read."""
-        key = ("inner-test", hidden)
-        if key not in self._models:
-            a, b = self.inner["test"]
-            self._models[key] = self.frozen.encode(grids.take(self.fields, slice(a, b)), hidden,
-                                                   seed=derive_seed(self.cfg.train.seed, "robust", str(hidden)))
-        return self._models[key]
+        a, b = self.inner["test"]
+        return self.cached(("inner-test", hidden), lambda: self.frozen.encode(
+            grids.take(self.fields, slice(a, b)), hidden, seed=derive_seed(self.cfg.train.seed, "robust", str(hidden))))
+
+    def cached(self, key: tuple, build: Callable[[], T]) -> T:
+        """``build()``, once per ``key``: the encodings and downstream models several tasks read. Each is seeded, so a
+        task gets the same one whether or not another task built it first."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     def _part(self, name: str, x):
         a, b = self.inner[name]
@@ -233,213 +234,6 @@ class Evaluation:
         extra = [self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask", str(k)))
                  for k in range(1, self.ds.forecast_mask_draws)]
         return torch.stack([self.h_masked, *extra])
-
-    # ---------------------------------------------------------------- downstream models, trained on demand
-    def forecaster(self, lookback: int, stride: int, seed: int) -> torch.nn.Module:
-        """The latent forecaster of one look-back/stride setting and seed, trained on the inner train/val.
-
-        Inputs: 70%-masked days, re-masked at every read (a random one of the mask draws per day);
-        targets: embeddings of the complete next days.
-        """
-        key = ("forecast", lookback, stride, seed)
-        if key not in self._models:
-            self._check_forecast_lengths(f"LB{lookback}_S{stride}", lookback, self.ds.forecast_horizon)
-            horizon = self.ds.forecast_horizon
-            days = torch.arange(len(self.h_clean))[:, None]
-            ctx, _ = make_windows(self._part("train", days), lookback, stride, horizon)
-            _, tgt = make_windows(self._part("train", self.h_clean), lookback, stride, horizon)
-            val_ctx, _ = make_windows(self._part("val", days), lookback, stride, horizon)
-            _, val_tgt = make_windows(self._part("val", self.h_clean), lookback, stride, horizon)
-            ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into self.mask_draws
-            self._models[key], _ = train_forecaster(ctx, tgt, val_ctx, val_tgt, self.ds, seed=seed,
-                                                    progress=self.progress, draws=self.mask_draws)
-        return self._models[key]
-
-    def linear_forecaster(self) -> tuple[LinearInverseModel, dict[str, float]]:
-        """The linear inverse model of the complete inner-train latents, its ridge chosen by the decoded
-        next-day RRMSE of the masked inner-val days (see :func:`train_linear_forecaster`)."""
-        key = ("lim",)
-        if key not in self._models:
-            a, b = self.inner["train"]
-            va, vb = self.inner["val"]
-            days = torch.arange(va, vb - 1)
-            truth = grids.take(self.physical, days + 1)
-            self._models[key] = train_linear_forecaster(
-                self.h_clean[a:b], self.h_masked[days], lambda pred: float(metrics.rrmse(self.frozen.decode(pred), truth)))
-        return self._models[key]
-
-    def classifier(self, k: int = 0) -> tuple[torch.nn.Module, Tensor]:
-        """The ``k``-th season classifier and the embeddings it was trained on (masked with a ratio drawn per day in
-        ``downstream.classify_mask_low..high``, the same for every ``k``), trained on the inner train/val; the
-        classifiers differ in their seed only."""
-        key = ("classify", k)
-        if key not in self._models:
-            ds, seed = self.ds, derive_seed(self.cfg.train.seed, "classify")
-            h = self.classifier(0)[1] if k else self.frozen.encode(self.fields, (ds.classify_mask_low,
-                                                                                 ds.classify_mask_high), seed=seed)
-            model, _ = train_classifier(self._part("train", h), self._part("train", self.seasons),
-                                        self._part("val", h), self._part("val", self.seasons), ds,
-                                        seed=derive_seed(seed, str(k)) if k else seed, progress=self.progress)
-            self._models[key] = (model, h)
-        return self._models[key]
-
-    # ---------------------------------------------------------------- forecast helpers
-    def _check_forecast_lengths(self, label: str, lookback: int, horizon: int) -> None:
-        need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + self.ds.rollout_steps}
-        short = {k: (b - a, need[k]) for k, (a, b) in self.inner.items() if b - a < need[k]}
-        if short:
-            listed = ", ".join(f"inner {k} has {have} days, needs {n}" for k, (have, n) in short.items())
-            raise DataError(f"forecast {label}: the test split is too short ({listed}); use a longer record "
-                            "or lower downstream.rollout_steps / the look-back in downstream.forecast_settings")
-
-    def _score_rollout(self, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
-        """Decode each lead step of a (N, steps, D) rollout and score it against the truth: the :data:`EVERY_LEAD`
-        scores and the per-variable RMSE and ACC at every step (``curve``, ``per_variable``), every score at the
-        reported ``downstream.lead_times`` (``at``)."""
-        curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
-        per_variable: dict[str, dict[str, list[float]]] = {"rmse": {}, "acc": {}}
-        at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
-        per_channel: dict[int, list[float]] = {}
-        map_lead = min(50, pred.shape[1])
-        for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not self.progress):
-            lead, reported = step + 1, step + 1 in self.ds.lead_times
-            fields = self.frozen.decode(pred[:, step])
-            truth = grids.take(self.physical, first_target + step)
-            scores = field_scores(fields, truth, self.train_range, FIELD_METRICS if reported else EVERY_LEAD)
-            for k, v in scores.items():
-                if k in curve:
-                    curve[k].append(v)
-                if reported:
-                    at[k][lead] = v
-                rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
-            for name, values in self.variable_scores(*self.day_scores(fields, first_target + step)).items():
-                for c, v in values.items():
-                    per_variable[name].setdefault(c, []).append(v)
-                    rows.append({"setting": label, "seed": seed, "lead": lead, "metric": f"{name}_{c}", "value": v})
-            if reported:
-                per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
-            if lead == map_lead and label == self._map_setting() and seed == self.ds.forecast_seeds[0]:
-                self._save_maps(f"forecast_error_{label}_T{map_lead}", "error",
-                                f"{self.label} forecast {label}, T={map_lead}",
-                                {"prediction": [p[0] for p in grids.as_list(fields)],
-                                 "truth": [t[0] for t in grids.as_list(truth)]})
-        return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel, "per_variable": per_variable}
-
-    def _map_setting(self) -> str:
-        lb, s = self.ds.forecast_settings[0]
-        return f"LB{lb}_S{s}"
-
-    def _summarise_seeds(self, per_seed: list[dict]) -> dict:
-        leads = self.ds.lead_times
-        summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
-        for metric in EVERY_LEAD:  # curves: the cheap scores at every step
-            summary["curve"][metric] = np.array([s["curve"][metric] for s in per_seed]).mean(0).tolist()
-        for metric in FIELD_METRICS:  # every score at the reported leads
-            stacked = np.array([[s["at"][metric][t] for t in leads] for s in per_seed])  # (seeds, leads)
-            summary["at"][metric] = {str(t): float(stacked[:, j].mean()) for j, t in enumerate(leads)}
-            summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}
-        channels = self.frozen.store.channels
-        summary["per_variable"] = {}
-        for name in ("rmse", "acc"):  # (seeds, steps) per channel: the mean curve and its spread over seeds
-            stacked = {c: np.array([s["per_variable"][name][c] for s in per_seed]) for c in channels}
-            summary["per_variable"][name] = {c: v.mean(0).tolist() for c, v in stacked.items()}
-            summary["per_variable"][f"{name}_spread"] = {c: v.std(0).tolist() for c, v in stacked.items()}
-        summary["rrmse_l2_per_channel"] = {
-            str(t): dict(zip(channels, np.mean([s["rrmse_l2_per_channel"][t] for s in per_seed], 0).tolist()))
-            for t in leads}
-        return summary
-
-    @cached_property
-    def _reconstruction_errors(self) -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
-        """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
-        the values per day, and the (days, C) area-weighted MSE and anomaly correlation: decoded once for every
-        forecast setting; a pooled RRMSE (either formula), an RMSE or an ACC over any set of days sums them."""
-        recon = self.frozen.decode(self.h_clean)
-        truth = grids.as_list(self.physical)
-        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
-        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
-        ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
-        days = torch.arange(grids.length(recon))
-        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *self.day_scores(recon, days)
-
-    def _baselines(self, first_target: Tensor) -> dict[str, dict[str, list[float]]]:
-        """Per-lead RRMSE, ``{formula: {baseline: curve}}`` for both formulas (``rrmse_paper``, ``rrmse_l2``), of
-        persistence (the last look-back day, complete), the day-of-year climatology and the model's reconstruction
-        ceiling: its decoder on the true (complete-input) latents of the target days, the best any latent
-        forecast can score through this decoder."""
-        names = ("persistence", "climatology", "reconstruction ceiling")
-        formulas = {"rrmse_paper": metrics.rrmse_paper, "rrmse_l2": metrics.rrmse}
-        out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
-        last_seen = grids.take(self.physical, first_target - 1)
-        err2, ref2, ref1, per_day = self._reconstruction_errors[:4]
-        for step in range(self.ds.rollout_steps):
-            targets = first_target + step
-            truth = grids.take(self.physical, targets)
-            climatology = grids.take(self.climatology, targets)
-            for formula, fn in formulas.items():
-                out[formula]["persistence"].append(float(fn(last_seen, truth)))
-                out[formula]["climatology"].append(float(fn(climatology, truth)))
-            n = per_day * len(targets)
-            out["rrmse_l2"]["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt()
-                                                                   * 100.0))
-            out["rrmse_paper"]["reconstruction ceiling"].append(float((err2[targets].sum() / n).sqrt()
-                                                                      / (ref1[targets].sum() / n) * 100.0))
-        return out
-
-    def _variable_baselines(self, first_target: Tensor) -> dict[str, dict]:
-        """``{baseline: {"rmse"/"acc": {channel: curve}}}`` per lead step of persistence, the climatology and the
-        model's reconstruction ceiling on the days :meth:`_baselines` scores, and for persistence and the
-        climatology the per-channel RRMSE (L2) at the reported leads (``rrmse_l2_per_channel``)."""
-        last_seen = grids.take(self.physical, first_target - 1)
-        mse, acc = self._reconstruction_errors[4:]
-        out: dict[str, dict] = {name: {"rmse": {}, "acc": {}} for name in ("persistence", "climatology",
-                                                                          "reconstruction ceiling")}
-        for name in ("persistence", "climatology"):
-            out[name]["rrmse_l2_per_channel"] = {}
-        for step in range(self.ds.rollout_steps):
-            targets, lead = first_target + step, step + 1
-            truth, climatology = grids.take(self.physical, targets), grids.take(self.climatology, targets)
-            scores = {"persistence": self.variable_scores(*self.day_scores(last_seen, targets)),
-                      "climatology": self.variable_scores(*self.day_scores(climatology, targets)),
-                      "reconstruction ceiling": self.variable_scores(mse[targets], acc[targets])}
-            for name, per_metric in scores.items():
-                for metric, values in per_metric.items():
-                    for c, v in values.items():
-                        out[name][metric].setdefault(c, []).append(v)
-            if lead in self.ds.lead_times:
-                for name, pred in (("persistence", last_seen), ("climatology", climatology)):
-                    out[name]["rrmse_l2_per_channel"][str(lead)] = dict(zip(
-                        self.frozen.store.channels, metrics.rrmse(pred, truth, per_channel=True).tolist()))
-        return out
-
-    def _write_csv(self, name: str, rows: list[dict], fields: list[str]) -> None:
-        path = self.run.evaluation / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def _save_maps(self, stem: str, kind: str, title: str, columns: dict[str, list]) -> None:
-        """Save (C, H, W) maps, one per grid under each column name, with each grid's coordinates and channels,
-        for :func:`draw_figures` (``evaluation/maps/<stem>.npz``)."""
-        arrays: dict[str, np.ndarray] = {"kind": np.array(kind), "title": np.array(title)}
-        for g, part in enumerate(self.frozen.store.parts):
-            arrays.update({f"{g}/lat": np.asarray(part.lat), f"{g}/lon": np.asarray(part.lon),
-                           f"{g}/channels": np.array(list(part.channels)), f"{g}/grid": np.array(part.grid)})
-            for name, per_grid in columns.items():
-                arrays[f"{g}/{name}"] = np.asarray(per_grid[g])
-        (self.run.evaluation / "maps").mkdir(parents=True, exist_ok=True)
-        np.savez(self.run.evaluation / "maps" / f"{stem}.npz", **arrays)
-
-    def _trajectory_windows(self, lookback: int = 5, stride: int = 5, count: int = 64):
-        """Mean embedding of non-overlapping masked look-back windows and the next (masked) day."""
-        n = min(count, (len(self.h_masked) - lookback - 1) // stride + 1)
-        if n < 6:
-            return None
-        starts = torch.arange(n) * stride
-        means = self.h_masked[starts[:, None] + torch.arange(lookback)].mean(1)
-        return means.numpy(), self.h_masked[starts + lookback].numpy()
 
     # ---------------------------------------------------------------- driver
     def run_tasks(self, tasks: list[str]) -> dict:
@@ -459,6 +253,226 @@ class Evaluation:
                 path.write_text(json.dumps(self.results, indent=1))
         draw_figures(self.run, [TASKS[name] for name in TASKS if name in tasks])
         return self.results
+
+
+# ==================================================================== files the tasks write
+
+
+def _write_csv(run: Run, name: str, rows: list[dict], fields: list[str]) -> None:
+    path = run.evaluation / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _save_maps(ev: Evaluation, stem: str, kind: str, title: str, columns: dict[str, list]) -> None:
+    """Save (C, H, W) maps, one per grid under each column name, with each grid's coordinates and channels,
+    for :func:`draw_figures` (``evaluation/maps/<stem>.npz``)."""
+    arrays: dict[str, np.ndarray] = {"kind": np.array(kind), "title": np.array(title)}
+    for g, part in enumerate(ev.frozen.store.parts):
+        arrays.update({f"{g}/lat": np.asarray(part.lat), f"{g}/lon": np.asarray(part.lon),
+                       f"{g}/channels": np.array(list(part.channels)), f"{g}/grid": np.array(part.grid)})
+        for name, per_grid in columns.items():
+            arrays[f"{g}/{name}"] = np.asarray(per_grid[g])
+    (ev.run.evaluation / "maps").mkdir(parents=True, exist_ok=True)
+    np.savez(ev.run.evaluation / "maps" / f"{stem}.npz", **arrays)
+
+
+# ==================================================================== downstream models several tasks share
+# Trained on demand and cached by their settings and seed (Evaluation.cached).
+
+
+def latent_forecaster(ev: Evaluation, lookback: int, stride: int, seed: int) -> torch.nn.Module:
+    """The latent forecaster of one look-back/stride setting and seed, trained on the inner train/val.
+
+    Inputs: 70%-masked days, re-masked at every read (a random one of the mask draws per day);
+    targets: embeddings of the complete next days.
+    """
+    def train() -> torch.nn.Module:
+        _check_forecast_lengths(ev, f"LB{lookback}_S{stride}", lookback, ev.ds.forecast_horizon)
+        horizon = ev.ds.forecast_horizon
+        days = torch.arange(len(ev.h_clean))[:, None]
+        ctx, _ = make_windows(ev._part("train", days), lookback, stride, horizon)
+        _, tgt = make_windows(ev._part("train", ev.h_clean), lookback, stride, horizon)
+        val_ctx, _ = make_windows(ev._part("val", days), lookback, stride, horizon)
+        _, val_tgt = make_windows(ev._part("val", ev.h_clean), lookback, stride, horizon)
+        ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into ev.mask_draws
+        return train_forecaster(ctx, tgt, val_ctx, val_tgt, ev.ds, seed=seed, progress=ev.progress,
+                                draws=ev.mask_draws)[0]
+
+    return ev.cached(("forecast", lookback, stride, seed), train)
+
+
+def linear_forecaster(ev: Evaluation) -> tuple[LinearInverseModel, dict[str, float]]:
+    """The linear inverse model of the complete inner-train latents, its ridge chosen by the decoded
+    next-day RRMSE of the masked inner-val days (see :func:`train_linear_forecaster`)."""
+    def train() -> tuple[LinearInverseModel, dict[str, float]]:
+        a, b = ev.inner["train"]
+        va, vb = ev.inner["val"]
+        days = torch.arange(va, vb - 1)
+        truth = grids.take(ev.physical, days + 1)
+        return train_linear_forecaster(ev.h_clean[a:b], ev.h_masked[days],
+                                       lambda pred: float(metrics.rrmse(ev.frozen.decode(pred), truth)))
+
+    return ev.cached(("lim",), train)
+
+
+def season_classifier(ev: Evaluation, k: int = 0) -> tuple[torch.nn.Module, Tensor]:
+    """The ``k``-th season classifier and the embeddings it was trained on (masked with a ratio drawn per day in
+    ``downstream.classify_mask_low..high``, the same for every ``k``), trained on the inner train/val; the
+    classifiers differ in their seed only."""
+    def train() -> tuple[torch.nn.Module, Tensor]:
+        ds, seed = ev.ds, derive_seed(ev.cfg.train.seed, "classify")
+        h = season_classifier(ev)[1] if k else ev.frozen.encode(ev.fields, (ds.classify_mask_low,
+                                                                            ds.classify_mask_high), seed=seed)
+        model, _ = train_classifier(ev._part("train", h), ev._part("train", ev.seasons),
+                                    ev._part("val", h), ev._part("val", ev.seasons), ds,
+                                    seed=derive_seed(seed, str(k)) if k else seed, progress=ev.progress)
+        return model, h
+
+    return ev.cached(("classify", k), train)
+
+
+# ==================================================================== forecast scoring
+
+
+def _check_forecast_lengths(ev: Evaluation, label: str, lookback: int, horizon: int) -> None:
+    need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + ev.ds.rollout_steps}
+    short = {k: (b - a, need[k]) for k, (a, b) in ev.inner.items() if b - a < need[k]}
+    if short:
+        listed = ", ".join(f"inner {k} has {have} days, needs {n}" for k, (have, n) in short.items())
+        raise DataError(f"forecast {label}: the test split is too short ({listed}); use a longer record "
+                        "or lower downstream.rollout_steps / the look-back in downstream.forecast_settings")
+
+
+def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
+    """Decode each lead step of a (N, steps, D) rollout and score it against the truth: the :data:`EVERY_LEAD`
+    scores and the per-variable RMSE and ACC at every step (``curve``, ``per_variable``), every score at the
+    reported ``downstream.lead_times`` (``at``)."""
+    curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
+    per_variable: dict[str, dict[str, list[float]]] = {"rmse": {}, "acc": {}}
+    at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
+    per_channel: dict[int, list[float]] = {}
+    map_lead = min(50, pred.shape[1])
+    for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not ev.progress):
+        lead, reported = step + 1, step + 1 in ev.ds.lead_times
+        fields = ev.frozen.decode(pred[:, step])
+        truth = grids.take(ev.physical, first_target + step)
+        scores = field_scores(fields, truth, ev.train_range, FIELD_METRICS if reported else EVERY_LEAD)
+        for k, v in scores.items():
+            if k in curve:
+                curve[k].append(v)
+            if reported:
+                at[k][lead] = v
+            rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
+        for name, values in ev.variable_scores(*ev.day_scores(fields, first_target + step)).items():
+            for c, v in values.items():
+                per_variable[name].setdefault(c, []).append(v)
+                rows.append({"setting": label, "seed": seed, "lead": lead, "metric": f"{name}_{c}", "value": v})
+        if reported:
+            per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
+        if lead == map_lead and label == _map_setting(ev) and seed == ev.ds.forecast_seeds[0]:
+            _save_maps(ev, f"forecast_error_{label}_T{map_lead}", "error",
+                       f"{ev.label} forecast {label}, T={map_lead}",
+                       {"prediction": [p[0] for p in grids.as_list(fields)],
+                        "truth": [t[0] for t in grids.as_list(truth)]})
+    return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel, "per_variable": per_variable}
+
+
+def _map_setting(ev: Evaluation) -> str:
+    lb, s = ev.ds.forecast_settings[0]
+    return f"LB{lb}_S{s}"
+
+
+def _summarise_seeds(ev: Evaluation, per_seed: list[dict]) -> dict:
+    leads = ev.ds.lead_times
+    summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
+    for metric in EVERY_LEAD:  # curves: the cheap scores at every step
+        summary["curve"][metric] = np.array([s["curve"][metric] for s in per_seed]).mean(0).tolist()
+    for metric in FIELD_METRICS:  # every score at the reported leads
+        stacked = np.array([[s["at"][metric][t] for t in leads] for s in per_seed])  # (seeds, leads)
+        summary["at"][metric] = {str(t): float(stacked[:, j].mean()) for j, t in enumerate(leads)}
+        summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}
+    channels = ev.frozen.store.channels
+    summary["per_variable"] = {}
+    for name in ("rmse", "acc"):  # (seeds, steps) per channel: the mean curve and its spread over seeds
+        stacked = {c: np.array([s["per_variable"][name][c] for s in per_seed]) for c in channels}
+        summary["per_variable"][name] = {c: v.mean(0).tolist() for c, v in stacked.items()}
+        summary["per_variable"][f"{name}_spread"] = {c: v.std(0).tolist() for c, v in stacked.items()}
+    summary["rrmse_l2_per_channel"] = {
+        str(t): dict(zip(channels, np.mean([s["rrmse_l2_per_channel"][t] for s in per_seed], 0).tolist()))
+        for t in leads}
+    return summary
+
+
+def _reconstruction_errors(ev: Evaluation) -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
+    """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
+    the values per day, and the (days, C) area-weighted MSE and anomaly correlation: decoded once for every
+    forecast setting; a pooled RRMSE (either formula), an RMSE or an ACC over any set of days sums them."""
+    def decode() -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
+        recon = ev.frozen.decode(ev.h_clean)
+        truth = grids.as_list(ev.physical)
+        err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
+        ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
+        ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
+        days = torch.arange(grids.length(recon))
+        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *ev.day_scores(recon, days)
+
+    return ev.cached(("reconstruction errors",), decode)
+
+
+def forecast_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict[str, list[float]]]:
+    """Per-lead RRMSE, ``{formula: {baseline: curve}}`` for both formulas (``rrmse_paper``, ``rrmse_l2``), of
+    persistence (the last look-back day, complete), the day-of-year climatology and the model's reconstruction
+    ceiling: its decoder on the true (complete-input) latents of the target days, the best any latent
+    forecast can score through this decoder."""
+    names = ("persistence", "climatology", "reconstruction ceiling")
+    formulas = {"rrmse_paper": metrics.rrmse_paper, "rrmse_l2": metrics.rrmse}
+    out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
+    last_seen = grids.take(ev.physical, first_target - 1)
+    err2, ref2, ref1, per_day = _reconstruction_errors(ev)[:4]
+    for step in range(ev.ds.rollout_steps):
+        targets = first_target + step
+        truth = grids.take(ev.physical, targets)
+        climatology = grids.take(ev.climatology, targets)
+        for formula, fn in formulas.items():
+            out[formula]["persistence"].append(float(fn(last_seen, truth)))
+            out[formula]["climatology"].append(float(fn(climatology, truth)))
+        n = per_day * len(targets)
+        out["rrmse_l2"]["reconstruction ceiling"].append(float((err2[targets].sum() / ref2[targets].sum()).sqrt()
+                                                               * 100.0))
+        out["rrmse_paper"]["reconstruction ceiling"].append(float((err2[targets].sum() / n).sqrt()
+                                                                  / (ref1[targets].sum() / n) * 100.0))
+    return out
+
+
+def variable_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict]:
+    """``{baseline: {"rmse"/"acc": {channel: curve}}}`` per lead step of persistence, the climatology and the
+    model's reconstruction ceiling on the days :func:`forecast_baselines` scores, and for persistence and the
+    climatology the per-channel RRMSE (L2) at the reported leads (``rrmse_l2_per_channel``)."""
+    last_seen = grids.take(ev.physical, first_target - 1)
+    mse, acc = _reconstruction_errors(ev)[4:]
+    out: dict[str, dict] = {name: {"rmse": {}, "acc": {}} for name in ("persistence", "climatology",
+                                                                      "reconstruction ceiling")}
+    for name in ("persistence", "climatology"):
+        out[name]["rrmse_l2_per_channel"] = {}
+    for step in range(ev.ds.rollout_steps):
+        targets, lead = first_target + step, step + 1
+        truth, climatology = grids.take(ev.physical, targets), grids.take(ev.climatology, targets)
+        scores = {"persistence": ev.variable_scores(*ev.day_scores(last_seen, targets)),
+                  "climatology": ev.variable_scores(*ev.day_scores(climatology, targets)),
+                  "reconstruction ceiling": ev.variable_scores(mse[targets], acc[targets])}
+        for name, per_metric in scores.items():
+            for metric, values in per_metric.items():
+                for c, v in values.items():
+                    out[name][metric].setdefault(c, []).append(v)
+        if lead in ev.ds.lead_times:
+            for name, pred in (("persistence", last_seen), ("climatology", climatology)):
+                out[name]["rrmse_l2_per_channel"][str(lead)] = dict(zip(
+                    ev.frozen.store.channels, metrics.rrmse(pred, truth, per_channel=True).tolist()))
+    return out
 
 
 # ==================================================================== the downstream tasks
@@ -481,10 +495,10 @@ def forecast(ev: Evaluation) -> dict:
         return torch.arange(a + lookback, b - steps + 1)
 
     def add(label: str, lookback: int, per_seed: list[dict], **extra) -> None:
-        out[label] = {**ev._summarise_seeds(per_seed), **extra}
+        out[label] = {**_summarise_seeds(ev, per_seed), **extra}
         if lookback not in baselines_of:
             first = first_targets(lookback)
-            baselines_of[lookback] = ev._baselines(first), ev._variable_baselines(first)
+            baselines_of[lookback] = forecast_baselines(ev, first), variable_baselines(ev, first)
         baselines, per_variable = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
                                              for name, curve in per_name.items()}
@@ -501,19 +515,20 @@ def forecast(ev: Evaluation) -> dict:
     for lookback, stride in ds.forecast_settings:
         label = f"LB{lookback}_S{stride}"
         seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-        ev._check_forecast_lengths(label, lookback, ds.forecast_horizon)
+        _check_forecast_lengths(ev, label, lookback, ds.forecast_horizon)
         first = first_targets(lookback)
         test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
-        add(label, lookback, [ev._score_rollout(rollout(ev.forecaster(lookback, stride, seed), test_ctx, steps).cpu(),
-                                                first, label, seed, curves_rows) for seed in seeds])
+        add(label, lookback, [_score_rollout(ev, rollout(latent_forecaster(ev, lookback, stride, seed), test_ctx,
+                                                         steps).cpu(), first, label, seed, curves_rows)
+                              for seed in seeds])
     if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
         lookback = ds.forecast_settings[0][0]
         first = first_targets(lookback)
-        model, fitted = ev.linear_forecaster()
+        model, fitted = linear_forecaster(ev)
         pred = rollout(model, ev.h_masked[first - 1][:, None], steps).cpu()
-        add(LIM_SETTING, lookback, [ev._score_rollout(pred, first, LIM_SETTING, 0, curves_rows)], **fitted)
-    ev._write_csv("forecast_curves.csv", curves_rows, ["setting", "seed", "lead", "metric", "value"])
-    ev._write_csv("forecast_baselines.csv", baseline_rows, ["setting", "baseline", "lead", "metric", "value"])
+        add(LIM_SETTING, lookback, [_score_rollout(ev, pred, first, LIM_SETTING, 0, curves_rows)], **fitted)
+    _write_csv(ev.run, "forecast_curves.csv", curves_rows, ["setting", "seed", "lead", "metric", "value"])
+    _write_csv(ev.run, "forecast_baselines.csv", baseline_rows, ["setting", "baseline", "lead", "metric", "value"])
     return out
 
 
@@ -577,15 +592,21 @@ def diffusion(ev: Evaluation) -> dict:
         keep = random_keep_mask(1, len(part.lat), len(part.lon), ds.condition_mask, ds.condition_mask, gen_mask)
         observed[:, ~keep[0, 0]] = float("nan")
         observed_parts.append(observed)
-    ev._save_maps("diffusion_reconstruction", "reconstruction",
-                  f"{ev.label}: conditional diffusion, mean of {ds.diffusion_samples}",
-                  {"truth": [t[0] for t in grids.as_list(truth)], "sparse input": observed_parts,
-                   "generated mean": [g[0] for g in grids.as_list(mean_fields)]})
+    _save_maps(ev, "diffusion_reconstruction", "reconstruction",
+               f"{ev.label}: conditional diffusion, mean of {ds.diffusion_samples}",
+               {"truth": [t[0] for t in grids.as_list(truth)], "sparse input": observed_parts,
+                "generated mean": [g[0] for g in grids.as_list(mean_fields)]})
     return out
 
 
 RECONSTRUCTION_MAP_HIDDEN = 0.9
 """The hidden fraction of the held-back test day's map beside its complete-input decoding."""
+
+
+def _display_units(ev: Evaluation, maps: list[Tensor]) -> list[Tensor]:
+    """(C, H, W) physical maps, one per grid, in the channels' display units (:attr:`Evaluation.units`)."""
+    channels = iter(ev.frozen.store.channels)
+    return [m * torch.tensor([ev.units[next(channels)][1] for _ in range(len(m))]).view(-1, 1, 1) for m in maps]
 
 
 def reconstruction(ev: Evaluation) -> dict:
@@ -608,14 +629,14 @@ def reconstruction(ev: Evaluation) -> dict:
             for c, v in values.items():
                 out["per_variable"][name].setdefault(c, []).append(v)
         if hidden in (0.0, RECONSTRUCTION_MAP_HIDDEN):
-            decoded_day[hidden] = ev.display_units([p[day] for p in grids.as_list(decoded)])
+            decoded_day[hidden] = _display_units(ev, [p[day] for p in grids.as_list(decoded)])
     out["climatology"] = {"rrmse_paper": float(metrics.rrmse_paper(climatology, truth)),
                           "rrmse_l2": float(metrics.rrmse(climatology, truth)),
                           "per_variable": ev.variable_scores(*ev.day_scores(climatology, days))}
     out["map_day"] = str(ev.times[a + day])
-    ev._save_maps("reconstruction_test_day", "test day", f"{ev.label}: held-back test day {ev.times[a + day]}",
-                  {"truth": ev.display_units([t[day] for t in grids.as_list(truth)]),
-                   "complete": decoded_day[0.0], "hidden": decoded_day[RECONSTRUCTION_MAP_HIDDEN]})
+    _save_maps(ev, "reconstruction_test_day", "test day", f"{ev.label}: held-back test day {ev.times[a + day]}",
+               {"truth": _display_units(ev, [t[day] for t in grids.as_list(truth)]),
+                "complete": decoded_day[0.0], "hidden": decoded_day[RECONSTRUCTION_MAP_HIDDEN]})
     return out
 
 
@@ -632,7 +653,7 @@ def classify(ev: Evaluation) -> dict:
     population std (``*_spread``) over ``downstream.classify_seeds`` classifiers, and their summed confusion."""
     scores = []
     for k in range(ev.ds.classify_seeds):
-        model, h = ev.classifier(k)
+        model, h = season_classifier(ev, k)
         scores.append(evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons)))
     out: dict = {"seeds": len(scores)}
     for key in ("cross_entropy", "accuracy"):
@@ -655,8 +676,8 @@ def robustness(ev: Evaluation) -> dict:
     unless this evaluation already trained them: the same seeded models either way).
     """
     lookback, stride = ev.ds.forecast_settings[0]
-    forecaster = ev.forecaster(lookback, stride, ev.ds.forecast_seeds[0])
-    classifier, _ = ev.classifier()
+    forecaster = latent_forecaster(ev, lookback, stride, ev.ds.forecast_seeds[0])
+    classifier, _ = season_classifier(ev)
     a, b = ev.inner["test"]
     starts = torch.arange(b - a - lookback)
     targets = a + starts + lookback
@@ -678,6 +699,16 @@ def _draw_robustness(run: Run, results: dict, label: str) -> None:
         plots.plot_robustness({label: results["robustness"]}, run.figures / "robustness.png")
 
 
+def _trajectory_windows(h_masked: Tensor, lookback: int = 5, stride: int = 5, count: int = 64):
+    """Mean embedding of non-overlapping masked look-back windows and the next (masked) day."""
+    n = min(count, (len(h_masked) - lookback - 1) // stride + 1)
+    if n < 6:
+        return None
+    starts = torch.arange(n) * stride
+    means = h_masked[starts[:, None] + torch.arange(lookback)].mean(1)
+    return means.numpy(), h_masked[starts + lookback].numpy()
+
+
 def diagnostics(ev: Evaluation) -> dict:
     """Smoothness of the masked embeddings' trajectory: temporal and cycle distances (raw and normalised)."""
     n = min(ev.ds.smoothness_days, len(ev.h_masked))
@@ -688,7 +719,7 @@ def diagnostics(ev: Evaluation) -> dict:
             mean, std = metrics.mean_std(fn(h, normalise=normalise))
             out[f"{name}{suffix}"] = {"mean": mean, "std": std}
     np.save(ev.run.evaluation / "smoothness_latents.npy", h.numpy())
-    windows = ev._trajectory_windows()
+    windows = _trajectory_windows(ev.h_masked)
     path = ev.run.evaluation / "trajectory_windows.npz"
     if windows is not None:
         np.savez(path, means=windows[0], next=windows[1])

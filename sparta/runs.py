@@ -83,6 +83,45 @@ def _relative_to_run(value: str, run: Path) -> str:
     return os.path.relpath(Path(value).absolute(), run.absolute())
 
 
+def _data_paths(cfg: Config, run: Path) -> dict[str, str]:
+    """``data.store`` and ``data.source`` of a saved config as places: relative ones are taken relative to ``run``
+    (see :meth:`Run.open`)."""
+    store, source = cfg.data.store, cfg.data.source
+    if not Path(store).is_absolute():
+        in_run, here = run.absolute() / store, Path(store).absolute()
+        if not (in_run / "meta.json").exists() and (here / "meta.json").exists():
+            log.info("data.store '%s' of run %s is used from the current directory (%s)", store, run, here)
+            in_run = here
+        store = os.path.normpath(in_run)
+    if _local_path(source) and not Path(source).is_absolute() and glob.glob(str(run.absolute() / source)):
+        source = os.path.normpath(run.absolute() / source)
+    return {"store": store, "source": source}
+
+
+def _clear_for_new_run(path: Path, overwrite: bool) -> None:
+    """Empty ``path`` of a previous run's files for :meth:`Run.create`, or refuse: a directory that is not a run,
+    a run without ``overwrite``, or a run beside files SPARTA did not write."""
+    # the lock of the process creating the run (sparta.locks) is neither content nor foreign, and stays
+    entries = [e for e in path.iterdir() if e.name != LOCK_NAME] if path.exists() else []
+    if not entries:
+        return
+    owned = _owned_by_run(path)
+    foreign = [name for name in foreign_entries(path, owned) if name != LOCK_NAME]
+    if not is_run_directory(path):
+        everything = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
+        raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(everything)}); "
+                       "SPARTA never deletes or overwrites files it did not write: choose a new or "
+                       "empty directory for --out")
+    if not overwrite:
+        raise RunError(f"run directory '{path}' already exists; continue it with --resume {path}, "
+                       "choose another --out, or pass --overwrite to replace it")
+    if foreign:
+        raise RunError(f"run directory '{path}' also holds files SPARTA did not write "
+                       f"({listing(foreign)}); --overwrite replaces only a run's own files: move "
+                       "those out, or choose another --out")
+    remove_owned(path, owned)
+
+
 @dataclass
 class Run:
     path: Path
@@ -126,24 +165,7 @@ class Run:
         directory, so the run finds its data from any working directory (:meth:`open`).
         """
         path = check_output_dir(Path(path) if path else cls.default_path(cfg))
-        # the lock of the process creating the run (sparta.locks) is neither content nor foreign, and stays
-        entries = [e for e in path.iterdir() if e.name != LOCK_NAME] if path.exists() else []
-        if entries:
-            owned = _owned_by_run(path)
-            foreign = [name for name in foreign_entries(path, owned) if name != LOCK_NAME]
-            if not is_run_directory(path):
-                everything = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
-                raise RunError(f"'{path}' is not empty and is not a SPARTA run (it holds {listing(everything)}); "
-                               "SPARTA never deletes or overwrites files it did not write: choose a new or "
-                               "empty directory for --out")
-            if not overwrite:
-                raise RunError(f"run directory '{path}' already exists; continue it with --resume {path}, "
-                               "choose another --out, or pass --overwrite to replace it")
-            if foreign:
-                raise RunError(f"run directory '{path}' also holds files SPARTA did not write "
-                               f"({listing(foreign)}); --overwrite replaces only a run's own files: move "
-                               "those out, or choose another --out")
-            remove_owned(path, owned)
+        _clear_for_new_run(path, overwrite)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, cfg)
         data = {"store": _relative_to_run(cfg.data.store, path), "source": _relative_to_run(cfg.data.source, path)}
@@ -164,17 +186,7 @@ class Run:
             raise RunError(f"'{path}' is not a SPARTA run directory ({hint}); pass the directory that holds "
                            "the run's config.yaml")
         cfg = load_config_file(path / "config.yaml")
-        store, source = cfg.data.store, cfg.data.source
-        if not Path(store).is_absolute():
-            in_run, here = path.absolute() / store, Path(store).absolute()
-            if not (in_run / "meta.json").exists() and (here / "meta.json").exists():
-                log.info("data.store '%s' of run %s is used from the current directory (%s)", store, path, here)
-                in_run = here
-            store = os.path.normpath(in_run)
-        if _local_path(source) and not Path(source).is_absolute() and glob.glob(str(path.absolute() / source)):
-            source = os.path.normpath(path.absolute() / source)
-        return cls(path, cfg.model_copy(update={"data": cfg.data.model_copy(update={"store": store,
-                                                                                     "source": source})}))
+        return cls(path, cfg.model_copy(update={"data": cfg.data.model_copy(update=_data_paths(cfg, path))}))
 
     def same_config(self, cfg: Config) -> bool:
         """Whether ``cfg`` is this run's config, its data paths compared as the places they name."""

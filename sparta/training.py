@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sparta import dist, grids
-from sparta.augment import build_augmenter
+from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config, TrainConfig
 from sparta.data.store import Store, month_index, monthly_climatology
@@ -231,7 +231,7 @@ def checkpoint_meta(cfg: Config, store: Store) -> dict:
 
 def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, grids.Fields]:
     """Up to ``max_days`` evenly spaced validation days and their monthly climatology of the train split
-    (both physical, float32): the yardstick of :meth:`Trainer._skill`."""
+    (both physical, float32): the yardstick of :class:`SkillProbe`."""
     va, vb = store.split_range("val")
     days = np.unique(np.linspace(va, vb - 1, min(max_days, vb - va)).round().astype(int))
     months = month_index(store.times[days])
@@ -239,124 +239,104 @@ def skill_reference(store: Store, max_days: int = 256) -> tuple[grids.Fields, gr
     return grids.each(lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32), store.read(days)), climatology
 
 
-class Trainer:
-    def __init__(self, run: Run, store: Store, progress: bool = True, resume: bool = False):
-        """``resume``: :meth:`fit` continues the run from last.pt, which holds every weight, so the EOF start
-        is not fitted."""
-        self.run = run
-        self.resume = resume
-        self.cfg = cfg = run.config
-        self.store = store
-        self.progress = progress and dist.is_main()
-        self.device = resolve_device(cfg.train.device)
-        self.stages = plan_stages(cfg)
-        self.augmenter = build_augmenter(cfg.augment, store.layout)
-        check_model_fits(cfg, store.layout, self.device)
-        torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, store.layout)
-        if cfg.model.linear_init == "eof" and not resume:
-            self.model.start_from_eofs(fit_train_eofs(store, cfg.model.embed_dim))
-        self.model.to(self.device)
-        if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
-            dist.convert_batchnorm(self.model)
-        self.precision, self.channels_last = fast_path(cfg, self.device, self.model)
-        self.encode_fn, self.decode_fn = self.model.encode, self.model.decode  # DDP-wrapped per stage
-        self.meta = checkpoint_meta(cfg, store)
-        if hasattr(self.model.fusion, "adjacency") and dist.is_main():  # the variable graph a fusion runs over
-            plot_adjacency(self.model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
-        self.skill_days, self.skill_climatology = skill_reference(store)
-        self.skill_inputs = grids.each(torch.from_numpy,  # normalised once: the same days every epoch
-                                       store.normalise(grids.each(torch.Tensor.numpy, self.skill_days)))
-        self.history: list[dict] = []
-        self.best_val = math.inf
-        self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
-        self.loaders = {split: self._loader(split) for split in ("train", "val")}
+def _loader(cfg: Config, store: Store, split: str, device: torch.device) -> DataLoader:
+    """Contrastive batches of ``split``: this process's share, ``train.steps_per_epoch`` (or ``val_steps``) of them."""
+    start, stop = store.split_range(split)
+    train = split == "train"
+    sampler = ContrastiveBatchSampler(
+        stop - start, cfg.train.batch_size, cfg.sampler,
+        seed=derive_seed(cfg.train.seed, "sampler", split),
+        hard_negatives=cfg.sampler.hard_negatives,
+        max_batches=cfg.train.steps_per_epoch if train else cfg.train.val_steps,
+        rank=dist.rank(), world_size=dist.world_size(),
+    )
+    return DataLoader(ContrastiveDataset(store, split), batch_sampler=sampler,
+                      num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda",
+                      persistent_workers=cfg.train.num_workers > 0,
+                      worker_init_fn=_ignore_stop_signals if cfg.train.num_workers > 0 else None)
 
-    # ---------------------------------------------------------------- data
-    def _loader(self, split: str) -> DataLoader:
-        cfg = self.cfg
-        start, stop = self.store.split_range(split)
-        train = split == "train"
-        sampler = ContrastiveBatchSampler(
-            stop - start, cfg.train.batch_size, cfg.sampler,
-            seed=derive_seed(cfg.train.seed, "sampler", split),
-            hard_negatives=cfg.sampler.hard_negatives,
-            max_batches=cfg.train.steps_per_epoch if train else cfg.train.val_steps,
-            rank=dist.rank(), world_size=dist.world_size(),
-        )
-        return DataLoader(ContrastiveDataset(self.store, split), batch_sampler=sampler,
-                          num_workers=cfg.train.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=cfg.train.num_workers > 0,
-                          worker_init_fn=_ignore_stop_signals if cfg.train.num_workers > 0 else None)
 
-    # ---------------------------------------------------------------- losses
-    def _autocast(self):
+class Step:
+    """The model side of one training step: which parameters a stage trains (and through DDP), the precision
+    and memory format it runs in, and the loss terms of a batch."""
+
+    def __init__(self, cfg: Config, model: SpartaModel, augmenter: Augmenter | MultiGridAugmenter,
+                 device: torch.device, precision: str, channels_last: bool):
+        self.cfg, self.model, self.augmenter, self.device = cfg, model, augmenter, device
+        self.precision, self.channels_last = precision, channels_last
+        self.encode_fn, self.decode_fn = model.encode, model.decode  # DDP-wrapped per stage
+
+    def autocast(self):
         if self.precision == "fp32":
             return nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _encoder_input(self, x: grids.Fields) -> grids.Fields:
+    def encoder_input(self, x: grids.Fields) -> grids.Fields:
         if not self.channels_last:
             return x
         return grids.each(lambda part: part.contiguous(memory_format=torch.channels_last), x)
 
-    def _terms(self, batch: dict[str, Tensor], stage: Stage, alpha: float, gen: torch.Generator) -> dict[str, Tensor]:
-        """Loss terms of one batch; ``total`` is what is optimised."""
-        cfg, aug, model = self.cfg, self.augmenter, self.model
-        anchor = self._to_device(batch["anchor"])
-        lo, hi = cfg.augment.mask_low, cfg.augment.mask_high
-        terms: dict[str, Tensor] = {}
-        with self._autocast():
-            if not stage.contrastive:  # decoder-only stage or autoencoder: masked input -> full field
-                sparse = aug.mask(anchor, gen, lo, hi)
-                with nullcontext() if stage.train_encoder else torch.no_grad():
-                    h = self.encode_fn(self._encoder_input(sparse))
-                terms["recon"] = reconstruction_loss(_float(self.decode_fn(h)), anchor)
-                terms["total"] = terms["recon"]
-                terms["embed_std"] = torch.tensor(embedding_std(h.detach().float()))
-                return terms
-
-            minus, plus = self._to_device(batch["minus"]), self._to_device(batch["plus"])
-            aligned = stage.reconstruct_views and cfg.loss.recon_target == "aligned"
-            view_t = aug.view(anchor, gen, masked=False)
-            if aligned:
-                view_m, target_m = aug.view(minus, gen, masked=True, with_target=True)
-                view_p, target_p = aug.view(plus, gen, masked=True, with_target=True)
-            else:
-                view_m, target_m = aug.view(minus, gen, masked=True), minus
-                view_p, target_p = aug.view(plus, gen, masked=True), plus
-            inputs = [view_t, view_m, view_p]
-            if stage.reconstruct_masked:
-                inputs.append(aug.mask(anchor, gen, lo, hi))
-            # one pass: norms see one batch, the encoder runs once
-            h = self.encode_fn(self._encoder_input(grids.cat(inputs)))
-            n = grids.length(anchor)
-            h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
-            z = model.project(h[: 3 * n]).float()
-            terms["nt_xent"] = temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)
-            contrastive = terms["nt_xent"]
-            if cfg.loss.cycle:
-                terms["cycle"] = cycle_loss(h_m.float(), h_t.float(), h_p.float())
-                contrastive = contrastive + cfg.loss.cycle_weight * terms["cycle"]
-            if stage.reconstruct_views:
-                recon = _float(model.decode(torch.cat([h_m, h_p])))
-                terms["recon_views"] = (reconstruction_loss(grids.take(recon, slice(None, n)), target_m)
-                                        + reconstruction_loss(grids.take(recon, slice(n, None)), target_p))
-                contrastive = contrastive + terms["recon_views"]
-            if stage.reconstruct_masked:
-                terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor)
-                terms["total"] = blended_loss(contrastive, terms["recon"], alpha)
-            else:
-                terms["total"] = contrastive
-            terms["embed_std"] = torch.tensor(embedding_std(h_t.detach().float()))
-        return terms
-
-    def _to_device(self, x: grids.Fields) -> grids.Fields:
+    def to_device(self, x: grids.Fields) -> grids.Fields:
         return grids.each(lambda part: part.to(self.device, non_blocking=True), x)
 
-    # ---------------------------------------------------------------- stage setup
-    def _trainable(self, stage: Stage) -> list[dict]:
+    def terms(self, batch: dict[str, Tensor], stage: Stage, alpha: float, gen: torch.Generator) -> dict[str, Tensor]:
+        """Loss terms of one batch; ``total`` is what is optimised."""
+        anchor = self.to_device(batch["anchor"])
+        with self.autocast():
+            if not stage.contrastive:
+                return self._reconstruction_terms(anchor, stage, gen)
+            return self._contrastive_terms(anchor, batch, stage, alpha, gen)
+
+    def _reconstruction_terms(self, anchor: grids.Fields, stage: Stage, gen: torch.Generator) -> dict[str, Tensor]:
+        """Decoder-only stage or autoencoder: masked input -> full field."""
+        sparse = self.augmenter.mask(anchor, gen, self.cfg.augment.mask_low, self.cfg.augment.mask_high)
+        with nullcontext() if stage.train_encoder else torch.no_grad():
+            h = self.encode_fn(self.encoder_input(sparse))
+        recon = reconstruction_loss(_float(self.decode_fn(h)), anchor)
+        return {"recon": recon, "total": recon, "embed_std": torch.tensor(embedding_std(h.detach().float()))}
+
+    def _contrastive_terms(self, anchor: grids.Fields, batch: dict[str, Tensor], stage: Stage, alpha: float,
+                           gen: torch.Generator) -> dict[str, Tensor]:
+        """NT-Xent (+ cycle) on the anchor's view and the masked t+-delta views; the blend stage adds their
+        reconstruction and the masked anchor's, weighted by ``alpha``."""
+        cfg, aug, model = self.cfg, self.augmenter, self.model
+        minus, plus = self.to_device(batch["minus"]), self.to_device(batch["plus"])
+        aligned = stage.reconstruct_views and cfg.loss.recon_target == "aligned"
+        view_t = aug.view(anchor, gen, masked=False)
+        if aligned:
+            view_m, target_m = aug.view(minus, gen, masked=True, with_target=True)
+            view_p, target_p = aug.view(plus, gen, masked=True, with_target=True)
+        else:
+            view_m, target_m = aug.view(minus, gen, masked=True), minus
+            view_p, target_p = aug.view(plus, gen, masked=True), plus
+        inputs = [view_t, view_m, view_p]
+        if stage.reconstruct_masked:
+            inputs.append(aug.mask(anchor, gen, cfg.augment.mask_low, cfg.augment.mask_high))
+        # one pass: norms see one batch, the encoder runs once
+        h = self.encode_fn(self.encoder_input(grids.cat(inputs)))
+        n = grids.length(anchor)
+        h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
+        z = model.project(h[: 3 * n]).float()
+        terms = {"nt_xent": temporal_contrastive_loss(z[:n], z[n:2 * n], z[2 * n:], cfg.loss.temperature)}
+        contrastive = terms["nt_xent"]
+        if cfg.loss.cycle:
+            terms["cycle"] = cycle_loss(h_m.float(), h_t.float(), h_p.float())
+            contrastive = contrastive + cfg.loss.cycle_weight * terms["cycle"]
+        if stage.reconstruct_views:
+            recon = _float(model.decode(torch.cat([h_m, h_p])))
+            terms["recon_views"] = (reconstruction_loss(grids.take(recon, slice(None, n)), target_m)
+                                    + reconstruction_loss(grids.take(recon, slice(n, None)), target_p))
+            contrastive = contrastive + terms["recon_views"]
+        if stage.reconstruct_masked:
+            terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor)
+            terms["total"] = blended_loss(contrastive, terms["recon"], alpha)
+        else:
+            terms["total"] = contrastive
+        terms["embed_std"] = torch.tensor(embedding_std(h_t.detach().float()))
+        return terms
+
+    def trainable(self, stage: Stage) -> list[dict]:
         """The stage's optimiser parameter groups; the linear paths at ``train.linear_lr_scale`` x lr."""
         model = self.model
         if not stage.train_encoder:
@@ -375,7 +355,7 @@ class Trainer:
                   {"params": [p for p in params if id(p) in linear], "lr": stage.lr * self.cfg.train.linear_lr_scale}]
         return [g for g in groups if g["params"]]
 
-    def _wrap(self, stage: Stage) -> None:
+    def wrap(self, stage: Stage) -> None:
         """With several processes, route the stage's trained part through DistributedDataParallel.
 
         DDP registers the parameters that require grad when it is built, so it is rebuilt per
@@ -393,106 +373,91 @@ class Trainer:
             self.encode_fn = self.model.encode
             self.decode_fn = DistributedDataParallel(self.model.decoder, device_ids=device_ids)
 
-    def _set_mode(self, stage: Stage, training: bool) -> None:
+    def set_mode(self, stage: Stage, training: bool) -> None:
         self.model.train(training)
         if not stage.train_encoder:  # frozen encoder: its norms use their running statistics
             self.model.fusion.eval()
 
-    # ---------------------------------------------------------------- loop
-    def _epoch(self, stage: Stage, epoch: int, optimizer, scaler) -> tuple[dict, dict]:
-        alpha = blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else 1.0
-        seed = derive_seed(self.cfg.train.seed, stage.name, epoch)
-        torch.manual_seed(seed)  # dropout
-        gen = generator(derive_seed(seed, "rank", dist.rank()) if dist.world_size() > 1 else seed)
-        train_loader = self.loaders["train"]
-        train_loader.batch_sampler.set_epoch(derive_seed(seed, "order"))
-        self._set_mode(stage, True)
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        bar = tqdm(train_loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
-                   disable=not self.progress, dynamic_ncols=True)
-        for batch in bar:
-            terms = self._terms(batch, stage, alpha, gen)
-            if self._finite(terms, stage, epoch):
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(terms["total"]).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                for k, v in terms.items():
-                    sums[k] += float(v.detach())
-                steps += 1
-                bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-            if dist.any_true(self.stop_signal is not None):  # every process stops at the same step
-                # Abandon the epoch: saving it would make the resume point a partial epoch, which
-                # resume could not continue bit-for-bit. last.pt keeps the last complete epoch.
-                bar.close()
-                raise self._interrupted(f"in stage {stage.name} epoch {epoch + 1}",
-                                        self.stop_signal or signal.SIGTERM)
-        if steps == 0:
-            raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
-                                "check the data or lower train.lr")
-        train = dist.all_mean({k: v / steps for k, v in sums.items()})
-        return train, dist.all_mean(self._validate(stage, epoch, alpha))
+
+class SkillProbe:
+    """Does the decoder know the weather? Complete validation days (:func:`skill_reference`, normalised once: the
+    same days every epoch) through encode -> decode, in physical units."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.days, self.climatology = skill_reference(store)
+        self.inputs = grids.each(torch.from_numpy, store.normalise(grids.each(torch.Tensor.numpy, self.days)))
 
     @torch.no_grad()
-    def _validate(self, stage: Stage, epoch: int, alpha: float) -> dict[str, float]:
-        """Validation with fixed masks/views every epoch, so its changes reflect the model only."""
-        seed = derive_seed(self.cfg.train.seed, "validation")
-        gen = generator(seed)
-        self.loaders["val"].batch_sampler.set_epoch(seed)
-        self.model.eval()
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        for batch in self.loaders["val"]:
-            for k, v in self._terms(batch, stage, alpha, gen).items():
-                sums[k] += float(v)
-            steps += 1
-        return {k: v / max(steps, 1) for k, v in sums.items()}
-
-    @torch.no_grad()
-    def _skill(self) -> dict[str, float]:
-        """Does the decoder know the weather? Complete validation days through encode -> decode, in
-        physical units: pooled RRMSE as a fraction of the monthly climatology's, and the zonal-anomaly
-        (eddy) pattern correlation per channel (0 for a decoder that paints zonal-mean bands)."""
-        self.model.eval()
-        store, truth = self.store, self.skill_days
-        x = self._to_device(self.skill_inputs)
-        with self._autocast():
-            fields = _float(self.model.decode(self.model.encode(self._encoder_input(self.augmenter.encoder_input(x)))))
-        pred = store.denormalise(grids.each(lambda part: part.cpu(), fields))
-        eddy = eddy_correlation(pred, truth)
-        return {"skill_rrmse_vs_climatology": float(rrmse(pred, truth) / rrmse(self.skill_climatology, truth)),
+    def measure(self, step: Step) -> dict[str, float]:
+        """Pooled RRMSE as a fraction of the monthly climatology's, and the zonal-anomaly (eddy) pattern
+        correlation per channel (0 for a decoder that paints zonal-mean bands)."""
+        step.model.eval()
+        x = step.to_device(self.inputs)
+        with step.autocast():
+            fields = _float(step.model.decode(step.model.encode(step.encoder_input(step.augmenter.encoder_input(x)))))
+        pred = self.store.denormalise(grids.each(lambda part: part.cpu(), fields))
+        eddy = eddy_correlation(pred, self.days)
+        return {"skill_rrmse_vs_climatology": float(rrmse(pred, self.days) / rrmse(self.climatology, self.days)),
                 "skill_eddy_r_mean": float(eddy.mean()), "skill_eddy_r_min": float(eddy.min())}
 
-    def _warn_if_unskilled(self) -> None:
-        last = next((row for row in reversed(self.history) if "skill_rrmse_vs_climatology" in row), None)
-        if last is not None and last["skill_rrmse_vs_climatology"] >= 1.0:
-            log.warning("the decoder of %s is no better than climatology on validation days (RRMSE %.2fx "
-                        "climatology's, eddy correlation %.2f): downstream scores will measure a mean-field "
-                        "decoder; train longer or see docs/decisions.md (quick preset)", self.run.path,
-                        last["skill_rrmse_vs_climatology"], last["skill_eddy_r_mean"])
 
-    def _finite(self, terms: dict[str, Tensor], stage: Stage, epoch: int) -> bool:
-        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
-        if not dist.any_true(bool(bad)):  # all processes skip or stop together, or DDP would deadlock
-            return True
-        terms_text = ", ".join(bad) or "on another process"
-        message = f"non-finite loss in stage {stage.name}, epoch {epoch + 1}: term(s) {terms_text}"
-        if self.cfg.train.on_nonfinite == "stop":
-            raise TrainingError(message + "; the last good checkpoint is kept (try a lower train.lr, "
-                                "or train.on_nonfinite=skip)")
-        log.warning("%s; step skipped", message)
-        return False
+def _warn_if_unskilled(history: list[dict], run: Run) -> None:
+    last = next((row for row in reversed(history) if "skill_rrmse_vs_climatology" in row), None)
+    if last is not None and last["skill_rrmse_vs_climatology"] >= 1.0:
+        log.warning("the decoder of %s is no better than climatology on validation days (RRMSE %.2fx "
+                    "climatology's, eddy correlation %.2f): downstream scores will measure a mean-field "
+                    "decoder; train longer or see docs/decisions.md (quick preset)", run.path,
+                    last["skill_rrmse_vs_climatology"], last["skill_eddy_r_mean"])
 
-    # ---------------------------------------------------------------- interruption
-    def _request_stop(self, signum: int) -> None:
-        if self.stop_signal is not None:
-            raise KeyboardInterrupt  # a second signal stops at once; last.pt is only ever replaced atomically
-        self.stop_signal = signum
-        log.warning("%s received: stopping after the current step (send it again to stop at once)",
-                    signal.Signals(signum).name)
 
-    def _interrupted(self, where: str, signum: int) -> TrainingInterrupted:
+def _finite(terms: dict[str, Tensor], stage: Stage, epoch: int, on_nonfinite: str) -> bool:
+    """Are all loss terms finite on every process? Otherwise skip the step (``train.on_nonfinite=skip``) or stop."""
+    bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+    if not dist.any_true(bool(bad)):  # all processes skip or stop together, or DDP would deadlock
+        return True
+    terms_text = ", ".join(bad) or "on another process"
+    message = f"non-finite loss in stage {stage.name}, epoch {epoch + 1}: term(s) {terms_text}"
+    if on_nonfinite == "stop":
+        raise TrainingError(message + "; the last good checkpoint is kept (try a lower train.lr, "
+                            "or train.on_nonfinite=skip)")
+    log.warning("%s; step skipped", message)
+    return False
+
+
+class Record:
+    """What training has done so far: the history rows (one per epoch, the last one the epoch in last.pt), the
+    best validation loss of the final stage, and the checkpoints that hold them."""
+
+    def __init__(self, run: Run, meta: dict, stages: list[Stage]):
+        self.run, self.meta, self.stages = run, meta, stages
+        self.history: list[dict] = []
+        self.best_val = math.inf
+
+    def save(self, model: SpartaModel, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
+        if not dist.is_main():
+            return
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        common = {**self.meta, "model": state, "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
+                  "epoch": epoch}
+        if improved:  # best first: last.pt is the commit point a resume starts from
+            save_checkpoint(self.run.best, common)
+        save_checkpoint(self.run.last, {**common, "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "history": self.history,
+                                        "best_val": self.best_val})
+
+    def restore(self, model: SpartaModel, digest: str) -> tuple[int, int, dict | None]:
+        """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
+        state = load_checkpoint(self.run.require_last(), expect_digest=digest)
+        model.load_state_dict(state["model"])
+        self.history = list(state["history"])
+        self.best_val = state["best_val"]
+        stage_idx, epoch = state["stage_index"], state["epoch"] + 1
+        if epoch >= self.stages[stage_idx].epochs:
+            return stage_idx + 1, 0, None
+        return stage_idx, epoch, {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+
+    def interrupted(self, where: str, signum: int) -> TrainingInterrupted:
         name = signal.Signals(signum).name
         if self.history:  # the last history row is the epoch in last.pt: rows are appended just before saving
             done = self.history[-1]
@@ -503,31 +468,135 @@ class Trainer:
                      "trains it from the start with its saved config")
         return TrainingInterrupted(f"{name}: interrupted {where}; {state}", signum)
 
-    # ---------------------------------------------------------------- checkpoints
-    def _save(self, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
-        if not dist.is_main():
-            return
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        common = {**self.meta, "model": state, "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
-                  "epoch": epoch}
-        if improved:  # best first: last.pt is the commit point a resume starts from
-            save_checkpoint(self.run.best, common)
-        save_checkpoint(self.run.last, {**common, "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "history": self.history,
-                                        "best_val": self.best_val})
 
-    def _restore(self) -> tuple[int, int, dict | None]:
-        """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
-        state = load_checkpoint(self.run.require_last(), expect_digest=self.cfg.digest())
-        self.model.load_state_dict(state["model"])
-        self.history = list(state["history"])
-        self.best_val = state["best_val"]
-        stage_idx, epoch = state["stage_index"], state["epoch"] + 1
-        if epoch >= self.stages[stage_idx].epochs:
-            return stage_idx + 1, 0, None
-        return stage_idx, epoch, {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+class StageTraining:
+    """One stage of :class:`Trainer`: its optimiser, plateau scheduler and loss scaler, and the loop over its
+    epochs (train, validate, record, checkpoint)."""
 
-    # ---------------------------------------------------------------- public
+    def __init__(self, trainer: Trainer, stage_idx: int, states: dict | None):
+        """``states``: the optimiser and scheduler of the stage's last saved epoch, when resuming inside it."""
+        self.trainer, self.index, self.stage = trainer, stage_idx, trainer.stages[stage_idx]
+        params = trainer.step.trainable(self.stage)
+        trainer.step.wrap(self.stage)
+        self.optimizer = torch.optim.Adam(params, lr=self.stage.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=trainer.cfg.train.plateau_factor, patience=trainer.cfg.train.plateau_patience)
+        self.scaler = torch.amp.GradScaler(trainer.device.type, enabled=trainer.step.precision == "fp16")
+        if states is not None:
+            self.optimizer.load_state_dict(states["optimizer"])
+            self.scheduler.load_state_dict(states["scheduler"])
+
+    def run(self, first_epoch: int) -> None:
+        trainer, stage, record = self.trainer, self.stage, self.trainer.record
+        for epoch in range(first_epoch, stage.epochs):
+            tic = time.perf_counter()
+            train, val = self._epoch(epoch)
+            self.scheduler.step(val["total"])
+            row = {"stage": stage.name, "epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
+                   "alpha": self._alpha(epoch) if stage.blend else None,
+                   **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()},
+                   **(trainer.skill.measure(trainer.step) if stage.reconstruct_masked else {}),
+                   "seconds": round(time.perf_counter() - tic, 2)}
+            record.history.append(row)
+            improved = self.index == len(trainer.stages) - 1 and val["total"] < record.best_val
+            if improved:
+                record.best_val = val["total"]
+            record.save(trainer.step.model, self.index, epoch, self.optimizer, self.scheduler, improved)
+            if dist.is_main():
+                trainer.run.write_metrics(record.history)
+                log.info("%s epoch %d/%d  train %.4f  val %.4f", stage.name, epoch + 1, stage.epochs,
+                         train["total"], val["total"])
+            if dist.any_true(trainer.stop_signal is not None):  # during validation or saving: epoch complete
+                raise record.interrupted(f"after stage {stage.name} epoch {epoch + 1}",
+                                         trainer.stop_signal or signal.SIGTERM)
+
+    def _alpha(self, epoch: int) -> float:
+        return blend_alpha(epoch, self.trainer.cfg.loss.alpha_decay) if self.stage.blend else 1.0
+
+    def _epoch(self, epoch: int) -> tuple[dict, dict]:
+        trainer, stage, step = self.trainer, self.stage, self.trainer.step
+        alpha = self._alpha(epoch)
+        seed = derive_seed(trainer.cfg.train.seed, stage.name, epoch)
+        torch.manual_seed(seed)  # dropout
+        gen = generator(derive_seed(seed, "rank", dist.rank()) if dist.world_size() > 1 else seed)
+        train_loader = trainer.loaders["train"]
+        train_loader.batch_sampler.set_epoch(derive_seed(seed, "order"))
+        step.set_mode(stage, True)
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        bar = tqdm(train_loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
+                   disable=not trainer.progress, dynamic_ncols=True)
+        for batch in bar:
+            terms = step.terms(batch, stage, alpha, gen)
+            if _finite(terms, stage, epoch, trainer.cfg.train.on_nonfinite):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(terms["total"]).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                for k, v in terms.items():
+                    sums[k] += float(v.detach())
+                steps += 1
+                bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+            if dist.any_true(trainer.stop_signal is not None):  # every process stops at the same step
+                # Abandon the epoch: saving it would make the resume point a partial epoch, which
+                # resume could not continue bit-for-bit. last.pt keeps the last complete epoch.
+                bar.close()
+                raise trainer.record.interrupted(f"in stage {stage.name} epoch {epoch + 1}",
+                                                 trainer.stop_signal or signal.SIGTERM)
+        if steps == 0:
+            raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
+                                "check the data or lower train.lr")
+        train = dist.all_mean({k: v / steps for k, v in sums.items()})
+        return train, dist.all_mean(self._validate(alpha))
+
+    @torch.no_grad()
+    def _validate(self, alpha: float) -> dict[str, float]:
+        """Validation with fixed masks/views every epoch, so its changes reflect the model only."""
+        trainer = self.trainer
+        seed = derive_seed(trainer.cfg.train.seed, "validation")
+        gen = generator(seed)
+        trainer.loaders["val"].batch_sampler.set_epoch(seed)
+        trainer.step.model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for batch in trainer.loaders["val"]:
+            for k, v in trainer.step.terms(batch, self.stage, alpha, gen).items():
+                sums[k] += float(v)
+            steps += 1
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+
+class Trainer:
+    """Every stage a family lists (:func:`plan_stages`), from the resume point when resuming, with
+    :class:`StageTraining`; SIGINT/SIGTERM stop it at the next step."""
+
+    def __init__(self, run: Run, store: Store, progress: bool = True, resume: bool = False):
+        """``resume``: :meth:`fit` continues the run from last.pt, which holds every weight, so the EOF start
+        is not fitted."""
+        self.run = run
+        self.resume = resume
+        self.cfg = cfg = run.config
+        self.store = store
+        self.progress = progress and dist.is_main()
+        self.device = resolve_device(cfg.train.device)
+        self.stages = plan_stages(cfg)
+        augmenter = build_augmenter(cfg.augment, store.layout)
+        check_model_fits(cfg, store.layout, self.device)
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg, store.layout)
+        if cfg.model.linear_init == "eof" and not resume:
+            model.start_from_eofs(fit_train_eofs(store, cfg.model.embed_dim))
+        model.to(self.device)
+        if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
+            dist.convert_batchnorm(model)
+        self.step = Step(cfg, model, augmenter, self.device, *fast_path(cfg, self.device, model))
+        self.record = Record(run, checkpoint_meta(cfg, store), self.stages)
+        if hasattr(model.fusion, "adjacency") and dist.is_main():  # the variable graph a fusion runs over
+            plot_adjacency(model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
+        self.skill = SkillProbe(store)
+        self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
+        self.loaders = {split: _loader(cfg, store, split, self.device) for split in ("train", "val")}
+
     def fit(self) -> Run:
         """Train every stage (from the resume point, when resuming); SIGINT/SIGTERM raise
         :class:`TrainingInterrupted` at the next step."""
@@ -535,51 +604,27 @@ class Trainer:
         with _on_stop_signals(self._request_stop):
             return self._fit()
 
+    def _request_stop(self, signum: int) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt  # a second signal stops at once; last.pt is only ever replaced atomically
+        self.stop_signal = signum
+        log.warning("%s received: stopping after the current step (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
     def _fit(self) -> Run:
-        start_stage, start_epoch, states = self._restore() if self.resume else (0, 0, None)
+        start_stage, start_epoch, states = (self.record.restore(self.step.model, self.cfg.digest()) if self.resume
+                                            else (0, 0, None))
         if self.resume:
             log.info("resuming %s at stage %d, epoch %d", self.run.path, start_stage, start_epoch + 1)
-        final = len(self.stages) - 1
         for stage_idx in range(start_stage, len(self.stages)):
-            stage = self.stages[stage_idx]
-            params = self._trainable(stage)
-            self._wrap(stage)
-            optimizer = torch.optim.Adam(params, lr=stage.lr)
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, factor=self.cfg.train.plateau_factor, patience=self.cfg.train.plateau_patience)
-            scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-            first = 0
-            if stage_idx == start_stage and states is not None:
-                optimizer.load_state_dict(states["optimizer"])
-                scheduler.load_state_dict(states["scheduler"])
-                first = start_epoch
-            for epoch in range(first, stage.epochs):
-                tic = time.perf_counter()
-                train, val = self._epoch(stage, epoch, optimizer, scaler)
-                scheduler.step(val["total"])
-                row = {"stage": stage.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                       "alpha": blend_alpha(epoch, self.cfg.loss.alpha_decay) if stage.blend else None,
-                       **{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()},
-                       **(self._skill() if stage.reconstruct_masked else {}),
-                       "seconds": round(time.perf_counter() - tic, 2)}
-                self.history.append(row)
-                improved = stage_idx == final and val["total"] < self.best_val
-                if improved:
-                    self.best_val = val["total"]
-                self._save(stage_idx, epoch, optimizer, scheduler, improved)
-                if dist.is_main():
-                    self.run.write_metrics(self.history)
-                    log.info("%s epoch %d/%d  train %.4f  val %.4f", stage.name, epoch + 1, stage.epochs,
-                             train["total"], val["total"])
-                if dist.any_true(self.stop_signal is not None):  # during validation or saving: epoch complete
-                    raise self._interrupted(f"after stage {stage.name} epoch {epoch + 1}",
-                                            self.stop_signal or signal.SIGTERM)
+            resumed = stage_idx == start_stage
+            StageTraining(self, stage_idx, states if resumed else None).run(start_epoch if resumed else 0)
         if dist.is_main():
             if not self.run.best.exists():
                 raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "
                                       "the final stage needs at least one epoch")
-            plot_training_curves(self.history, self.run.figures)
-            self._warn_if_unskilled()
+            plot_training_curves(self.record.history, self.run.figures)
+            _warn_if_unskilled(self.record.history, self.run)
             self.run.mark_complete()
         return self.run
 

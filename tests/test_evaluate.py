@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from sparta.cli import app
 from sparta.config import load_config
 from sparta.downstream.forecast import LIM_RIDGES, LIM_SETTING
-from sparta.evaluate import EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation
+from sparta.evaluate import (EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation, forecast_baselines,
+                             variable_baselines)
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -115,7 +116,7 @@ def test_reconstruction_ceiling_is_the_decoder_on_the_true_latents(trained, micr
 
     ev = Evaluation(trained, micro_store, progress=False)
     first_target = torch.arange(ev.inner["test"][0] + 3, ev.inner["test"][0] + 9)
-    baselines, per_variable = ev._baselines(first_target), ev._variable_baselines(first_target)
+    baselines, per_variable = forecast_baselines(ev, first_target), variable_baselines(ev, first_target)
     decoded = ev.frozen.decode(ev.h_clean)
     for lead in (1, 4):
         days = first_target + lead - 1

@@ -25,7 +25,7 @@ from sparta.data import open_or_prepare
 from sparta.data.store import PreparedStore
 from sparta.data.synthetic import synthetic_era5
 from sparta.runs import Run
-from sparta.training import Trainer, TrainingInterrupted, _on_stop_signals
+from sparta.training import Step, Trainer, TrainingInterrupted, _on_stop_signals
 
 EPOCHS = ["train.epochs_pretrain=2"]  # 4 epochs in all: room to stop a run in the middle of a stage
 CLI = [sys.executable, "-c", "from sparta.cli import app; app()"]  # the package has no __main__
@@ -60,7 +60,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, micro_store: PreparedSto
 
 def _signal_at_call(monkeypatch: pytest.MonkeyPatch, call: int, times: int = 1) -> None:
     """Send SIGINT to this process ``times`` times during the ``call``-th batch (train or validation)."""
-    original, calls = Trainer._terms, []
+    original, calls = Step.terms, []
 
     def terms(self, *args, **kwargs):
         calls.append(1)
@@ -69,7 +69,7 @@ def _signal_at_call(monkeypatch: pytest.MonkeyPatch, call: int, times: int = 1) 
                 os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_terms", terms)
+    monkeypatch.setattr(Step, "terms", terms)
 
 
 def test_signal_mid_epoch_keeps_the_last_complete_epoch(tmp_path, micro_store, monkeypatch):

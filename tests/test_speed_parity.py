@@ -56,7 +56,7 @@ def test_the_run_log_says_which_precision_and_why(tmp_path, micro_store, caplog)
     with caplog.at_level(logging.INFO, logger="sparta.training"):
         trainer = Trainer(Run.create(cfg, tmp_path / "run"), micro_store, progress=False)
     expected, why = choose_precision("auto", torch.device("cpu"))
-    assert trainer.precision == expected
+    assert trainer.step.precision == expected
     assert f"precision {expected} ({why})" in caplog.text
 
 
@@ -91,9 +91,9 @@ def _stage1_step(tmp_path, store, compile_: bool) -> tuple[float, torch.Tensor]:
     cfg = load_config("micro", [f"data.store={store.path}", "train.precision=fp32", f"train.compile={compile_}"])
     trainer = Trainer(Run.create(cfg, tmp_path / f"compile-{compile_}"), store, progress=False)
     stage = next(s for s in trainer.stages if s.name == "pretrain")
-    params = [p for group in trainer._trainable(stage) for p in group["params"]]
-    trainer._set_mode(stage, True)
-    terms = trainer._terms(next(iter(trainer.loaders["train"])), stage, 0.5, generator(1))
+    params = [p for group in trainer.step.trainable(stage) for p in group["params"]]
+    trainer.step.set_mode(stage, True)
+    terms = trainer.step.terms(next(iter(trainer.loaders["train"])), stage, 0.5, generator(1))
     terms["total"].backward()
     return float(terms["total"]), torch.cat([p.grad.flatten() for p in params])
 

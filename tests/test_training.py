@@ -12,7 +12,7 @@ from sparta.config import ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.runs import Run, RunError
 from sparta.models.build import build_model, load_trained
-from sparta.training import Trainer, TrainingError, choose_precision, fast_path, plan_stages, train_run
+from sparta.training import Record, Trainer, TrainingError, choose_precision, fast_path, plan_stages, train_run
 
 
 def _config(store, *overrides, method="sparta"):
@@ -48,7 +48,7 @@ def test_training_writes_a_complete_run(tmp_path, micro_store, method):
 
 def _interrupt_after_saves(run: Run, store, monkeypatch, saves: int) -> None:
     """Train ``run`` until its ``saves``-th checkpoint is written, then stop it as Ctrl-C would."""
-    original = Trainer._save
+    original = Record.save
     calls = []
 
     def save_then_die(self, *args, **kwargs):
@@ -57,10 +57,10 @@ def _interrupt_after_saves(run: Run, store, monkeypatch, saves: int) -> None:
         if len(calls) == saves:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    monkeypatch.setattr(Record, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         Trainer(run, store, progress=False).fit()
-    monkeypatch.setattr(Trainer, "_save", original)
+    monkeypatch.setattr(Record, "save", original)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, micro_store, monkeypatch):
@@ -130,7 +130,7 @@ def test_any_variables_levels_and_grid(tmp_path):
 def test_fast_path_is_off_on_cpu_and_refuses_channels_last_there(tmp_path, micro_store):
     trainer = Trainer(Run.create(_config(micro_store), tmp_path / "run"), micro_store, progress=False)
     # auto: bf16 only where the CPU has it natively (tests/test_speed_parity.py); channels_last is for CUDA
-    assert (trainer.precision, trainer.channels_last) == (choose_precision("auto", torch.device("cpu"))[0], False)
+    assert (trainer.step.precision, trainer.step.channels_last) == (choose_precision("auto", torch.device("cpu"))[0], False)
     cfg = _config(micro_store, "train.channels_last=true")
     with pytest.raises(TrainingError, match="channels_last=true needs a CUDA device"):
         fast_path(cfg, torch.device("cpu"), build_model(cfg, micro_store.layout))
@@ -159,11 +159,11 @@ def test_a_run_started_from_eofs_beats_climatology_and_keeps_its_start(tmp_path,
     cfg = _config(micro_store, *EOF_START, "train.epochs_autoencoder=3", "train.steps_per_epoch=5",
                   method="autoencoder")
     trainer = Trainer(Run.create(cfg, tmp_path / "run"), micro_store, progress=False)
-    groups = trainer._trainable(plan_stages(cfg)[0])
-    linear = {id(p) for p in trainer.model.linear_path_parameters()}
+    groups = trainer.step.trainable(plan_stages(cfg)[0])
+    linear = {id(p) for p in trainer.step.model.linear_path_parameters()}
     assert [g.get("lr") for g in groups] == [None, 1e-3 * 0.01]
     assert {id(p) for p in groups[1]["params"]} == linear and len(linear) == 4  # two weights, two biases
-    start = trainer._skill()
+    start = trainer.skill.measure(trainer.step)
     trainer.fit()
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     end = float(rows[-1]["skill_rrmse_vs_climatology"])
