@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,8 @@ from torch import Tensor
 
 from sparta.config import AugmentConfig
 from sparta.data.store import DataError
-from sparta.grids import Grid
+from sparta import grids
+from sparta.grids import Fields, Grid
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +125,14 @@ def random_crop(x: Tensor, size: tuple[int, int], generator: torch.Generator) ->
     Offsets are drawn as ``top`` for every sample, then ``left`` for every sample, each uniform
     over all windows that fit (like torchvision's ``RandomCrop``, batched with gathers).
     """
+    top, left = _crop_offsets(x.shape[0], *x.shape[2:], size, generator, x.device)
+    return _crop_at(x, top, left, size)
+
+
+def _crop_at(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int]) -> Tensor:
+    """Each sample's ``size = (h, w)`` window of ``x`` from (``top``, ``left``)."""
     b, c, n_lat, n_lon = x.shape
     h, w = size
-    top, left = _crop_offsets(b, n_lat, n_lon, size, generator, x.device)
     rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(b, c, h, n_lon)
     cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(b, c, h, w)
     return x.gather(2, rows).gather(3, cols)
@@ -299,20 +306,11 @@ class Augmenter:
         m = self._matrices(x)
         return _apply_pair(x, m["input_rows"], m["input_cols"])
 
-    def _random_mask(self, x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:
-        return x.masked_fill(~self.keep_mask(x, generator, low, high), 0.0)
-
-    def _fixed_mask(self, x: Tensor, keep: Tensor) -> Tensor:
-        return x.masked_fill(~self.keep_mask(x, None, 0.0, 0.0, keep=keep), 0.0)
-
     def keep_mask(self, x: Tensor, generator: torch.Generator | None, low: float, high: float,
                   keep: Tensor | None = None) -> Tensor:
-        """The observation mask (True = observed) that :meth:`mask` applies to ``x`` on its grid.
-
-        Random: ``(batch, 1 or channels, n_lat, n_lon)``, the very draws ``mask`` makes. Fixed
-        ``keep``: checked, as ``(1 or batch, 1 or channels, n_lat, n_lon)``. Models that take the
-        mask themselves (the EOF baseline fits only the observed values) get it from here.
-        """
+        """The observation mask (True = observed) of ``x`` on its grid, as ``(1 or batch, 1 or channels, n_lat,
+        n_lon)``: drawn with ratio ``U[low, high)`` per sample or, given a fixed ``keep`` ((n_lat, n_lon) or
+        (batch, [channel,] n_lat, n_lon), on the native grid), that one checked."""
         if keep is not None:
             if keep.dtype != torch.bool or tuple(keep.shape[-2:]) != self.native_hw or keep.dim() not in (2, 3, 4):
                 raise DataError(f"observation mask must be bool of shape (n_lat, n_lon) = {self.native_hw} "
@@ -323,30 +321,39 @@ class Augmenter:
         channels = c if self.cfg.mask_per_channel else 1
         return random_keep_mask(b, n_lat, n_lon, low, high, generator, channels, x.device)
 
-    def mask(self, x: Tensor, generator: torch.Generator, low: float, high: float,
-             keep: Tensor | None = None) -> Tensor:
-        """Sparse encoder input: hide points with ratio ``U[low, high)`` (or ``keep``), then resize.
+    def _hide(self, x: Tensor, generator: torch.Generator | None, low: float, high: float,
+              keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x`` with its hidden points set to 0 (the networks' input convention), and its observation mask."""
+        keep = self.keep_mask(x, generator, low, high, keep)
+        return x.masked_fill(~keep, 0.0), keep
+
+    def mask(self, x: Tensor, generator: torch.Generator | None, low: float, high: float,
+             keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Sparse encoder input and its observation mask (True = observed) at ``input_hw``: hide points with
+        ratio ``U[low, high)`` (or where ``keep`` is False), then resize.
 
         ``mask_on='native'`` hides native grid points before resizing, so a hidden value cannot
-        leak into the input through interpolation; ``'upsampled'`` (the reference) masks the
+        leak into the input through interpolation, and the mask is resized with the field (an input value
+        is observed when an observed native value enters it); ``'upsampled'`` (the reference) masks the
         resized input. A fixed ``keep`` (True = observed, e.g. station locations) is always on the
         native grid and replaces the random mask.
         """
-        if keep is not None:
-            return self.encoder_input(self._fixed_mask(x, keep))
-        if self.cfg.mask_on == "native":
-            return self.encoder_input(self._random_mask(x, generator, low, high))
-        return self._random_mask(self.encoder_input(x), generator, low, high)
+        if keep is not None or self.cfg.mask_on == "native":
+            hidden, seen = self._hide(x, generator, low, high, keep)
+            return self.encoder_input(hidden), follow(seen, self.encoder_input, x.dtype)
+        return self._hide(self.encoder_input(x), generator, low, high)
 
     def view(self, x: Tensor, generator: torch.Generator, masked: bool,
-             with_target: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Contrastive view of ``x`` at ``input_hw``, masked with ratio ``U[mask_low, mask_high)`` if asked.
+             with_target: bool = False) -> tuple[Tensor, Tensor | None] | tuple[Tensor, Tensor | None, Tensor]:
+        """Contrastive view of ``x`` at ``input_hw`` and its observation mask (None: complete), masked with
+        ratio ``U[mask_low, mask_high)`` if asked.
 
         Paper mode: (native mask), resize to ``resize_hw``, random crop to ``input_hw``, box smooth,
         (upsampled mask). Native mode: (mask), longitude shift (periodic on a global grid, with the
         edge column repeated on a regional box), box smooth, (mask).
         ``mask_on`` picks which of the bracketed masks applies: 'native' hides points before any
-        interpolation or smoothing; 'upsampled' masks the finished view as the reference does.
+        interpolation or smoothing, and the mask follows the same resampling (a view value is observed
+        when an observed native value enters it); 'upsampled' masks the finished view as the reference does.
 
         ``with_target`` also returns the aligned stage-2 target at the native grid: the clean
         (unmasked, unsmoothed) field under the same crop or shift, resized back to the native
@@ -355,36 +362,62 @@ class Augmenter:
         The random draws do not depend on ``with_target``: the view is the same either way.
         """
         cfg = self.cfg
-        b = x.shape[0]
-        view, target = x, None
+        view, keep = x, None
         if masked and cfg.mask_on == "native":
-            view = self._random_mask(view, generator, cfg.mask_low, cfg.mask_high)
-        if cfg.mode == "paper" and tuple(x.shape[-2:]) != self.native_hw:  # not the grid the matrices are for
-            c = x.shape[1]
-            stack = torch.cat([view, x], dim=1) if with_target else view
-            stack = random_crop(_resize(stack, self.resize_hw), self.input_hw, generator)
-            view = box_smooth(stack[:, :c], self.kernel, self.periodic)
-            target = _resize(stack[:, c:], self.native_hw) if with_target else None
-        elif cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
+            view, keep = self._hide(x, generator, cfg.mask_low, cfg.mask_high)
+        geometry, target = self._geometry(x, generator, with_target)
+        view = geometry(view)
+        keep = None if keep is None else follow(keep, geometry, x.dtype)
+        if masked and cfg.mask_on == "upsampled":
+            view, keep = self._hide(view, generator, cfg.mask_low, cfg.mask_high)
+        return (view, keep, target) if with_target else (view, keep)
+
+    def _geometry(self, x: Tensor, generator: torch.Generator,
+                  with_target: bool) -> tuple[Callable[[Tensor], Tensor], Tensor | None]:
+        """Draws a view's crop or shift -> (the view's resampling of any tensor shaped as ``x``, the aligned
+        target of ``x`` if asked)."""
+        b = x.shape[0]
+        if self.cfg.mode == "paper" and tuple(x.shape[-2:]) != self.native_hw:  # not the grid the matrices are for
+            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
+
+            def cropped(t: Tensor) -> Tensor:
+                return _crop_at(_resize(t, self.resize_hw), top, left, self.input_hw)
+
+            target = _resize(cropped(x), self.native_hw) if with_target else None
+            return lambda t: box_smooth(cropped(t), self.kernel, self.periodic), target
+        if self.cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
             top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
             m = self._matrices(x)
-            view = _apply_pair(view, m["view_rows"][top], m["view_cols"][left])
-            if with_target:
-                target = _apply_pair(x, m["target_rows"][top], m["target_cols"][left])
-        else:
-            shift = _draw_shift(b, self.max_shift, generator, x.device)
-            if with_target:
-                target = _roll(x, shift, self.periodic)
-            if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
-                m = self._matrices(x)
-                view = _apply_pair(view, m["smooth_rows"], m["shift_cols"][shift])
-            else:
-                view = box_smooth(_roll(view, shift, self.periodic), self.kernel, self.periodic)
-        if masked and cfg.mask_on == "upsampled":
-            view = self._random_mask(view, generator, cfg.mask_low, cfg.mask_high)
-        if not with_target:
-            return view
-        return view, target
+            target = _apply_pair(x, m["target_rows"][top], m["target_cols"][left]) if with_target else None
+            return lambda t: _apply_pair(t, m["view_rows"][top], m["view_cols"][left]), target
+        shift = _draw_shift(b, self.max_shift, generator, x.device)
+        target = _roll(x, shift, self.periodic) if with_target else None
+        if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
+            m = self._matrices(x)
+            return lambda t: _apply_pair(t, m["smooth_rows"], m["shift_cols"][shift]), target
+        return lambda t: box_smooth(_roll(t, shift, self.periodic), self.kernel, self.periodic), target
+
+
+def follow(keep: Tensor, resample: Callable[[Tensor], Tensor], dtype: torch.dtype) -> Tensor:
+    """The observation mask of a field resampled by the linear ``resample``: a value is observed when an
+    observed value enters it (a non-zero resample of the mask as 0/1 values)."""
+    return resample(keep.to(dtype)) != 0
+
+
+def observed_cat(batches: Sequence[tuple[Fields, Fields | None]]) -> tuple[Fields, Fields | None]:
+    """(fields, observation mask or None) batches -> one batch: the fields concatenated, and their masks, a
+    complete batch's as all True (None when every batch is complete)."""
+    fields = grids.cat([x for x, _ in batches])
+    if all(keep is None for _, keep in batches):
+        return fields, None
+
+    def full(x: Fields, keep: Fields | None) -> list[Tensor]:  # one batch's masks per grid, at its fields' shape
+        parts = grids.as_list(x)
+        keeps = [None] * len(parts) if keep is None else grids.as_list(keep)
+        return [torch.ones_like(p, dtype=torch.bool) if k is None else k.expand(p.shape) for p, k in zip(parts, keeps)]
+
+    keeps = [torch.cat(parts) for parts in zip(*(full(x, keep) for x, keep in batches))]
+    return fields, keeps if isinstance(fields, list) else keeps[0]
 
 
 class MultiGridAugmenter:
@@ -409,22 +442,16 @@ class MultiGridAugmenter:
                             "several; use a random mask ratio instead")
 
     def mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
-             keep: Tensor | None = None) -> list[Tensor]:
+             keep: Tensor | None = None) -> tuple[list[Tensor], list[Tensor]]:
         self._refuse_fixed(keep)
-        return [aug.mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
-
-    def keep_mask(self, x: list[Tensor], generator: torch.Generator, low: float, high: float,
-                  keep: Tensor | None = None) -> list[Tensor]:
-        """One random observation mask per grid, the draws :meth:`mask` makes."""
-        self._refuse_fixed(keep)
-        return [aug.keep_mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
+        out = [aug.mask(part, generator, low, high) for aug, part in zip(self.parts, x)]
+        return [sparse for sparse, _ in out], [seen for _, seen in out]
 
     def view(self, x: list[Tensor], generator: torch.Generator, masked: bool,
-             with_target: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+             with_target: bool = False) -> tuple[list, list | None] | tuple[list, list | None, list]:
         out = [aug.view(part, generator, masked, with_target) for aug, part in zip(self.parts, x)]
-        if not with_target:
-            return out
-        return [view for view, _ in out], [target for _, target in out]
+        views, keeps = [o[0] for o in out], [o[1] for o in out] if masked else None
+        return (views, keeps, [o[2] for o in out]) if with_target else (views, keeps)
 
 
 def build_augmenter(cfg: AugmentConfig, layout: list[Grid]) -> Augmenter | MultiGridAugmenter:

@@ -189,9 +189,8 @@ class FrozenModel:
 
         ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
         fields); ``keep`` is a fixed observation mask that replaces the random one: (H, W) for every day, or
-        (N, C, H, W) one per day and channel. A model that takes the mask itself (``accepts_keep``: the EOF
-        baseline) gets the native fields and the mask, with the same draws, instead of an input with the
-        hidden points zeroed.
+        (N, C, H, W) one per day and channel. The model gets the encoder input (hidden points 0) and its
+        observation mask.
         """
         low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
         gen = generator(seed)
@@ -200,15 +199,11 @@ class FrozenModel:
             x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
                            grids.take(fields, slice(start, start + self.batch_size)))
             seen = keep[start:start + self.batch_size] if keep is not None and keep.dim() == 4 else keep  # per day
-            if getattr(self.model, "accepts_keep", False):
-                seen = None if mask is None and keep is None else self.augmenter.keep_mask(x, gen, low, high, seen)
-                out.append(self.model.encode(x, keep=seen).float().cpu())
-                continue
             if mask is None and keep is None:
-                x = self.augmenter.encoder_input(x)
+                x, seen = self.augmenter.encoder_input(x), None
             else:
-                x = self.augmenter.mask(x, gen, low, high, keep=seen)
-            out.append(self.model.encode(x).float().cpu())
+                x, seen = self.augmenter.mask(x, gen, low, high, keep=seen)
+            out.append(self.model.encode(x, seen).float().cpu())
         return torch.cat(out)
 
     def decode(self, h: Tensor) -> Fields:
@@ -337,6 +332,15 @@ class FrozenModel:
                 "fusion": self.cfg.model.fusion, "preset": self.cfg.preset}
 
 
+def input_augmenter(cfg: Config, layout: list[Grid]) -> Augmenter | MultiGridAugmenter:
+    """What builds the model's inputs: its training augmenter, or for a closed-form family (the EOF model, which
+    reads the native grid) the same masks without resizing (``augment.mode=native``)."""
+    from sparta.families import FAMILIES
+
+    augment = cfg.augment.model_copy(update={"mode": "native"}) if FAMILIES[cfg.method].closed_form else cfg.augment
+    return build_augmenter(augment, layout)
+
+
 def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
                 expect_digest: str | None = None) -> FrozenModel:
     """The checkpoint's model, for use on ``store`` (same variables and grid; its statistics become the model's)."""
@@ -348,8 +352,7 @@ def load_frozen(checkpoint: Path, store: Store, device: str = "auto",
         means, stds = (grids.per_grid(state[k].numpy(), store.layout) for k in ("mean", "std"))
         for part, mean, std in zip(store.parts, means, stds):
             part.mean, part.std = mean, std
-    return FrozenModel(model, cfg, store, build_augmenter(cfg.augment, store.layout), dev, state=state,
-                       path=Path(checkpoint))
+    return FrozenModel(model, cfg, store, input_augmenter(cfg, store.layout), dev, state=state, path=Path(checkpoint))
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "best"):
@@ -367,4 +370,4 @@ def load(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") ->
     _, path = checkpoint_path(run_dir, checkpoint)
     dev = resolve_device(device)
     model, cfg, state = load_trained(path, dev)
-    return FrozenModel(model, cfg, None, build_augmenter(cfg.augment, model.layout), dev, state=state, path=path)
+    return FrozenModel(model, cfg, None, input_augmenter(cfg, model.layout), dev, state=state, path=path)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sparta import dist, grids
-from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter
+from sparta.augment import Augmenter, MultiGridAugmenter, build_augmenter, observed_cat
 from sparta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sparta.config import Config, TrainConfig
 from sparta.data.store import Store, month_index, monthly_climatology
@@ -290,9 +290,9 @@ class Step:
 
     def _reconstruction_terms(self, anchor: grids.Fields, stage: Stage, gen: torch.Generator) -> dict[str, Tensor]:
         """Decoder-only stage or autoencoder: masked input -> full field."""
-        sparse = self.augmenter.mask(anchor, gen, self.cfg.augment.mask_low, self.cfg.augment.mask_high)
+        sparse, keep = self.augmenter.mask(anchor, gen, self.cfg.augment.mask_low, self.cfg.augment.mask_high)
         with nullcontext() if stage.train_encoder else torch.no_grad():
-            h = self.encode_fn(self.encoder_input(sparse))
+            h = self.encode_fn(self.encoder_input(sparse), keep)
         recon = reconstruction_loss(_float(self.decode_fn(h)), anchor)
         return {"recon": recon, "total": recon, "embed_std": torch.tensor(embedding_std(h.detach().float()))}
 
@@ -305,16 +305,17 @@ class Step:
         aligned = stage.reconstruct_views and cfg.loss.recon_target == "aligned"
         view_t = aug.view(anchor, gen, masked=False)
         if aligned:
-            view_m, target_m = aug.view(minus, gen, masked=True, with_target=True)
-            view_p, target_p = aug.view(plus, gen, masked=True, with_target=True)
+            *view_m, target_m = aug.view(minus, gen, masked=True, with_target=True)
+            *view_p, target_p = aug.view(plus, gen, masked=True, with_target=True)
         else:
             view_m, target_m = aug.view(minus, gen, masked=True), minus
             view_p, target_p = aug.view(plus, gen, masked=True), plus
-        inputs = [view_t, view_m, view_p]
+        inputs = [view_t, tuple(view_m), tuple(view_p)]  # (fields, observation mask) each
         if stage.reconstruct_masked:
             inputs.append(aug.mask(anchor, gen, cfg.augment.mask_low, cfg.augment.mask_high))
         # one pass: norms see one batch, the encoder runs once
-        h = self.encode_fn(self.encoder_input(grids.cat(inputs)))
+        x, keep = observed_cat(inputs)
+        h = self.encode_fn(self.encoder_input(x), keep)
         n = grids.length(anchor)
         h_t, h_m, h_p = h[:n], h[n:2 * n], h[2 * n:3 * n]
         z = model.project(h[: 3 * n]).float()

@@ -77,7 +77,7 @@ def test_random_keep_mask_deterministic_under_seed():
 def test_native_mode_mask_hides_exactly_the_native_points_shared_by_channels():
     aug = Augmenter(AugmentConfig(mode="native"), 8, 16)
     x = field()
-    out = aug.mask(x, gen(5), 0.5, 0.9)
+    out = aug.mask(x, gen(5), 0.5, 0.9)[0]
     keep = random_keep_mask(4, 8, 16, 0.5, 0.9, gen(5), device=x.device)
     torch.testing.assert_close(out, x * keep, rtol=0, atol=0)
     ratio = hidden_ratio(out)
@@ -86,14 +86,14 @@ def test_native_mode_mask_hides_exactly_the_native_points_shared_by_channels():
 
 def test_mask_per_channel_is_independent():
     aug = Augmenter(AugmentConfig(mode="native", mask_per_channel=True), 8, 16)
-    out = aug.mask(field(), gen(), 0.5, 0.9)
+    out = aug.mask(field(), gen(), 0.5, 0.9)[0]
     assert not ((out[:, 0] == 0) == (out[:, 1] == 0)).all()
 
 
 def test_paper_mode_native_mask_is_applied_before_resize():
     aug = Augmenter(AugmentConfig(mode="paper"), 32, 64)
     x = field(2, 5, 32, 64)
-    out = aug.mask(x, gen(7), 0.5, 0.9)
+    out = aug.mask(x, gen(7), 0.5, 0.9)[0]
     keep = random_keep_mask(2, 32, 64, 0.5, 0.9, gen(7))
     assert out.shape == (2, 5, 72, 144)
     torch.testing.assert_close(out, aug.encoder_input(x * keep))
@@ -101,7 +101,7 @@ def test_paper_mode_native_mask_is_applied_before_resize():
 
 def test_upsampled_mask_is_at_input_resolution():
     aug = Augmenter(AugmentConfig(mode="paper", mask_on="upsampled", mask_per_channel=True), 32, 64)
-    out = aug.mask(field(3, 5, 32, 64), gen(), 0.5, 0.9)
+    out = aug.mask(field(3, 5, 32, 64), gen(), 0.5, 0.9)[0]
     ratio = hidden_ratio(out)
     n = 72 * 144
     assert out.shape == (3, 5, 72, 144)
@@ -114,9 +114,9 @@ def test_fixed_keep_mask_is_honoured_exactly(mode, mask_on):
     aug = Augmenter(AugmentConfig(mode=mode, mask_on=mask_on), 8, 16)
     x = field()
     keep = torch.rand(8, 16, generator=gen(9)) > 0.7
-    torch.testing.assert_close(aug.mask(x, gen(), 0.5, 0.9, keep=keep), aug.encoder_input(x * keep))
+    torch.testing.assert_close(aug.mask(x, gen(), 0.5, 0.9, keep=keep)[0], aug.encoder_input(x * keep))
     per_sample = torch.rand(4, 8, 16, generator=gen(10)) > 0.5
-    out = aug.mask(x, gen(), 0.5, 0.9, keep=per_sample)
+    out = aug.mask(x, gen(), 0.5, 0.9, keep=per_sample)[0]
     torch.testing.assert_close(out, aug.encoder_input(x * per_sample[:, None]))
     with pytest.raises(DataError, match="observation mask"):
         aug.mask(x, gen(), 0.5, 0.9, keep=torch.ones(8, 15, dtype=torch.bool))
@@ -153,7 +153,7 @@ def test_paper_mode_shapes(n_lat, n_lon, input_hw, resize_hw):
     assert aug.input_hw == input_hw and aug.resize_hw == resize_hw and aug.kernel == 5
     x = field(2, 5, n_lat, n_lon)
     assert aug.encoder_input(x).shape == (2, 5, *input_hw)
-    view, target = aug.view(x, gen(), masked=True, with_target=True)
+    view, _, target = aug.view(x, gen(), masked=True, with_target=True)
     assert view.shape == (2, 5, *input_hw) and target.shape == x.shape
 
 
@@ -168,7 +168,7 @@ def test_native_mode_settings_and_identity_encoder_input():
 def test_paper_target_is_the_clean_crop_resized_to_native():
     aug = Augmenter(AugmentConfig(smooth_kernel=1), 32, 64)
     x = field(4, 2, 32, 64)
-    view, target = aug.view(x, gen(13), masked=False, with_target=True)
+    view, _, target = aug.view(x, gen(13), masked=False, with_target=True)
     torch.testing.assert_close(target, F.interpolate(view, size=(32, 64), mode="bicubic", align_corners=False))
     crop = random_crop(F.interpolate(x, size=(80, 160), mode="bicubic", align_corners=False), (72, 144), gen(13))
     torch.testing.assert_close(view, crop)
@@ -178,7 +178,7 @@ def test_native_target_is_the_exact_roll_of_the_clean_field():
     aug = Augmenter(AugmentConfig(mode="native"), 8, 16)
     x = field()
     g = gen(14)
-    view, target = aug.view(x, g, masked=True, with_target=True)
+    view, _, target = aug.view(x, g, masked=True, with_target=True)
     ref = gen(14)
     random_keep_mask(4, 8, 16, 0.5, 0.9, ref)  # the view's mask is drawn first
     shift = torch.randint(0, aug.max_shift + 1, (4,), generator=ref)
@@ -191,15 +191,15 @@ def test_native_target_is_the_exact_roll_of_the_clean_field():
 def test_views_deterministic_and_independent_of_with_target(mode, mask_on):
     aug = Augmenter(AugmentConfig(mode=mode, mask_on=mask_on), 8, 16)
     x = field()
-    a = aug.view(x, gen(15), masked=True)
-    b, _ = aug.view(x, gen(15), masked=True, with_target=True)
-    c = aug.view(x, gen(16), masked=True)
+    a = aug.view(x, gen(15), masked=True)[0]
+    b, _, _ = aug.view(x, gen(15), masked=True, with_target=True)
+    c = aug.view(x, gen(16), masked=True)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_masked_view_hides_the_sampled_fraction():
     aug = Augmenter(AugmentConfig(mode="native", mask_on="upsampled"), 32, 64)
-    view = aug.view(field(16, 2, 32, 64), gen(), masked=True)
+    view = aug.view(field(16, 2, 32, 64), gen(), masked=True)[0]
     ratio = hidden_ratio(view)
     assert ratio.min() >= 0.5 - 1 / 4096 and ratio.max() < 0.9 + 1 / 4096
 
@@ -239,7 +239,7 @@ def test_separable_box_smooth_equals_2d_pooling(k):
 def test_paper_fused_view_and_target_equal_reference_composition(n_lat, n_lon, kernel):
     aug = Augmenter(AugmentConfig(smooth_kernel=kernel), n_lat, n_lon)
     x = torch.randn(6, 3, n_lat, n_lon, generator=gen(21))
-    view, target = aug.view(x, gen(22), masked=False, with_target=True)
+    view, _, target = aug.view(x, gen(22), masked=False, with_target=True)
     # Reference in float64: float32 F.interpolate itself is off by up to ~3e-5 at 128x64.
     crop = random_crop(_bicubic(x.double(), aug.resize_hw), aug.input_hw, gen(22))  # same offsets, same draws
     ref_view = _box_smooth_2d(crop, kernel) if kernel > 1 else crop
@@ -247,14 +247,14 @@ def test_paper_fused_view_and_target_equal_reference_composition(n_lat, n_lon, k
     torch.testing.assert_close(target.double(), _bicubic(crop, (n_lat, n_lon)), rtol=0, atol=1e-5)
     crop32 = random_crop(_bicubic(x, aug.resize_hw), aug.input_hw, gen(22))  # the float32 composition
     torch.testing.assert_close(view, _box_smooth_2d(crop32, kernel) if kernel > 1 else crop32, rtol=0, atol=1e-4)
-    assert torch.equal(view, aug.view(x, gen(22), masked=False))  # with_target does not change the view
+    assert torch.equal(view, aug.view(x, gen(22), masked=False)[0])  # with_target does not change the view
 
 
 @pytest.mark.parametrize("n_lat,n_lon", [(32, 64), (64, 128)])
 def test_paper_fused_masked_view_equals_reference_composition(n_lat, n_lon):
     aug = Augmenter(AugmentConfig(), n_lat, n_lon)
     x = field(4, 2, n_lat, n_lon)
-    view = aug.view(x, gen(23), masked=True)
+    view = aug.view(x, gen(23), masked=True)[0]
     ref = gen(23)
     keep = random_keep_mask(4, n_lat, n_lon, 0.5, 0.9, ref)  # the native mask is drawn first
     crop = random_crop(_bicubic((x * keep).double(), aug.resize_hw), aug.input_hw, ref)
@@ -270,7 +270,7 @@ def test_paper_encoder_input_is_bicubic_resize():
 def test_paper_view_of_another_grid_falls_back_to_the_composition():
     aug = Augmenter(AugmentConfig(), 32, 64)
     x = torch.randn(2, 2, 16, 32, generator=gen(25))
-    view = aug.view(x, gen(26), masked=False)
+    view = aug.view(x, gen(26), masked=False)[0]
     crop = random_crop(_bicubic(x, aug.resize_hw), aug.input_hw, gen(26))
     torch.testing.assert_close(view, _box_smooth_2d(crop, 5), rtol=1e-5, atol=1e-5)
 
@@ -279,7 +279,7 @@ def test_paper_view_of_another_grid_falls_back_to_the_composition():
 def test_native_fused_view_equals_shift_then_smooth(n_lat, n_lon):
     aug = Augmenter(AugmentConfig(mode="native"), n_lat, n_lon)
     x = torch.randn(6, 3, n_lat, n_lon, generator=gen(27))
-    view, target = aug.view(x, gen(28), masked=False, with_target=True)
+    view, _, target = aug.view(x, gen(28), masked=False, with_target=True)
     rolled = periodic_shift(x, aug.max_shift, gen(28))
     torch.testing.assert_close(view, _box_smooth_2d(rolled, aug.kernel), rtol=1e-5, atol=1e-5)
     assert torch.equal(target, rolled)
@@ -290,3 +290,16 @@ def test_random_keep_mask_selects_the_same_points_as_a_full_sort(channels):
     for seed in range(5):
         keep = random_keep_mask(32, 32, 64, 0.5, 0.9, gen(seed), channels=channels)
         assert torch.equal(keep, _argsort_keep_mask(32, 32, 64, 0.5, 0.9, gen(seed), channels))
+
+
+@pytest.mark.parametrize("mode,mask_on,per_channel", [("native", "native", False), ("paper", "native", True),
+                                                      ("paper", "upsampled", False)])
+def test_observation_mask_follows_the_view_geometry(mode, mask_on, per_channel):
+    # A positive field has no zero of its own: a view value is 0 exactly where no observed value enters it,
+    # which is where the mask the augmenter returns with the view is False.
+    aug = Augmenter(AugmentConfig(mode=mode, mask_on=mask_on, mask_per_channel=per_channel), 32, 64)
+    x = field(4, 2, 32, 64).abs() + 1.0
+    for sparse, keep in (aug.view(x, gen(30), masked=True), aug.mask(x, gen(31), 0.5, 0.9)):
+        assert keep.shape == (4, 2 if per_channel else 1, *aug.input_hw)
+        assert torch.equal(keep.expand(sparse.shape), sparse != 0)
+    assert aug.view(x, gen(32), masked=False)[1] is None

@@ -87,8 +87,8 @@ class FixedAugmenter(Augmenter):
         return super().mask(x, generator, low, high, keep=pattern)
 
     def view(self, x, generator, masked, with_target=False):
-        view = self.mask(x, generator, 0.0, 0.0) if masked else self.encoder_input(x)
-        return (view, x) if with_target else view
+        view, keep = self.mask(x, generator, 0.0, 0.0) if masked else (self.encoder_input(x), None)
+        return (view, keep, x) if with_target else (view, keep)
 
 
 def _fixed_augmenter(cfg, layout):

@@ -112,7 +112,7 @@ def test_fixed_mask_changes_embeddings_and_equals_augmenter_masking(run, user_st
     assert not np.allclose(masked["embedding"].values, clean["embedding"].values)
     x = torch.from_numpy(frozen.store.normalise(np.asarray(user_store.fields)))
     with torch.no_grad():
-        direct = frozen.model.encode(frozen.augmenter.mask(x, generator(0), 0.0, 0.0, keep=keep))
+        direct = frozen.model.encode(*frozen.augmenter.mask(x, generator(0), 0.0, 0.0, keep=keep))
     np.testing.assert_array_equal(masked["embedding"].values, direct.numpy())
 
     np.save(tmp_path / "m.npy", keep.numpy())

@@ -99,8 +99,9 @@ def test_augmenter_builds_views_per_grid_at_each_grids_encoder_size():
     aug = build_augmenter(cfg.augment, [FINE, COARSE])
     assert isinstance(aug, MultiGridAugmenter)
     x = [torch.randn(2, 1, 64, 128), torch.randn(2, 4, 32, 64)]
-    views, targets = aug.view(x, generator(0), masked=True, with_target=True)
+    views, keeps, targets = aug.view(x, generator(0), masked=True, with_target=True)
     assert [tuple(v.shape) for v in views] == [(2, 1, 144, 288), (2, 4, 72, 144)]  # 2.25x each grid
+    assert [tuple(k.shape) for k in keeps] == [(2, 1, 144, 288), (2, 1, 72, 144)]  # one mask per grid point
     assert [tuple(t.shape) for t in targets] == [(2, 1, 64, 128), (2, 4, 32, 64)]
     with pytest.raises(DataError, match="several; use a random mask ratio"):
         aug.mask(x, generator(0), 0.5, 0.5, keep=torch.ones(32, 64, dtype=torch.bool))

@@ -257,13 +257,13 @@ def test_linear_path_reads_the_observed_values_only(monkeypatch) -> None:
             torch.testing.assert_close(path.train(training)(x), ((flat - centre) @ w.T + b).float())
         # training: hidden values (zeros) are left out and the map rescaled by the observed fraction
         expected = ((flat - centre) * kept) @ w.T / kept.double().mean(1, keepdim=True) + b
-        torch.testing.assert_close(path.train()(x * keep), expected.float())
+        torch.testing.assert_close(path.train()(x * keep, keep), expected.float())
         path.fill = False
-        torch.testing.assert_close(path.eval()(x * keep), expected.float())
+        torch.testing.assert_close(path.eval()(x * keep, keep), expected.float())
         path.fill = True
         # evaluation: hidden values get the fit of the weight rows' span to the observed anomalies, the
         # solution of ((1 - r) Q^T K Q + r) c = Q^T K y (solved here directly)
-        sparse = path.eval()(x * keep).double()
+        sparse = path.eval()(x * keep, keep).double()
     q = torch.linalg.qr(w.T).Q
     r = eof.RIDGE
     expected = []
@@ -271,6 +271,26 @@ def test_linear_path_reads_the_observed_values_only(monkeypatch) -> None:
         c = torch.linalg.solve((1 - r) * q.T @ (k[:, None] * q) + r * torch.eye(3, dtype=q.dtype), q.T @ (k * y))
         expected.append(torch.where(k.bool(), y, q @ c) @ w.T + b)
     torch.testing.assert_close(sparse, torch.stack(expected), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("fusion", ["early", "attention"])
+def test_an_observed_value_equal_to_the_channel_mean_is_observed(fusion: str) -> None:
+    """What is observed comes from the mask alone: an observed value exactly at the channel mean (0 once
+    z-scored) is read, and hiding it changes the embedding; before, any exact 0 was read as hidden."""
+    torch.manual_seed(0)
+    layout = [Grid(tuple(PAPER), 32, 64)]
+    model = SpartaModel(TINY.model_copy(update={"linear_path": True, "fusion": fusion}), layout).eval()
+    with torch.no_grad():
+        model.fusion.apply(lambda m: m.centre.fill_(0.5) if isinstance(m, LinearPath) else None)
+    x = _x(1, 5, 32, 64)
+    x[0, 1, 10, 20] = 0.0  # z850 at its mean, observed
+    observed = torch.ones(1, 5, 32, 64, dtype=torch.bool)
+    hidden = observed.clone()
+    hidden[0, 1, 10, 20] = False
+    with torch.no_grad():
+        h_observed, h_hidden = model.encode(x, observed), model.encode(x, hidden)
+        torch.testing.assert_close(model.encode(x), h_observed, rtol=0, atol=0)  # None: complete
+    assert (h_observed - h_hidden).abs().max() > 1e-4
 
 
 def test_fill_recovers_a_field_in_the_span_and_leaves_gradients_to_the_map() -> None:
@@ -281,7 +301,7 @@ def test_fill_recovers_a_field_in_the_span_and_leaves_gradients_to_the_map() -> 
     field = (_x(4, 8, seed=3) @ path.proj.weight.detach()).view(4, 1, 16, 32)  # anomalies in the span
     keep = _x(4, 1, 16, 32, seed=4) > 0.52  # ~70% hidden
     complete = path(field)
-    sparse = path(field * keep)
+    sparse = path(field * keep, keep)
     assert 0.65 < 1 - keep.float().mean() < 0.75
     # the ridge pulls the hidden points' fit towards 0: 1.6% of the largest output here
     assert (sparse - complete).abs().max() < 0.03 * complete.abs().max()

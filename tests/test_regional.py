@@ -199,12 +199,12 @@ def test_nothing_periodic_on_a_box():
     aug = Augmenter(cfg, 16, 12, periodic=False)
     gen = torch.Generator().manual_seed(0)
     shifted = [aug.view(x, gen, masked=False, with_target=True) for _ in range(5)]
-    for view, target in shifted:  # the west edge repeats into the opened cells; the east edge never wraps in
+    for view, _, target in shifted:  # the west edge repeats into the opened cells; the east edge never wraps in
         assert torch.all(target[..., 0] == 0) and torch.all(target.diff(dim=-1) >= 0)
         torch.testing.assert_close(view, target)
-    assert any(float(t[..., -1].min()) < 11 for _, t in shifted)  # it does shift
+    assert any(float(t[..., -1].min()) < 11 for _, _, t in shifted)  # it does shift
     periodic = Augmenter(cfg, 16, 12, periodic=True)
-    rolled = [periodic.view(x, gen, masked=False, with_target=True)[1] for _ in range(5)]
+    rolled = [periodic.view(x, gen, masked=False, with_target=True)[2] for _ in range(5)]
     assert any(float(r[..., 0].max()) > 0 for r in rolled)  # the global grid rolls the east edge in
     # Smoothing repeats edge cells on a box: an east-edge impulse stays in the east.
     impulse = torch.zeros(1, 1, 8, 12)
@@ -214,7 +214,7 @@ def test_nothing_periodic_on_a_box():
     # The native-mode matrices (dense path) match the step-by-step shift and filter.
     aug3 = Augmenter(AugmentConfig(mode="native", smooth_kernel=7), 16, 12, periodic=False)
     y = torch.randn(3, 2, 16, 12)
-    fast = aug3.view(y, torch.Generator().manual_seed(3), masked=False)
+    fast = aug3.view(y, torch.Generator().manual_seed(3), masked=False)[0]
     shift = torch.randint(0, aug3.max_shift + 1, (3,), generator=torch.Generator().manual_seed(3))
     from sparta.augment import _roll
 

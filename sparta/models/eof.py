@@ -65,8 +65,6 @@ class EOFModel(nn.Module):
     :func:`sparta.models.build.build_model`; :func:`fit_eof` or a checkpoint fills them.
     """
 
-    accepts_keep = True  # FrozenModel passes the observation mask to encode instead of zeroing hidden points
-
     def __init__(self, embed_dim: int, layout: Sequence[Grid]) -> None:
         super().__init__()
         self.layout = list(layout)
@@ -193,8 +191,8 @@ class EOFModel(nn.Module):
         flat = (h * self.pc_std) @ self.components / self.weights + self.mean
         return self.unflatten(flat)
 
-    def forward(self, x: Fields) -> Tensor:
-        return self.encode(x)
+    def forward(self, x: Fields, keep: Fields | None = None) -> Tensor:
+        return self.encode(x, keep)
 
 
 def build_eof(cfg: Config, layout: Sequence[Grid]) -> EOFModel:

@@ -159,11 +159,11 @@ class EarlyFusion(nn.Module):
             encoder["linear_fill"] = cfg.linear_init == "eof"
         return cls(channels, **encoder)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(x, list):
             raise ValueError("early fusion stacks the variables as channels of one grid; variables on several "
                              "grids need late fusion (attention or gnn)")
-        return self.encoder(x)
+        return self.encoder(x, keep)
 
 
 class LateFusion(nn.Module):
@@ -197,25 +197,31 @@ class LateFusion(nn.Module):
             encoder["linear_grids"] = list(channel_grids)
         return cls(channels, **encoder)
 
-    def variable_embeddings(self, x: Fields) -> torch.Tensor:
+    def variable_embeddings(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
         """(B, C, H, W), or one such tensor per grid, -> (B, C, embed_dim): one embedding per variable.
 
-        Each variable's encoder sees it on its own grid (the ResNet accepts any size >= 16).
+        Each variable's encoder sees it on its own grid (the ResNet accepts any size >= 16), with its own
+        channel of the observation mask ``keep`` (per grid: (B, 1 or C, H, W); None = complete).
         """
         channels = grids.split_channels(x)
         if len(channels) != len(self.encoders):
             raise ValueError(f"input has {len(channels)} channels, the model was built for {len(self.encoders)}")
+        keeps = ([None] * len(channels) if keep is None else
+                 grids.split_channels([k.expand(p.shape) for k, p in zip(grids.as_list(keep), grids.as_list(x))]))
         if not self.batched:
-            return torch.stack([enc(c) for c, enc in zip(channels, self.encoders)], dim=1)
+            return torch.stack([enc(c, k) for c, k, enc in zip(channels, keeps, self.encoders)], dim=1)
         groups: dict[tuple, list[int]] = {}  # encoders that can run as one network: same input size, same linear grid
         for i, c in enumerate(channels):
             groups.setdefault((tuple(c.shape[2:]), self.linear_grids[i]), []).append(i)
+        def stacked(members: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return (torch.cat([channels[i] for i in members], dim=1),
+                    None if keep is None else torch.cat([keeps[i] for i in members], dim=1))
+
         if len(groups) == 1:  # one grid (the usual case): no reordering
-            return grouped_encoders_forward(list(self.encoders), torch.cat(channels, dim=1))
+            return grouped_encoders_forward(list(self.encoders), *stacked(list(range(len(channels)))))
         out: list[torch.Tensor | None] = [None] * len(channels)
         for members in groups.values():
-            h = grouped_encoders_forward([self.encoders[i] for i in members],
-                                         torch.cat([channels[i] for i in members], dim=1))
+            h = grouped_encoders_forward([self.encoders[i] for i in members], *stacked(members))
             for j, i in enumerate(members):
                 out[i] = h[:, j]
         return torch.stack(out, dim=1)
@@ -247,16 +253,17 @@ class AttentionFusion(LateFusion):
                     channel_grids: Sequence[tuple[int, int]] | None, **encoder: Any) -> AttentionFusion:
         return super().from_config(cfg, channels, channel_grids, **encoder, heads=cfg.attention_heads)
 
-    def token_outputs(self, x: Fields) -> torch.Tensor:
-        """(B, C, H, W) (or one tensor per grid) -> (B, C + 1, embed_dim): the block's outputs, CLS first."""
-        tokens = self.variable_embeddings(x)
+    def token_outputs(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        """(B, C, H, W) (or one tensor per grid) observed where ``keep`` -> (B, C + 1, embed_dim): the block's
+        outputs, CLS first."""
+        tokens = self.variable_embeddings(x, keep)
         t = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1) + self.modality.weight
         q = self.norm_attn(t)
         t = t + self.attn(q, q, q, need_weights=False)[0]
         return t + self.ffn(self.norm_ffn(t))
 
-    def forward(self, x: Fields) -> torch.Tensor:
-        return self.token_outputs(x)[:, 0]
+    def forward(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        return self.token_outputs(x, keep)[:, 0]
 
 
 @register_fusion("gnn")
@@ -283,12 +290,13 @@ class GraphFusion(LateFusion):
         adjacency = None if cfg.graph is None else adjacency_from_edges(channels, cfg.graph)
         return super().from_config(cfg, channels, channel_grids, **encoder, adjacency=adjacency)
 
-    def node_outputs(self, x: Fields) -> torch.Tensor:
-        """(B, C, H, W) (or one tensor per grid) -> (B, C, embed_dim): each node's output after the graph layer."""
-        return self.gat(self.variable_embeddings(x), self.adjacency, add_loop=False)
+    def node_outputs(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        """(B, C, H, W) (or one tensor per grid) observed where ``keep`` -> (B, C, embed_dim): each node's output
+        after the graph layer."""
+        return self.gat(self.variable_embeddings(x, keep), self.adjacency, add_loop=False)
 
-    def forward(self, x: Fields) -> torch.Tensor:
-        return self.node_outputs(x).mean(dim=1)
+    def forward(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        return self.node_outputs(x, keep).mean(dim=1)
 
 
 def build_fusion(cfg: ModelConfig, channels: Sequence[str],

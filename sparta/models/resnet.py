@@ -129,18 +129,20 @@ class ResNet18Encoder(nn.Module):
         self.fc.weight.zero_()
         self.fc.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: the observation mask (B, 1 or C, H, W), True = observed; None = complete. The network
+        reads ``x`` as it is (hidden values are 0 there); only the linear path reads ``keep``."""
         h = self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
-        return h if self.linear is None else h + self.linear(x)
+        return h if self.linear is None else h + self.linear(x, keep)
 
 
 class LinearPath(nn.Module):
     """Field (B, C, H, W) -> (B, embed_dim) by one linear map of the field's anomalies from ``centre``
     (the train mean once EOF-initialised, else 0).
 
-    The input is average-pooled to ``grid`` (the native grid: an identity there) and flattened.
-    Hidden values arrive as exact zeros (every SPARTA mask fills them so) and are never read as
-    anomalies. In training the map of the observed values is divided by the observed fraction, an
+    The input is average-pooled to ``grid`` (the native grid: an identity there) and flattened, and so
+    is the observation mask ``keep``: a pooled value is observed when an observed input value enters it.
+    Hidden values are never read as anomalies, whatever they are. In training the map of the observed values is divided by the observed fraction, an
     unbiased estimate of the complete map. With ``fill`` (for patterns worth fitting: the EOFs, which
     ``model.linear_init=eof`` starts from), evaluation first fills the hidden values by the
     least-squares fit of the map's own patterns (:func:`fill_hidden`) and maps that best estimate.
@@ -159,9 +161,9 @@ class LinearPath(nn.Module):
         self.register_buffer("centre", torch.zeros(n))
         self._basis: tuple[tuple, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         flat = self.pool(x).flatten(1)[:, None]  # (B, 1, n): one path
-        keep = flat != 0
+        keep = pooled_keep(self.pool, keep, x).flatten(1)[:, None]
         anomalies = torch.where(keep, flat - self.centre.to(flat.dtype), 0.0)
         basis = self.basis()[None] if self.fill and not self.training else None
         return observed_map(anomalies, keep, self.proj.weight[None], basis)[:, 0] + self.proj.bias
@@ -176,6 +178,14 @@ class LinearPath(nn.Module):
         if self._basis is None or self._basis[0] != key:
             self._basis = key, torch.linalg.qr(weight.float().T).Q
         return self._basis[1]
+
+
+def pooled_keep(pool: nn.Module, keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """The observation mask (B, 1 or C, H, W) of ``x`` (B, C, H, W) after ``pool``, flattened per channel ->
+    (B, C, n) bool; None (complete) -> all True."""
+    if keep is None:
+        return torch.ones(x.shape[0], x.shape[1], math.prod(pool.output_size), dtype=torch.bool, device=x.device)
+    return pool(keep.to(x.dtype).expand(x.shape)).flatten(2) != 0
 
 
 def observed_map(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
@@ -314,10 +324,11 @@ def _grouped_block(blocks: list[BasicBlock], x: torch.Tensor) -> torch.Tensor:
     return torch.relu(out + shortcut)
 
 
-def grouped_encoders_forward(encoders: list[ResNet18Encoder], x: torch.Tensor) -> torch.Tensor:
-    """k single-channel :class:`ResNet18Encoder` s (identical structure) on x (B, k, H, W), channel i to
-    encoder i, as one network -> (B, k, embed_dim): the same mathematics as
-    ``torch.stack([enc(x[:, i:i+1]) for i, enc in enumerate(encoders)], 1)``."""
+def grouped_encoders_forward(encoders: list[ResNet18Encoder], x: torch.Tensor,
+                             keep: torch.Tensor | None = None) -> torch.Tensor:
+    """k single-channel :class:`ResNet18Encoder` s (identical structure) on x (B, k, H, W) observed where
+    ``keep`` (B, 1 or k, H, W; None = complete), channel i to encoder i, as one network -> (B, k, embed_dim):
+    the same mathematics as ``torch.stack([enc(x[:, i:i+1], keep[:, i:i+1]) for i, enc in ...], 1)``."""
     k, first = len(encoders), encoders[0]
     if x.shape[1] != k or any(e.stem[0].in_channels != 1 for e in encoders):
         raise ValueError(f"grouped encoders take one input channel each: {k} encoders, input {tuple(x.shape)}")
@@ -331,18 +342,18 @@ def grouped_encoders_forward(encoders: list[ResNet18Encoder], x: torch.Tensor) -
     weight = torch.stack([e.fc.weight for e in encoders])  # (k, embed_dim, features)
     h = torch.einsum("bkf,kef->bke", feats, weight) + torch.stack([e.fc.bias for e in encoders])
     if first.linear is not None:
-        h = h + grouped_linear_paths([e.linear for e in encoders], x)
+        h = h + grouped_linear_paths([e.linear for e in encoders], x, keep)
     return h
 
 
-def grouped_linear_paths(paths: list[LinearPath], x: torch.Tensor) -> torch.Tensor:
-    """k single-channel :class:`LinearPath` s on one grid, on x (B, k, H, W) -> (B, k, embed_dim): each
-    path's map of its own channel, as :meth:`LinearPath.forward` computes it."""
+def grouped_linear_paths(paths: list[LinearPath], x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """k single-channel :class:`LinearPath` s on one grid, on x (B, k, H, W) observed where ``keep`` -> (B, k,
+    embed_dim): each path's map of its own channel, as :meth:`LinearPath.forward` computes it."""
     grid = tuple(paths[0].pool.output_size)
     if any(tuple(p.pool.output_size) != grid or p.proj.in_features != math.prod(grid) for p in paths):
         raise ValueError("grouped linear paths need one grid and one input channel each")
     flat = paths[0].pool(x).flatten(2)  # (B, k, n)
-    keep = flat != 0
+    keep = pooled_keep(paths[0].pool, keep, x)
     centre = torch.stack([p.centre for p in paths]).to(flat.dtype)  # (k, n)
     weight = torch.stack([p.proj.weight for p in paths])  # (k, embed_dim, n)
     anomalies = torch.where(keep, flat - centre, 0.0)

@@ -36,9 +36,12 @@ class SpartaModel(nn.Module):
         self.decoder = build_decoder(cfg.embed_dim, self.layout, cfg.decoder_channels, cfg.decoder_dropout,
                                      cfg.decoder_blocks, cfg.linear_path)
 
-    def encode(self, x: Fields) -> torch.Tensor:
-        """(B, C, H, W) at any H, W >= 16 (or one such tensor per grid, late fusion) -> h (B, embed_dim)."""
-        return self.fusion(x)
+    def encode(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        """(B, C, H, W) at any H, W >= 16 (or one such tensor per grid, late fusion) -> h (B, embed_dim).
+
+        ``keep``: the observation mask, (B, 1 or C, H, W) bool per grid, True = observed; None = complete.
+        Hidden values of ``x`` are 0 (the networks' input convention), but only ``keep`` says what is hidden."""
+        return self.fusion(x, keep)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """h -> z (B, proj_dim), the space of the contrastive loss."""
@@ -50,8 +53,8 @@ class SpartaModel(nn.Module):
         """h -> (B, C, n_lat, n_lon) z-scored fields on the native grid (a list, one per grid, for several)."""
         return self.decoder(h)
 
-    def forward(self, x: Fields) -> torch.Tensor:
-        return self.encode(x)
+    def forward(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
+        return self.encode(x, keep)
 
     def start_from_eofs(self, eof: EOFModel) -> None:
         """Start training from the EOF reconstruction: the linear paths set to ``eof``'s projection onto
