@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparta import grids
 from sparta.config import AugmentConfig
 from sparta.data.store import DataError
-from sparta import grids
 from sparta.grids import Fields, Grid
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def random_crop(x: Tensor, size: tuple[int, int], generator: torch.Generator) ->
 
 def _crop_at(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int]) -> Tensor:
     """Each sample's ``size = (h, w)`` window of ``x`` from (``top``, ``left``)."""
-    b, c, n_lat, n_lon = x.shape
+    b, c, _, n_lon = x.shape
     h, w = size
     rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(b, c, h, n_lon)
     cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(b, c, h, w)

@@ -16,7 +16,7 @@ from sparta.augment import random_keep_mask
 from sparta.checkpoint import load_checkpoint
 from sparta.cli import app
 from sparta.grids import Grid
-from sparta.models import eof
+from sparta.models import lstsq
 from sparta.models.eof import EOFModel, area_weights, fit_eof
 from sparta.runs import Run
 from sparta.models.build import load_trained
@@ -109,7 +109,7 @@ def test_masked_projection_recovers_the_coefficients_of_a_field_in_the_eof_span(
     # ~14 observed points for 10 EOFs: the default ridge's bias was 9.4% (one mask for both channels) and 8.9%
     # (a mask per channel) of the largest coefficient
     assert (model.encode(hidden, keep=keep) - h).abs().max() < 0.12 * h.abs().max()
-    monkeypatch.setattr(eof, "RIDGE", 1e-9)
+    monkeypatch.setattr(lstsq, "RIDGE", 1e-9)
     torch.testing.assert_close(model.encode(hidden, keep=keep), h, atol=1e-4 * float(h.abs().max()), rtol=0)
     station = torch.zeros(6, 8, dtype=torch.bool)  # one fixed mask for the whole batch: 12 of 48 points
     station[::2, ::2] = station[1::2, 1::2] = True

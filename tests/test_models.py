@@ -23,7 +23,7 @@ from sparta.models import (
 )
 from sparta.models.eof import fit_eof
 from sparta.models.fusion import FUSIONS, register_fusion
-from sparta.models import eof, resnet
+from sparta.models import lstsq, resnet
 from sparta.models.resnet import LinearPath
 
 PAPER = ["t2m", "z850", "u850", "v850", "q850"]
@@ -243,8 +243,7 @@ def test_batch_norm_option_and_linear_path() -> None:
     assert h.shape == (2, 16) and model.decode(h).shape == (2, 5, 32, 64)
 
 
-def test_linear_path_reads_the_observed_values_only(monkeypatch) -> None:
-    monkeypatch.setattr(resnet, "FILL_TOLERANCE", 1e-6)  # the solution itself, not where the solver stops
+def test_linear_path_reads_the_observed_values_only() -> None:
     path = LinearPath(2, (4, 8), 3, fill=True)
     with torch.no_grad():
         path.centre.copy_(_x(64, seed=1))
@@ -265,7 +264,7 @@ def test_linear_path_reads_the_observed_values_only(monkeypatch) -> None:
         # solution of ((1 - r) Q^T K Q + r) c = Q^T K y (solved here directly)
         sparse = path.eval()(x * keep, keep).double()
     q = torch.linalg.qr(w.T).Q
-    r = eof.RIDGE
+    r = lstsq.RIDGE
     expected = []
     for y, k in zip(flat - centre, kept.double()):
         c = torch.linalg.solve((1 - r) * q.T @ (k[:, None] * q) + r * torch.eye(3, dtype=q.dtype), q.T @ (k * y))

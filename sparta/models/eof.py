@@ -14,11 +14,11 @@ Decoding is the linear inverse ``x = mean + (sqrt(lambda) h) E / w``.
 
 Partly observed samples (a keep mask, True = observed) are encoded by weighted least squares on
 the observed values only: ``c`` minimises ``|y_o - E_o^T c|^2 + r |E_h^T c|^2``, i.e.
-``(G_o + r (I - G_o)) c = E_o y_o`` with ``G_o = E_o E_o^T``. The ridge ``r`` (:data:`RIDGE`)
+``(G_o + r (I - G_o)) c = E_o y_o`` with ``G_o = E_o E_o^T``. The ridge ``r`` (:data:`sparta.models.lstsq.RIDGE`)
 penalises the anomaly the EOFs put at the *hidden* points, which keeps the fit from chasing the few
 observed values when few points are observed (or fewer than ``K``), and vanishes when nothing is
 hidden: a complete sample gets exactly the plain projection. The learned encoders' linear paths
-fill hidden points with the same system and ridge (:func:`sparta.models.resnet.fill_hidden`).
+fill hidden points with the same solver (:func:`sparta.models.lstsq.masked_lstsq`).
 Hidden values are never read (they may be anything, NaN included). Cost: float32 ``K x K`` Gram
 matrices over the observed (or, when fewer, the hidden) values and their Cholesky factors, per
 sample: 0.10 s at the paper's size (K=1000, 5x32x64, 70% hidden) and 8 ms at the quick size (K=256)
@@ -45,15 +45,11 @@ from sparta import grids
 from sparta.config import Config, ConfigError
 from sparta.grids import Fields, Grid
 from sparta.metrics import lat_weights
+from sparta.models.lstsq import masked_lstsq
 
 log = logging.getLogger(__name__)
 
-# Weight of the hidden-point anomaly in the masked least squares, relative to the misfit at observed points.
-# Quick EOF baseline, test days decoded at 70 / 90 / 95% hidden: 0.965 / 1.67 / 3.81% at 1e-6, 0.964 / 1.53 /
-# 1.89% at 1e-3, 0.961 / 1.36 / 1.78% at 0.01, 0.984 / 1.54 / 2.10% at 0.03. The quick autoencoder's fill:
-# 0.93 / 1.49% (70 / 90%) at 0.001, 0.94 / 1.37% at 0.01, 1.01 / 1.69% at 0.05.
-RIDGE = 0.01
-_CHUNK_BYTES = 2**28  # bound on the temporaries of the fit (float64) and the masked solve (float32): 256 MiB
+_CHUNK_BYTES = 2**28  # bound on the temporaries of the fit (float64): 256 MiB
 
 
 class EOFModel(nn.Module):
@@ -135,50 +131,10 @@ class EOFModel(nn.Module):
         complete = m.all(dim=1)
         if bool(complete.all()):  # nothing hidden: the plain projection
             return y @ self.components.T
-        coeffs = self._masked_coefficients(torch.where(m, y, 0.0), m)
+        coeffs = masked_lstsq(torch.where(m, y, 0.0), m, self.components.T)
         if bool(complete.any()):  # fully observed samples get the plain projection, exactly
             coeffs = torch.where(complete[:, None], y @ self.components.T, coeffs)
         return coeffs
-
-    def _masked_coefficients(self, y: Tensor, m: Tensor) -> Tensor:
-        """Solve ``(G_o + r (I - G_o)) c = E_o y_o`` per sample; ``y`` is 0 where ``m`` is False.
-
-        The system is symmetric positive definite (its eigenvalues lie in [r, 1]), so it is solved by
-        Cholesky, in float32: the ridge bounds its condition number by 1/r = 100, and float64 changed the
-        coefficients of 256 quick test days (70% hidden) by 8e-7 of their largest value at twice the cost.
-        (A batched LU solve also hung in MKL once the thread count had been lowered and raised again.)
-        """
-        e = self.components.float()
-        k = e.shape[0]
-        rhs = y.float() @ e.T  # E_o y_o: y is already 0 at hidden points
-        full = e @ e.T  # I, up to rounding and zero EOFs
-        eye = torch.eye(k, dtype=e.dtype, device=e.device)
-
-        def solve(g: Tensor, b: Tensor) -> Tensor:
-            return torch.cholesky_solve(b, torch.linalg.cholesky(g + RIDGE * (eye - g)))
-
-        if len(m) == 1:  # one mask for the whole batch: one factorisation
-            return solve(self._observed_gram(e, full, m)[0], rhs.T).T.to(y.dtype)
-        step = max(1, _CHUNK_BYTES // (4 * k * max(k, m.shape[1])))
-        out = [solve(self._observed_gram(e, full, m[start:start + step]), rhs[start:start + step, :, None])[..., 0]
-               for start in range(0, len(m), step)]
-        return torch.cat(out).to(y.dtype)
-
-    @staticmethod
-    def _observed_gram(e: Tensor, full: Tensor, m: Tensor) -> Tensor:
-        """``G_o = E_o E_o^T`` per mask row (b, K, K), summed over the observed or, when fewer, the hidden
-        values (``G_o = E E^T - E_h E_h^T``), gathered so the cost follows that count, not F."""
-        observed = torch.count_nonzero(m, dim=1)
-        use_hidden = int(m.shape[1] - observed.min()) < int(observed.max())
-        sel = ~m if use_hidden else m
-        count = int(m.shape[1] - observed.min()) if use_hidden else int(observed.max())
-        if count == 0:
-            g = torch.zeros(len(m), *full.shape, dtype=e.dtype, device=e.device)
-        else:
-            flag, idx = sel.to(e.dtype).topk(count, dim=1)  # the selected values first; 0-flagged fillers after
-            picked = e.T[idx] * flag[..., None]  # (b, count, K)
-            g = picked.transpose(1, 2) @ picked
-        return full - g if use_hidden else g
 
     def linear_maps(self) -> tuple[Tensor, Tensor]:
         """The complete-field maps as matrices: (projection (K, F), expansion (F, K)) with ``encode(x) =

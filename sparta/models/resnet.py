@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sparta.config import ConfigError
-from sparta.models import eof
+from sparta.models.lstsq import masked_lstsq
 
 StemNorm = Literal["batch", "group"]
 Norm = Literal["group", "batch"]
@@ -146,8 +146,7 @@ class LinearPath(nn.Module):
     unbiased estimate of the complete map. With ``fill`` (for patterns worth fitting: the EOFs, which
     ``model.linear_init=eof`` starts from), evaluation first fills the hidden values by the
     least-squares fit of the map's own patterns (:func:`fill_hidden`) and maps that best estimate.
-    Training keeps the cheap estimate: the fit's conjugate gradients made the quick preset's steps
-    2.7x slower, and training with it decoded 70%-hidden days no better. Random patterns fit noise, so
+    Training keeps the cheap estimate: the fit made the quick preset's steps 2.7x slower, and training with it decoded 70%-hidden days no better. Random patterns fit noise, so
     random-start paths (late fusion) never fill (docs/decisions.md). A complete field gets the
     plain affine map.
     """
@@ -199,57 +198,19 @@ def observed_map(anomalies: torch.Tensor, keep: torch.Tensor, weight: torch.Tens
     return torch.einsum("bkn,kdn->bkd", anomalies, weight) / observed
 
 
-FILL_TOLERANCE = 1e-2  # relative residual at which a sample's fit stops: 1e-3 decoded the same to 3 digits
-FILL_MAX_ITERATIONS = 100
-
-
-@torch.compiler.disable  # an iterative solve that stops on convergence: left to eager mode
+@torch.compiler.disable  # a solve whose cost follows the mask: left to eager mode
 @torch.no_grad()
 def fill_hidden(anomalies: torch.Tensor, keep: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``anomalies`` (B, k, n) with their hidden points (``keep`` False) set to the least-squares fit of
     the patterns ``basis`` (k, n, D, orthonormal columns: :meth:`LinearPath.basis`) to the observed ones
-    -> (B, k, n); complete rows come back as they are.
-
-    With ``Q`` the basis, the fit's coefficients ``c`` minimise
-    ``|K (y - Q c)|^2 + r |(1 - K) Q c|^2`` (``K`` the keep mask), i.e. ``((1 - r) Q^T K Q + r) c = Q^T K y``:
-    the masked least squares of :class:`sparta.models.eof.EOFModel`, whose ridge ``r`` keeps the system
-    well conditioned when few points are observed. Solved by conjugate gradients, in float32
-    whatever the autocast, from the observed-fraction estimate ``Q^T K y / p`` (a sparse field's
-    ``Q^T K Q`` is about ``p`` times the identity, so a few iterations suffice).
-    The fit is a fixed input: gradients reach a weight through its map only.
+    -> (B, k, n); complete rows come back as they are. The fit is the EOF model's masked least squares
+    (:func:`sparta.models.lstsq.masked_lstsq`, same ridge), one path after another; it is a fixed input:
+    gradients reach a weight through its map only.
     """
     if bool(keep.all()):
         return anomalies
-    with torch.autocast(anomalies.device.type, enabled=False):
-        y, mask = anomalies.float(), keep.float()
-
-        def system(c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            fitted = torch.einsum("bkd,knd->bkn", c, basis) * mask
-            return (1 - eof.RIDGE) * torch.einsum("bkn,knd->bkd", fitted, basis) + eof.RIDGE * c
-
-        rhs = torch.einsum("bkn,knd->bkd", y * mask, basis)
-        scale = (1 - eof.RIDGE) * mask.mean(2, keepdim=True) + eof.RIDGE
-        c = rhs / scale
-        residual = rhs - system(c, mask)
-        direction = residual / scale
-        rz = (residual * direction).sum(2, keepdim=True)
-        bound = FILL_TOLERANCE * rhs.norm(dim=2)
-        rows = torch.arange(len(y), device=y.device)  # samples still iterating: each stops once converged
-        for _ in range(FILL_MAX_ITERATIONS):
-            rows = rows[(residual[rows].norm(dim=2) > bound[rows]).any(1)]
-            if len(rows) == 0:
-                break
-            step, r_now = direction[rows], residual[rows]
-            applied = system(step, mask[rows])
-            alpha = rz[rows] / (step * applied).sum(2, keepdim=True).clamp_min(1e-30)
-            c[rows] += alpha * step
-            r_now = r_now - alpha * applied
-            z = r_now / scale[rows]
-            rz_next = (r_now * z).sum(2, keepdim=True)
-            residual[rows] = r_now
-            direction[rows] = z + rz_next / rz[rows].clamp_min(1e-30) * step
-            rz[rows] = rz_next
-        fit = torch.einsum("bkd,knd->bkn", c, basis)
+    y = torch.where(keep, anomalies, 0.0)
+    fit = torch.stack([masked_lstsq(y[:, i], keep[:, i], q) @ q.T.to(y.dtype) for i, q in enumerate(basis)], 1)
     return torch.where(keep, anomalies, fit.to(anomalies.dtype))
 
 
