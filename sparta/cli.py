@@ -239,8 +239,8 @@ def embed(
     run: Annotated[Path, typer.Option(help="a trained run directory")],
     data: Annotated[Path, typer.Option(help="prepared store to encode (from `sparta data prepare`)")],
     out: Annotated[Path, typer.Option(help="output file: .zarr or .nc")],
-    mask: Annotated[Optional[Path], typer.Option(help="fixed observation mask: .nc/.zarr (lat, lon) or .npy; "
-                                                      "True = observed")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="fixed observation mask: .nc/.zarr (lat, lon), or (channel, lat, lon) "
+                                                      "with channel names, or .npy; True = observed")] = None,
     mask_ratio: Annotated[Optional[float], typer.Option(help="hide this fraction of points at random per day")] =
         None,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",

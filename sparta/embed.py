@@ -6,7 +6,7 @@ fixed observation mask (e.g. station locations), and writes an xarray Dataset (`
 
     embedding            (time, feature)  float32
     norm_mean, norm_std  (channel,)       the z-score statistics the model used
-    observation_mask     (lat, lon)       int8, only with a fixed mask (1 = observed)
+    observation_mask     ([channel,] lat, lon) int8, only with a fixed mask (1 = observed)
     lat, lon                              the store's grid, for ``decode`` (``lat_LONxLAT``,
                                           ``lon_LONxLAT`` per grid when variables are on several)
     attrs                run, checkpoint, config/weights digests, method, fusion, preset, sparta
@@ -130,7 +130,9 @@ def _refuse_pickle_codec(path: Path, what: str) -> None:
 
 
 def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tensor:
-    """A fixed observation mask on the store's grid, ``(n_lat, n_lon)`` bool, True = observed.
+    """A fixed observation mask on the store's grid, ``(n_lat, n_lon)`` bool, True = observed, or one per
+    channel, ``(1, channel, n_lat, n_lon)``, from a ``(channel, lat, lon)`` array or variable (dimension
+    ``channel`` or ``variable`` holding the store's channel names, e.g. ``t2m``, ``z850``).
 
     ``path``: a ``.npy`` bool (or 0/1) array already on the store's grid (latitude ascending), or
     a netCDF/zarr file with one boolean or 0/1 variable over ``(lat, lon)`` (``latitude`` and
@@ -148,14 +150,14 @@ def load_observation_mask(path: str | Path, store: PreparedStore) -> torch.Tenso
             raise DataError(f"mask '{path}' is not a plain numpy array: {err}") from None
     else:
         values = mask_values(_mask_variable(_open(path, "mask"), path), store.lat, store.lon, f"mask '{path}'",
-                             store.grid)
-    return check_keep(values, f"mask '{path}'", (len(store.lat), len(store.lon)), store.grid)
+                             store.grid, list(store.channels))
+    return check_keep(values, f"mask '{path}'", (len(store.lat), len(store.lon)), store.grid, len(store.channels))
 
 
 def _mask_variable(ds: xr.Dataset, path: Path) -> xr.DataArray:
-    """The one variable over (lat, lon) of a mask file."""
+    """The one variable over (lat, lon), or (channel or variable, lat, lon), of a mask file."""
     ds = grids.rename_lat_lon(ds)
-    candidates = [name for name, var in ds.data_vars.items() if set(var.dims) == {"lat", "lon"}]
+    candidates = [name for name, var in ds.data_vars.items() if {"lat", "lon"} <= set(var.dims)]
     if len(candidates) != 1:
         found = ", ".join(f"{n}{tuple(map(str, v.dims))}" for n, v in ds.data_vars.items()) or "none"
         raise DataError(f"mask '{path}' needs exactly one variable over (lat, lon), found: {found}")
@@ -212,7 +214,8 @@ def embed(
     if keep is not None:
         masking = {"masking": "fixed", "mask_file": str(Path(mask).resolve()),
                    "observed_fraction": float(keep.float().mean())}
-        data_vars["observation_mask"] = (("lat", "lon"), keep.numpy().astype(np.int8))
+        dims = ("lat", "lon") if keep.dim() == 2 else ("channel", "lat", "lon")
+        data_vars["observation_mask"] = (dims, keep.reshape(-1, *keep.shape[-2:]).squeeze(0).numpy().astype(np.int8))
     elif mask_ratio is not None:
         masking = {"masking": "ratio", "mask_ratio": float(mask_ratio), "mask_seed": int(seed)}
     ds = xr.Dataset(

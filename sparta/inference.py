@@ -104,17 +104,30 @@ def fields_dataset(layout: list[Grid], fields: list[Tensor], times: np.ndarray, 
     return xr.Dataset(data_vars, coords=out_coords, attrs=attrs or {})
 
 
-def mask_values(mask: xr.DataArray, lat: np.ndarray, lon: np.ndarray, what: str, grid: str) -> np.ndarray:
-    """A (lat, lon) observation mask as an array on the grid ``lat``/``lon``: ``latitude``/``longitude`` are
-    accepted, latitude is made ascending and longitudes are read in the grid's frame (-180..180 or 0..360);
-    coordinates it carries must match the grid's within 1e-3 degrees."""
+MASK_CHANNEL_DIMS = ("channel", "variable")  # the dimension of a per-channel mask, holding channel names (z850)
+
+
+def mask_values(mask: xr.DataArray, lat: np.ndarray, lon: np.ndarray, what: str, grid: str,
+                channels: list[str]) -> np.ndarray:
+    """A (lat, lon) observation mask, or one per channel ((channel or variable, lat, lon), named as the store's
+    channels, e.g. ``t2m``, ``z850``), as an array on the grid ``lat``/``lon`` (channels in ``channels``' order):
+    ``latitude``/``longitude`` are accepted, latitude is made ascending and longitudes are read in the grid's
+    frame (-180..180 or 0..360); coordinates it carries must match the grid's within 1e-3 degrees."""
     from sparta.domain import to_frame
 
     mask = grids.rename_lat_lon(mask)
-    if set(mask.dims) != {"lat", "lon"}:
-        raise DataError(f"{what} must be over (lat, lon), it is over {tuple(map(str, mask.dims))}")
-    mask = mask.transpose("lat", "lon")
-    if mask.shape != (len(lat), len(lon)):
+    extra = [str(d) for d in mask.dims if d not in ("lat", "lon")]
+    if not {"lat", "lon"} <= set(mask.dims) or len(extra) > 1 or (extra and extra[0] not in MASK_CHANNEL_DIMS):
+        raise DataError(f"{what} must be over (lat, lon) or (channel, lat, lon), it is over "
+                        f"{tuple(map(str, mask.dims))}")
+    if extra:
+        names = [str(n) for n in mask[extra[0]].values] if extra[0] in mask.coords else []
+        if sorted(names) != sorted(channels):
+            raise DataError(f"{what} names the channels {names or 'nothing'} along '{extra[0]}'; "
+                            f"it needs exactly the model's: {', '.join(channels)}")
+        mask = mask.sel({extra[0]: channels})
+    mask = mask.transpose(*extra, "lat", "lon")
+    if mask.shape[-2:] != (len(lat), len(lon)):
         raise DataError(f"{what} has shape {mask.shape}, expected (n_lat, n_lon) = {(len(lat), len(lon))} "
                         f"for the grid {grid}")
     if "lon" in mask.coords:
@@ -130,11 +143,13 @@ def mask_values(mask: xr.DataArray, lat: np.ndarray, lon: np.ndarray, what: str,
     return mask.values
 
 
-def check_keep(values: np.ndarray, what: str, shape: tuple[int, int], grid: str) -> Tensor:
-    """An observation mask array checked (shape, boolean or 0/1, something observed) -> bool tensor."""
+def check_keep(values: np.ndarray, what: str, shape: tuple[int, int], grid: str, channels: int) -> Tensor:
+    """An observation mask array checked (shape (lat, lon) or (channel, lat, lon), boolean or 0/1, something
+    observed) -> bool tensor (lat, lon), or (1, channel, lat, lon) for one mask per channel."""
     values = np.asarray(values)
-    if values.shape != shape:
-        raise DataError(f"{what} has shape {values.shape}, expected (n_lat, n_lon) = {shape} for the grid {grid}")
+    if values.shape not in (shape, (channels, *shape)):
+        raise DataError(f"{what} has shape {values.shape}, expected (n_lat, n_lon) = {shape} or (channel, n_lat, "
+                        f"n_lon) = {(channels, *shape)} for the grid {grid}")
     if values.dtype != np.bool_:
         if values.dtype.kind not in "biuf" or not np.isin(values, (0, 1)).all():
             raise DataError(f"{what} has non-boolean values ({values.dtype}); use True/False or 0/1 "
@@ -142,7 +157,8 @@ def check_keep(values: np.ndarray, what: str, shape: tuple[int, int], grid: str)
         values = values.astype(bool)
     if not values.any():
         raise DataError(f"{what} observes no grid point (all False); True marks observed points")
-    return torch.from_numpy(np.ascontiguousarray(values))
+    keep = torch.from_numpy(np.ascontiguousarray(values))
+    return keep if keep.dim() == 2 else keep[None]
 
 
 @dataclass
@@ -188,8 +204,8 @@ class FrozenModel:
         """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
         ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
-        fields); ``keep`` is a fixed observation mask that replaces the random one: (H, W) for every day, or
-        (N, C, H, W) one per day and channel. The model gets the encoder input (hidden points 0) and its
+        fields); ``keep`` is a fixed observation mask that replaces the random one: (H, W) or (1, C, H, W) for every
+        day, or (N, C, H, W) one per day and channel. The model gets the encoder input (hidden points 0) and its
         observation mask.
         """
         low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
@@ -198,7 +214,8 @@ class FrozenModel:
         for start in range(0, grids.length(fields), self.batch_size):
             x = grids.each(lambda part: torch.as_tensor(np.asarray(part), device=self.device),
                            grids.take(fields, slice(start, start + self.batch_size)))
-            seen = keep[start:start + self.batch_size] if keep is not None and keep.dim() == 4 else keep  # per day
+            per_day = keep is not None and keep.dim() == 4 and len(keep) > 1
+            seen = keep[start:start + self.batch_size] if per_day else keep
             if mask is None and keep is None:
                 x, seen = self.augmenter.encoder_input(x), None
             else:
@@ -267,9 +284,9 @@ class FrozenModel:
                                 f"several ({grids.layout_label(self.layout)}); use mask_ratio")
             coords = self.coords()
             grid = self.layout[0].name
-            values = (mask_values(mask, coords["lat"], coords["lon"], "mask", grid)
+            values = (mask_values(mask, coords["lat"], coords["lon"], "mask", grid, self.channels)
                       if isinstance(mask, xr.DataArray) else np.asarray(mask))
-            fixed = check_keep(values, "mask", (len(coords["lat"]), len(coords["lon"])), grid)
+            fixed = check_keep(values, "mask", (len(coords["lat"]), len(coords["lon"])), grid, len(self.channels))
             keep = fixed if keep is None else keep & fixed
         fields = self.normalise(parts if len(parts) > 1 else parts[0])
         h = self.encode(fields, mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)

@@ -121,3 +121,22 @@ def test_sub_daily_steps_are_averaged_to_days(workspace):
     six_hourly = xr.concat(hours, "time").sortby("time")  # each day's four steps average to the daily field
     np.testing.assert_allclose(model.embed_dataset(six_hourly).values, model.embed_dataset(daily).values,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_masks_may_differ_per_channel(workspace):
+    """A (variable, lat, lon) mask named by channel: t2m at stations and nothing else reads as the same NaN holes."""
+    model = inference.load(workspace / "runs" / "quick" / "sparta", device="cpu")
+    ds = xr.open_zarr(workspace / "my_era5_daily.zarr").load()
+    lat, lon = ds["latitude"].sortby("latitude").values, ds["longitude"].values
+    stations = np.random.default_rng(1).random((len(lat), len(lon))) < 0.3
+    per_channel = np.zeros((len(model.channels), len(lat), len(lon)), dtype=bool)
+    per_channel[model.channels.index("t2m")] = stations
+    mask = xr.DataArray(per_channel[::-1], dims=("variable", "lat", "lon"),  # any channel order
+                        coords={"variable": model.channels[::-1], "lat": lat, "lon": lon})
+    h = model.embed_dataset(ds, mask=mask).values
+    observed = xr.DataArray(stations, coords={"latitude": lat, "longitude": lon}, dims=("latitude", "longitude"))
+    holed = ds.map(lambda da: da.where(observed) if da.name == "2m_temperature" else da.where(False))
+    np.testing.assert_allclose(h, model.embed_dataset(holed).values, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(h, model.embed_dataset(ds, mask=stations).values)
+    with pytest.raises(inference.DataError, match="it needs exactly the model's"):
+        model.embed_dataset(ds, mask=mask.assign_coords(variable=["t2"] + model.channels[1:]))
