@@ -121,7 +121,7 @@ def test_masked_projection_recovers_the_coefficients_of_a_field_in_the_eof_span(
 def test_masked_solve_after_the_thread_count_went_down_and_up():
     """With torch 2.13's MKL a batched LU solve of 256 x 256 systems hung (and printed 'Parameter 6 was
     incorrect on entry to SLASWP') once the thread count had been set to 1 and back, as fit_eof's eigh does on
-    short records; the Cholesky solve finishes. Run in a child process so a hang fails instead of blocking."""
+    short records; the masked solve (matrix products only) finishes. Run in a child process so a hang fails instead of blocking."""
     script = textwrap.dedent("""
         import torch
         from sparta.augment import random_keep_mask
