@@ -224,8 +224,9 @@ def _apply_pair(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return _right(_left(x, rows), cols)
 
 
-class Augmenter:
-    """Builds the encoder inputs and contrastive views of a batch, in one of the two modes.
+class Resampling:
+    """The linear resampling of one grid into the encoder's input and the contrastive views, in one of the two
+    modes: what :class:`Augmenter` does to a field besides hiding points.
 
     ``input_hw`` is the encoder's input size (paper: the crop size, 64x32 -> 144x72; native: the
     grid). In native mode the shift is ``round(n_lon * (resize - crop) / resize)`` cells (6 for 64
@@ -306,6 +307,36 @@ class Augmenter:
         m = self._matrices(x)
         return _apply_pair(x, m["input_rows"], m["input_cols"])
 
+    def _geometry(self, x: Tensor, generator: torch.Generator,
+                  with_target: bool) -> tuple[Callable[[Tensor], Tensor], Tensor | None]:
+        """Draws a view's crop or shift -> (the view's resampling of any tensor shaped as ``x``, the aligned
+        target of ``x`` if asked)."""
+        b = x.shape[0]
+        if self.cfg.mode == "paper" and tuple(x.shape[-2:]) != self.native_hw:  # not the grid the matrices are for
+            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
+
+            def cropped(t: Tensor) -> Tensor:
+                return _crop_at(_resize(t, self.resize_hw), top, left, self.input_hw)
+
+            target = _resize(cropped(x), self.native_hw) if with_target else None
+            return lambda t: box_smooth(cropped(t), self.kernel, self.periodic), target
+        if self.cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
+            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
+            m = self._matrices(x)
+            target = _apply_pair(x, m["target_rows"][top], m["target_cols"][left]) if with_target else None
+            return lambda t: _apply_pair(t, m["view_rows"][top], m["view_cols"][left]), target
+        shift = _draw_shift(b, self.max_shift, generator, x.device)
+        target = _roll(x, shift, self.periodic) if with_target else None
+        if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
+            m = self._matrices(x)
+            return lambda t: _apply_pair(t, m["smooth_rows"], m["shift_cols"][shift]), target
+        return lambda t: box_smooth(_roll(t, shift, self.periodic), self.kernel, self.periodic), target
+
+
+class Augmenter(Resampling):
+    """Builds the encoder inputs and contrastive views of a batch: the :class:`Resampling` of the fields and
+    their observation masks, with the points it hides at random (or where a fixed mask says)."""
+
     def keep_mask(self, x: Tensor, generator: torch.Generator | None, low: float, high: float,
                   keep: Tensor | None = None) -> Tensor:
         """The observation mask (True = observed) of ``x`` on its grid, as ``(1 or batch, 1 or channels, n_lat,
@@ -371,31 +402,6 @@ class Augmenter:
         if masked and cfg.mask_on == "upsampled":
             view, keep = self._hide(view, generator, cfg.mask_low, cfg.mask_high)
         return (view, keep, target) if with_target else (view, keep)
-
-    def _geometry(self, x: Tensor, generator: torch.Generator,
-                  with_target: bool) -> tuple[Callable[[Tensor], Tensor], Tensor | None]:
-        """Draws a view's crop or shift -> (the view's resampling of any tensor shaped as ``x``, the aligned
-        target of ``x`` if asked)."""
-        b = x.shape[0]
-        if self.cfg.mode == "paper" and tuple(x.shape[-2:]) != self.native_hw:  # not the grid the matrices are for
-            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
-
-            def cropped(t: Tensor) -> Tensor:
-                return _crop_at(_resize(t, self.resize_hw), top, left, self.input_hw)
-
-            target = _resize(cropped(x), self.native_hw) if with_target else None
-            return lambda t: box_smooth(cropped(t), self.kernel, self.periodic), target
-        if self.cfg.mode == "paper":  # one crop for view and target; resize + crop + smooth as one matrix pair
-            top, left = _crop_offsets(b, *self.resize_hw, self.input_hw, generator, x.device)
-            m = self._matrices(x)
-            target = _apply_pair(x, m["target_rows"][top], m["target_cols"][left]) if with_target else None
-            return lambda t: _apply_pair(t, m["view_rows"][top], m["view_cols"][left]), target
-        shift = _draw_shift(b, self.max_shift, generator, x.device)
-        target = _roll(x, shift, self.periodic) if with_target else None
-        if self._dense_native() and tuple(x.shape[-2:]) == self.native_hw:  # roll + box filter: one matrix pair
-            m = self._matrices(x)
-            return lambda t: _apply_pair(t, m["smooth_rows"], m["shift_cols"][shift]), target
-        return lambda t: box_smooth(_roll(t, shift, self.periodic), self.kernel, self.periodic), target
 
 
 def follow(keep: Tensor, resample: Callable[[Tensor], Tensor], dtype: torch.dtype) -> Tensor:

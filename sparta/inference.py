@@ -162,8 +162,8 @@ def check_keep(values: np.ndarray, what: str, shape: tuple[int, int], grid: str,
 
 
 @dataclass
-class FrozenModel:
-    """A trained encoder/decoder with the data conventions it was trained with.
+class ArrayModel:
+    """A trained encoder/decoder with the data conventions it was trained with, on arrays.
 
     ``store``: the prepared data it is used on (evaluation, ``sparta embed``), whose z-score statistics are the
     model's; without one (:func:`load`), the checkpoint's statistics are used.
@@ -246,7 +246,16 @@ class FrozenModel:
                 out[name] = values
         return out
 
-    # ------------------------------------------------------------------ xarray API
+    def identity(self) -> dict:
+        """What names this model: run checkpoint, config and weights digests, method, fusion, preset."""
+        return {"checkpoint": str(self.path) if self.path else "", "config_digest": self.cfg.digest(),
+                "weights_digest": weights_digest(self.model), "method": self.cfg.method,
+                "fusion": self.cfg.model.fusion, "preset": self.cfg.preset}
+
+
+class FrozenModel(ArrayModel):
+    """A trained run in use, on arrays (:class:`ArrayModel`) and on xarray Datasets: the Python API."""
+
     def embed_dataset(self, ds: xr.Dataset, mask: xr.DataArray | np.ndarray | None = None,
                       mask_ratio: float | None = None, seed: int = 0, assume_units: bool = False) -> xr.DataArray:
         """Embeddings of every day of ``ds``: ``DataArray(time, feature)``.
@@ -341,12 +350,6 @@ class FrozenModel:
         return fields_dataset(self.layout, grids.as_list(self.decode(h)),
                               np.arange(len(h)) if times is None else times, self.variables, self.channels, units,
                               self.coords(), attrs={"title": "SPARTA decoded fields", **self.identity()})
-
-    def identity(self) -> dict:
-        """What names this model: run checkpoint, config and weights digests, method, fusion, preset."""
-        return {"checkpoint": str(self.path) if self.path else "", "config_digest": self.cfg.digest(),
-                "weights_digest": weights_digest(self.model), "method": self.cfg.method,
-                "fusion": self.cfg.model.fusion, "preset": self.cfg.preset}
 
 
 def input_augmenter(cfg: Config, layout: list[Grid]) -> Augmenter | MultiGridAugmenter:
