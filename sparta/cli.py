@@ -215,7 +215,7 @@ def reproduce(
     check_report_outputs(out)  # before hours of training: the report must be writable there
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     md, page = run_grid(preset, out, names, overrides, progress, jobs)
-    console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
+    _print_summary(out, md, page)
 
 
 @app.command()
@@ -230,7 +230,14 @@ def report(out: Annotated[Path, typer.Argument(help="a `sparta reproduce` output
         raise DataError(f"'{out}' is not a directory of `sparta reproduce` results; pass the --out of reproduce")
     check_report_outputs(out)
     md, page = build_report(out)
-    console.print(f"report: [bold]{md}[/] and [bold]{page}[/]")
+    _print_summary(out, md, page)
+
+
+def _print_summary(out: Path, md: Path, page: Path) -> None:
+    """The verdict and where the report and a decoded day are, on stdout: the screen a finished run leaves."""
+    from sparta.report import summary
+
+    typer.echo("\n".join([*summary(out, page), f"(the same as Markdown: {md})"]))
 
 
 @app.command()

@@ -145,6 +145,9 @@ def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], t
     return blocks
 
 
+TEST_DAY_FIGURE = "reconstruction_test_day*.png"
+
+
 def _run_figure(out: Path, name: str, pattern: str, caption: str) -> list[Block]:
     hits = sorted((out / name / "figures").glob(pattern))
     return [Block("figure", str(hits[0]), f"{VARIANTS[name].label}: {caption}")] if hits else []
@@ -317,12 +320,10 @@ def seed_spread_lines(results: dict[str, dict], metric: str = "rrmse_l2") -> lis
     return lines
 
 
-def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
-    """The report's first screen, built from the numbers (``{variant: metrics.json}``): one sentence each on the
-    decoded reconstructions (against the climatology), the best forecast per lead (against persistence and the
-    climatology) and season accuracy (against chance); the reconstruction table; one held-back test day per model;
-    then the leads at which each forecast beats persistence and the climatology per variable and whether the
-    differences between models exceed the seed spread."""
+def verdict_sentences(results: dict[str, dict]) -> list[str]:
+    """The verdict's sentences (``{variant: metrics.json}``): the decoded reconstructions against the
+    climatology, the best forecast per lead against persistence and the climatology, season accuracy
+    against chance."""
     labelled = {VARIANTS[n].label: r for n, r in results.items()}
     reconstruction = reconstruction_verdict(results)
     sentences = [reconstruction[0]] if reconstruction else []
@@ -337,16 +338,37 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
         chance = 100 / len(next(iter(classified.values()))["confusion"])
         sentences.append(f"Season classification accuracy (mean ± std over {seeds} classifier seeds): {listed}; "
                          f"chance {chance:.0f}%.")
+    return sentences
+
+
+def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
+    """The report's first screen, built from the numbers (``{variant: metrics.json}``): the verdict's
+    sentences; the reconstruction table; one held-back test day per model; then the leads at which each
+    forecast beats persistence and the climatology per variable and whether the differences between models
+    exceed the seed spread."""
+    labelled = {VARIANTS[n].label: r for n, r in results.items()}
+    reconstruction = reconstruction_verdict(results)
+    sentences = verdict_sentences(results)
     blocks = [Block("h2", "Verdict"), *(Block("p", line) for line in sentences)]
     blocks += [Block("table", reconstruction[1])] if reconstruction else []
     for name in results:  # what a decoded day looks like, before the forecast details
-        blocks += _run_figure(out, name, "reconstruction_test_day*.png",
-                              "a held-back test day: truth, decoded from the complete input and with 90% hidden, "
-                              "and the errors")
+        blocks += _run_figure(out, name, TEST_DAY_FIGURE, "a held-back test day: truth, decoded from the complete "
+                              "input and with 90% hidden, and the errors")
     blocks += [Block("table", table) for table in (forecast_verdict(labelled, m) for m in ("rmse", "acc"))
                if table.rows]  # metrics.json written before the per-variable scores have none
     blocks += [Block("p", line) for line in seed_spread_lines(labelled)]
     return blocks
+
+
+def summary(out: Path, page: Path) -> list[str]:
+    """What ``sparta reproduce`` prints when it ends: the verdict's sentences, the report page and the
+    decoded test-day figures, so the first screen after a run says what was learned and where to look."""
+    results = collect(out)
+    lines = ["Verdict:", *(f"  {s}" for s in verdict_sentences(results)), f"Report: {page}"]
+    for name in results:
+        lines += [f"Decoded test day, {VARIANTS[name].label}: {f}" for f in
+                  sorted((out / name / "figures").glob(TEST_DAY_FIGURE))[:1]]
+    return lines
 
 
 def build_blocks(out: Path, preset: str | None = None) -> list[Block]:

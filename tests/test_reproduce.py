@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +44,20 @@ def test_parallel_variants_score_as_a_sequential_grid(tmp_path, micro_store):
 def test_jobs_below_one_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="--jobs must be at least 1, got 0"):
         reproduce("micro", tmp_path, VARIANTS, jobs=0)
+
+
+def test_the_command_ends_with_the_verdict_and_where_to_look(tmp_path, micro_store):
+    """What a user sees when `sparta reproduce` ends: the verdict's sentences, report.html, a decoded day; and no
+    third-party warning on the terminal (the command in its own process, as run from a shell)."""
+    out = tmp_path / "grid"
+    done = subprocess.run([sys.executable, "-m", "sparta.cli", "reproduce", "--preset", "micro", "--only", "pca",
+                           "--out", str(out), "--no-progress", f"data.store={micro_store.path}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Verdict:" and lines[1].startswith("  Reconstruction: from complete input EOF/PCA (linear) decodes best")
+    assert any(line.startswith("  Season classification accuracy") for line in lines)
+    assert f"Report: {out / 'report.html'}" in lines
+    figure = next(line for line in lines if line.startswith("Decoded test day, EOF/PCA (linear): ")).split(": ", 1)[1]
+    assert Path(figure).is_file() and Path(figure).suffix == ".png"

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -319,4 +320,7 @@ def speedy_era5(variables: list[str], start: str, n_days: int, seed: int, trunca
 
 
 if __name__ == "__main__":
+    # jcm's boundary-data interpolation calls xr.merge without compat=, and xarray warns about a future default
+    # that cannot change this fixed, shipped data: a line the user can do nothing about, before the progress bar.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"jcm(\.|$)")
     simulate(Path(sys.argv[1]), int(sys.argv[2]), progress=sys.argv[3] == "1")
