@@ -434,6 +434,7 @@ class Record:
         self.run, self.meta, self.stages = run, meta, stages
         self.history: list[dict] = []
         self.best_val = math.inf
+        self.best_is_start = False  # best.pt is the model before any training (the EOF start)
 
     def save(self, model: SpartaModel, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
         if not dist.is_main():
@@ -443,9 +444,18 @@ class Record:
                   "epoch": epoch}
         if improved:  # best first: last.pt is the commit point a resume starts from
             save_checkpoint(self.run.best, common)
+            self.best_is_start = False
         save_checkpoint(self.run.last, {**common, "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "history": self.history,
-                                        "best_val": self.best_val})
+                                        "best_val": self.best_val, "best_is_start": self.best_is_start})
+
+    def keep_start(self, model: SpartaModel, val: float) -> None:
+        """best.pt := the untrained model, with its validation loss ``val`` as the best to beat."""
+        self.best_val, self.best_is_start = val, True
+        if dist.is_main():
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            save_checkpoint(self.run.best, {**self.meta, "model": state, "stage_index": -1, "stage": "start",
+                                            "epoch": -1})
 
     def restore(self, model: SpartaModel, digest: str) -> tuple[int, int, dict | None]:
         """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
@@ -453,6 +463,7 @@ class Record:
         model.load_state_dict(state["model"])
         self.history = list(state["history"])
         self.best_val = state["best_val"]
+        self.best_is_start = bool(state.get("best_is_start", False))
         stage_idx, epoch = state["stage_index"], state["epoch"] + 1
         if epoch >= self.stages[stage_idx].epochs:
             return stage_idx + 1, 0, None
@@ -548,23 +559,7 @@ class StageTraining:
             raise TrainingError(f"stage {stage.name}, epoch {epoch + 1}: no finite training step; "
                                 "check the data or lower train.lr")
         train = dist.all_mean({k: v / steps for k, v in sums.items()})
-        return train, dist.all_mean(self._validate(alpha))
-
-    @torch.no_grad()
-    def _validate(self, alpha: float) -> dict[str, float]:
-        """Validation with fixed masks/views every epoch, so its changes reflect the model only."""
-        trainer = self.trainer
-        seed = derive_seed(trainer.cfg.train.seed, "validation")
-        gen = generator(seed)
-        trainer.loaders["val"].batch_sampler.set_epoch(seed)
-        trainer.step.model.eval()
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        for batch in trainer.loaders["val"]:
-            for k, v in trainer.step.terms(batch, self.stage, alpha, gen).items():
-                sums[k] += float(v)
-            steps += 1
-        return {k: v / max(steps, 1) for k, v in sums.items()}
+        return train, dist.all_mean(trainer.validate(stage, alpha))
 
 
 class Trainer:
@@ -612,11 +607,38 @@ class Trainer:
         log.warning("%s received: stopping after the current step (send it again to stop at once)",
                     signal.Signals(signum).name)
 
+    @torch.no_grad()
+    def validate(self, stage: Stage, alpha: float) -> dict[str, float]:
+        """``stage``'s loss terms on the validation split, with the same masks and views every time, so their
+        changes reflect the model only."""
+        seed = derive_seed(self.cfg.train.seed, "validation")
+        gen = generator(seed)
+        self.loaders["val"].batch_sampler.set_epoch(seed)
+        self.step.model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for batch in self.loaders["val"]:
+            for k, v in self.step.terms(batch, stage, alpha, gen).items():
+                sums[k] += float(v)
+            steps += 1
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def _keep_the_start(self) -> None:
+        """A model started from the EOFs must never end worse than that start: its final stage's validation
+        loss at the start becomes the best to beat, and best.pt the start, until an epoch of that stage
+        beats it (so where training only degrades the EOF reconstruction, the EOF start is what is kept)."""
+        val = dist.all_mean(self.validate(self.stages[-1], 1.0))
+        self.record.keep_start(self.step.model, val["total"])
+        log.info("EOF start: validation %s %.4f, best.pt until an epoch of stage %s beats it",
+                 self.stages[-1].name, val["total"], self.stages[-1].name)
+
     def _fit(self) -> Run:
         start_stage, start_epoch, states = (self.record.restore(self.step.model, self.cfg.digest()) if self.resume
                                             else (0, 0, None))
         if self.resume:
             log.info("resuming %s at stage %d, epoch %d", self.run.path, start_stage, start_epoch + 1)
+        elif self.cfg.model.linear_init == "eof":
+            self._keep_the_start()
         for stage_idx in range(start_stage, len(self.stages)):
             resumed = stage_idx == start_stage
             StageTraining(self, stage_idx, states if resumed else None).run(start_epoch if resumed else 0)
@@ -624,6 +646,9 @@ class Trainer:
             if not self.run.best.exists():
                 raise CheckpointError(f"training of {self.run.path} finished without a best checkpoint; "
                                       "the final stage needs at least one epoch")
+            if self.record.best_is_start:
+                log.warning("no epoch of stage %s beat the EOF start on the validation split (%.4f): best.pt "
+                            "is the EOF start", self.stages[-1].name, self.record.best_val)
             plot_training_curves(self.record.history, self.run.figures)
             _warn_if_unskilled(self.record.history, self.run)
             self.run.mark_complete()

@@ -171,6 +171,29 @@ def test_a_run_started_from_eofs_beats_climatology_and_keeps_its_start(tmp_path,
     assert end <= start["skill_rrmse_vs_climatology"] * 1.02
 
 
+def test_a_run_started_from_eofs_never_ends_worse_than_its_start(tmp_path, micro_store, caplog):
+    """The guard: the final stage's validation loss of the EOF start is the best to beat. An lr that wrecks every
+    epoch (3, linear paths too) leaves best.pt the start itself; a sane one keeps a best no worse than it."""
+    wreck = _config(micro_store, *EOF_START, "train.epochs_autoencoder=2", "train.steps_per_epoch=3", "train.lr=3",
+                    "train.linear_lr_scale=1", method="autoencoder")
+    trainer = Trainer(Run.create(wreck, tmp_path / "wreck"), micro_store, progress=False)
+    start = {k: v.clone() for k, v in trainer.step.model.state_dict().items()}
+    start_val = trainer.validate(plan_stages(wreck)[-1], 1.0)["total"]
+    trainer.fit()
+    rows = list(csv.DictReader((tmp_path / "wreck" / "metrics.csv").open()))
+    assert min(float(r["val_total"]) for r in rows) > start_val  # every epoch was worse: the guard was needed
+    best = load_checkpoint(trainer.run.best)
+    assert best["stage"] == "start" and all(torch.equal(best["model"][k], start[k]) for k in start)
+    assert load_checkpoint(trainer.run.last)["best_val"] == start_val
+    assert any("best.pt is the EOF start" in r.getMessage() for r in caplog.records)
+
+    sane = _config(micro_store, *EOF_START, "train.steps_per_epoch=3")  # SPARTA: pretrain, blend, decoder
+    trainer = Trainer(Run.create(sane, tmp_path / "sane"), micro_store, progress=False)
+    start_val = trainer.validate(plan_stages(sane)[-1], 1.0)["total"]
+    trainer.fit()
+    assert load_checkpoint(trainer.run.last)["best_val"] <= start_val
+
+
 def test_a_resumed_eof_start_run_loads_its_weights_without_refitting_the_eofs(tmp_path, micro_store, monkeypatch):
     cfg = _config(micro_store, *EOF_START, "train.epochs_autoencoder=2", "train.steps_per_epoch=3",
                   method="autoencoder")
@@ -199,7 +222,7 @@ def test_skill_reference_is_the_monthly_climatology_of_the_train_split(tiny_stor
     days, climatology = skill_reference(tiny_store, max_days=4)
     va, vb = tiny_store.split_range("val")
     assert days.shape == (4, *tiny_store.read(slice(0, 1)).shape[1:])
-    torch.testing.assert_close(days[0], torch.from_numpy(np.asarray(tiny_store.read(slice(va, va + 1))[0])))
+    torch.testing.assert_close(days[0], torch.from_numpy(np.array(tiny_store.read(slice(va, va + 1))[0])))
     # the tiny store's value is day index + a fixed wave: a month's climatology is its mean day index
     month = tiny_store.times.astype("datetime64[M]").astype(int) % 12
     ta, tb = tiny_store.split_range("train")
