@@ -303,6 +303,8 @@ class DownstreamConfig(_Strict):
     diffusion_hidden: int = Field(1024, ge=8)
     condition_tokens: int = Field(8, ge=1, description="the condition embedding is split into this many attention tokens")
     diffusion_samples: int = Field(20, ge=1, description="generations per condition")
+    diffusion_residual: bool = Field(False, description="generate the complete day's latent minus its condition's "
+                                     "(the paper: the latent itself); see DiffusionSpace")
     max_conditions: int | None = Field(None, ge=1, description="cap on evaluated diffusion conditions")
     density_sigma: float = Field(20.0, gt=0.0)
     realism_k: int = Field(5, ge=1)

@@ -82,6 +82,12 @@ DEFINITIONS = {
     "density_per_draw": "latent density (eq. 18) of every draw (ours)",
     "realism_paper": "realism (eq. 19, k 5) of the mean of the draws of each condition (the paper's)",
     "realism_per_draw": "realism (eq. 19) of every draw (ours)",
+    "probabilistic.crps": "diffusion: fair CRPS of the decoded draws per variable (WeatherBench2's, area-weighted, "
+                          "mean over conditions), in the RMSE's units; climatology.crps: the climatology's (its MAE)",
+    "probabilistic.spread_skill": "diffusion: the draws' spread (sqrt of the area-mean unbiased variance) over the "
+                                  "RMSE of their mean, per variable; sqrt((M+1)/M) for a calibrated ensemble of M",
+    "condition_decoded": "the same conditions decoded directly (no diffusion): the decoder's own reconstruction of "
+                         "the masked day",
     "*_standardised": "the same on latents standardised with the downstream-train mean and std (comparable between "
                       "models); reference set: the complete inner-test days' latents",
 }
@@ -206,6 +212,10 @@ class Evaluation:
         channels = self.frozen.store.channels
         return {"rmse": {c: float(v) * self.units[c][1] for c, v in zip(channels, mse.mean(0).sqrt())},
                 "acc": {c: float(v) for c, v in zip(channels, acc.mean(0))}}
+
+    def per_channel(self, values: Tensor, unitless: bool = False) -> dict[str, float]:
+        """``{channel: value}`` of a ``(C,)`` score in the fields' unit, converted to each channel's display unit."""
+        return {c: float(v) * (1.0 if unitless else self.units[c][1]) for c, v in zip(self.frozen.store.channels, values)}
 
     def inner_test_latents(self, hidden: float) -> Tensor:
         """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
@@ -566,25 +576,35 @@ def diffusion(ev: Evaluation) -> dict:
     (mean of the draws; beside the climatology of the same days) and in latent space."""
     ds = ev.ds
     seed = derive_seed(ev.cfg.train.seed, "diffusion")
-    model, schedule, standardizer, _ = train_diffusion(
+    model, schedule, space, _ = train_diffusion(
         ev._part("train", ev.h_clean), ev._part("train", ev.h_masked),
         ev._part("val", ev.h_clean), ev._part("val", ev.h_masked), ds, seed=seed, progress=ev.progress)
     a, b = ev.inner["test"]
     idx = torch.arange(a, b)
     if ds.max_conditions and len(idx) > ds.max_conditions:
         idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
-    gen = generate(model, schedule, standardizer, ev.h_masked[idx], ds.diffusion_samples, generator(seed),
+    gen = generate(model, schedule, space, ev.h_masked[idx], ds.diffusion_samples, generator(seed),
                    batch_size=max(ds.batch_size, 256), progress=ev.progress).cpu()  # (N, S, D)
     mean_latents = gen.mean(1)
     mean_fields = ev.frozen.decode(mean_latents)
     truth, climatology = grids.take(ev.physical, idx), grids.take(ev.climatology, idx)
+    members = grids.each(lambda f: f.view(len(idx), ds.diffusion_samples, *f.shape[1:]),
+                         ev.frozen.decode(gen.reshape(-1, gen.shape[-1])))
+    condition_fields = ev.frozen.decode(ev.h_masked[idx])  # the decoder's own answer to the same masked day
     out = {"conditions": len(idx), "samples": ds.diffusion_samples,
            **field_scores(mean_fields, truth, ev.train_range),
-           **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), standardizer.to("cpu"),
+           "probabilistic": {"crps": ev.per_channel(metrics.crps(members, truth, ev.area_weights)),
+                             "spread_skill": ev.per_channel(metrics.spread_skill(members, truth, ev.area_weights),
+                                                            unitless=True)},
+           "condition_decoded": {**field_scores(condition_fields, truth, ev.train_range),
+                                 "per_variable": ev.variable_scores(*ev.day_scores(condition_fields, idx))},
+           **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), space.latents.to("cpu"),
                                      ds.density_sigma, ds.realism_k),
            "per_variable": ev.variable_scores(*ev.day_scores(mean_fields, idx)),
            "climatology": {**field_scores(climatology, truth, ev.train_range),  # the same days' baseline
-                           "per_variable": ev.variable_scores(*ev.day_scores(climatology, idx))}}
+                           "per_variable": ev.variable_scores(*ev.day_scores(climatology, idx)),
+                           "crps": ev.per_channel(metrics.crps(grids.each(lambda f: f[:, None], climatology), truth,
+                                                               ev.area_weights))}}
     gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
     observed_parts = []
     for part, true_g in zip(ev.frozen.store.parts, grids.as_list(truth)):

@@ -219,6 +219,44 @@ def acc(pred: Fields, true: Fields, climatology: Fields, weights) -> torch.Tenso
     return anomaly_correlation(pred, true, climatology, weights).mean(dim=0)
 
 
+def crps(members: Fields, true: Fields, weights) -> torch.Tensor:
+    """The fair (unbiased-in-the-ensemble-size) CRPS of an ensemble per channel, area-weighted, mean over samples.
+
+    ``E|X - y| - E|X - X'| / 2`` with the second mean over the ``M (M - 1)`` pairs of distinct members
+    (WeatherBench2's ``CRPS`` with its fair spread term), from the sorted members: ``sum_{i,j} |x_i - x_j| =
+    2 sum_i (2i - M - 1) x_(i)``. One member gives its absolute error (the MAE of a deterministic forecast).
+
+    Args:
+        members: ``(N, M, C, H, W)`` (or one per grid); true: ``(N, C, H, W)``; weights: :func:`lat_weights`.
+
+    Returns:
+        ``(C,)`` (float64), in the fields' unit.
+    """
+    def one(x, t, w):
+        _check_fields(x[:, 0], t)
+        x, t = x.double(), t.double()
+        m = x.shape[1]
+        skill = (x - t[:, None]).abs().mean(1)
+        if m == 1:
+            return area_mean(skill, w).mean(0)
+        rank = torch.arange(1, m + 1, dtype=torch.float64, device=x.device).view(1, m, 1, 1, 1)
+        spread = ((2 * rank - m - 1) * x.sort(dim=1).values).sum(1) / (m * (m - 1))
+        return area_mean(skill - spread, w).mean(0)
+    return _each_grid(one, members, true, weights)
+
+
+def spread_skill(members: Fields, true: Fields, weights) -> torch.Tensor:
+    """``(C,)`` ensemble spread over skill: sqrt of the area-weighted mean of the members' unbiased variance over
+    the RMSE of their mean (WeatherBench2's ``SpreadSkillRatio``); ``sqrt((M + 1) / M)`` for a calibrated
+    ensemble of ``M`` members, below it for an overconfident one."""
+    def one(x, t, w):
+        _check_fields(x[:, 0], t)
+        x = x.double()
+        spread = area_mean(x.var(dim=1, unbiased=True), w).mean(0).sqrt()
+        return spread / area_mean((x.mean(1) - t.double()).pow(2), w).mean(0).sqrt()
+    return _each_grid(one, members, true, weights)
+
+
 DISPLAY_UNITS = {"kg kg**-1": ("g kg**-1", 1e3)}
 """Units shown in tables and figures instead of the store's: specific humidity in g/kg (values ~1e-3 in kg/kg)."""
 

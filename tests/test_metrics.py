@@ -15,6 +15,7 @@ from sparta.metrics import (
     anomaly_correlation,
     area_mean,
     area_mse,
+    crps,
     display_unit,
     eddy_correlation,
     cycle_distances,
@@ -25,6 +26,7 @@ from sparta.metrics import (
     psnr,
     psnr_paper,
     realism_score,
+    spread_skill,
     rmse,
     rrmse,
     rrmse_paper,
@@ -392,3 +394,26 @@ def test_rmse_and_acc_of_fields_on_several_grids_score_each_on_its_own() -> None
 def test_display_units_show_specific_humidity_in_grams_per_kilogram() -> None:
     assert display_unit("kg kg**-1") == ("g kg**-1", 1e3)
     assert display_unit("K") == ("K", 1.0) and display_unit("m**2 s**-2") == ("m**2 s**-2", 1.0)
+
+
+def test_crps_hand_values_and_the_pairwise_definition() -> None:
+    """Members {0, 2} around a truth of 1: E|X - y| = 1, E|X - X'| over distinct pairs = 2, so CRPS = 0; one member
+    scores its absolute error; a random ensemble equals the O(M^2) pairwise formula on equal-area rows."""
+    w = torch.ones(2)
+    truth = torch.ones(1, 1, 2, 3)
+    members = torch.stack([torch.zeros(1, 1, 2, 3), 2 * torch.ones(1, 1, 2, 3)], dim=1)
+    assert float(crps(members, truth, w)[0]) == pytest.approx(0.0, abs=1e-12)
+    assert float(crps(members[:, :1], truth, w)[0]) == pytest.approx(1.0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 5, 2, 3, 6, generator=g), torch.randn(4, 2, 3, 6, generator=g)
+    pairs = (x[:, :, None] - x[:, None]).abs().sum((1, 2)) / (5 * 4)
+    expected = ((x - y[:, None]).abs().mean(1) - pairs / 2).mean((0, 2, 3))
+    torch.testing.assert_close(crps(x, y, torch.ones(3)), expected.double())
+
+
+def test_spread_skill_hand_value() -> None:
+    """Members y + 1 +- a: their mean misses by 1 everywhere, their unbiased variance is 2 a^2: ratio sqrt(2) a."""
+    truth = torch.zeros(3, 2, 4, 5)
+    members = torch.stack([truth + 1.5, truth + 0.5], dim=1)  # a = 0.5
+    torch.testing.assert_close(spread_skill(members, truth, torch.ones(4)), torch.full((2,), math.sqrt(2) * 0.5,
+                                                                                         dtype=torch.float64))

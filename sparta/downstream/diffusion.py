@@ -182,31 +182,61 @@ class LatentStandardizer(nn.Module):
         return z * self.std + self.mean
 
 
+class DiffusionSpace(nn.Module):
+    """Where the DDPM runs. Conditions are latents standardised with the complete-day latents' statistics
+    (``latents``, also the space the latent scores use). What it generates is, by default (the paper), the
+    standardised complete-day latent; with ``residual``, the complete-day latent minus its condition,
+    standardised by ``target`` (as CorrDiff diffuses the residual of a regression): a generation then starts
+    at the condition's own latent and the denoiser only has to learn what masking changed, which a small
+    training set can teach where the whole latent distribution it cannot."""
+
+    def __init__(self, latents: LatentStandardizer, target: LatentStandardizer, residual: bool) -> None:
+        super().__init__()
+        self.latents, self.target_scale, self.residual = latents, target, residual
+
+    @classmethod
+    def fit(cls, latents: Tensor, conds: Tensor, residual: bool) -> DiffusionSpace:
+        standardizer = LatentStandardizer.fit(latents)
+        return cls(standardizer, LatentStandardizer.fit(latents - conds) if residual else standardizer, residual)
+
+    def condition(self, conds: Tensor) -> Tensor:
+        return self.latents(conds)
+
+    def target(self, latents: Tensor, conds: Tensor) -> Tensor:
+        return self.target_scale(latents - conds if self.residual else latents)
+
+    def generated(self, z: Tensor, conds: Tensor) -> Tensor:
+        """Standardised draws ``z`` of the conditions ``conds`` (raw latents) -> raw latents."""
+        x = self.target_scale.inverse(z)
+        return x + conds if self.residual else x
+
+
 def train_diffusion(latents: Tensor, conds: Tensor, val_latents: Tensor, val_conds: Tensor,
                     cfg: DownstreamConfig, seed: int = 0, progress: bool = True
-                    ) -> tuple[LatentUNet, DDPMScheduler, LatentStandardizer, list[dict[str, float]]]:
-    """Fit the standardiser on ``latents``, then the denoiser on (target latent, condition) pairs.
+                    ) -> tuple[LatentUNet, DDPMScheduler, DiffusionSpace, list[dict[str, float]]]:
+    """Fit the :class:`DiffusionSpace` on ``latents`` (and ``cfg.diffusion_residual``), then the denoiser on
+    (target, condition) pairs.
 
     Adam lr ``cfg.diffusion_lr``, batch ``cfg.batch_size``, ``cfg.diffusion_epochs`` epochs; the
     per-epoch loss is that epoch's alone and the plateau scheduler watches the validation loss
     (the reference's running mean over all epochs kept the LR from ever dropping).
     """
-    standardizer = LatentStandardizer.fit(latents)
+    space = DiffusionSpace.fit(latents, conds, cfg.diffusion_residual)
     scheduler = make_scheduler(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
         return diffusion_loss(scheduler, model, batch[0], batch[1], generator)
 
-    train = (standardizer(latents), standardizer(conds))
-    val = (standardizer(val_latents), standardizer(val_conds))
+    train = (space.target(latents, conds), space.condition(conds))
+    val = (space.target(val_latents, val_conds), space.condition(val_conds))
     with seeded(seed):
         model = LatentUNet(latents.shape[-1], cfg.diffusion_hidden, cond_tokens=cfg.condition_tokens)
         history = fit(model, train, val, loss_fn, epochs=cfg.diffusion_epochs, lr=cfg.diffusion_lr,
                       batch_size=cfg.batch_size, seed=seed, progress=progress, desc="diffusion")
-    return model, scheduler, standardizer, history
+    return model, scheduler, space, history
 
 
-def generate(model: LatentUNet, scheduler: DDPMScheduler, standardizer: LatentStandardizer, conds: Tensor,
+def generate(model: LatentUNet, scheduler: DDPMScheduler, space: DiffusionSpace, conds: Tensor,
              n_samples: int, generator: torch.Generator, batch_size: int = 512,
              progress: bool = True) -> Tensor:
     """``n_samples`` DDPM draws per condition: (N, D) conditions -> (N, n_samples, D), original scale.
@@ -215,7 +245,8 @@ def generate(model: LatentUNet, scheduler: DDPMScheduler, standardizer: LatentSt
     denoising steps, the slow part.
     """
     device = next(model.parameters()).device
-    standardizer = standardizer.to(device)
-    rows = standardizer(conds.to(device)).repeat_interleave(n_samples, 0)
-    out = [sample(scheduler, model, chunk, generator, progress) for chunk in rows.split(batch_size)]
-    return standardizer.inverse(torch.cat(out)).view(len(conds), n_samples, -1)
+    space = space.to(device)
+    conds = conds.to(device).repeat_interleave(n_samples, 0)
+    rows = space.condition(conds)
+    out = torch.cat([sample(scheduler, model, chunk, generator, progress) for chunk in rows.split(batch_size)])
+    return space.generated(out, conds).view(-1, n_samples, conds.shape[-1])
