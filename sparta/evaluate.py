@@ -213,10 +213,6 @@ class Evaluation:
         return {"rmse": {c: float(v) * self.units[c][1] for c, v in zip(channels, mse.mean(0).sqrt())},
                 "acc": {c: float(v) for c, v in zip(channels, acc.mean(0))}}
 
-    def per_channel(self, values: Tensor, unitless: bool = False) -> dict[str, float]:
-        """``{channel: value}`` of a ``(C,)`` score in the fields' unit, converted to each channel's display unit."""
-        return {c: float(v) * (1.0 if unitless else self.units[c][1]) for c, v in zip(self.frozen.store.channels, values)}
-
     def inner_test_latents(self, hidden: float) -> Tensor:
         """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
         per day and fraction): what the reconstruction and robustness tasks both read."""
@@ -571,6 +567,11 @@ def _draw_forecast(run: Run, results: dict, label: str) -> None:
                                       f"{label}: forecast {setting}, RMSE and ACC per variable", results.get("units"))
 
 
+def per_channel(ev: Evaluation, values: Tensor, unitless: bool = False) -> dict[str, float]:
+    """``{channel: value}`` of a ``(C,)`` score in the fields' unit, converted to each channel's display unit."""
+    return {c: float(v) * (1.0 if unitless else ev.units[c][1]) for c, v in zip(ev.frozen.store.channels, values)}
+
+
 def diffusion(ev: Evaluation) -> dict:
     """Conditional latent diffusion: complete-day latents generated from masked ones, scored as decoded fields
     (mean of the draws; beside the climatology of the same days) and in latent space."""
@@ -593,8 +594,8 @@ def diffusion(ev: Evaluation) -> dict:
     condition_fields = ev.frozen.decode(ev.h_masked[idx])  # the decoder's own answer to the same masked day
     out = {"conditions": len(idx), "samples": ds.diffusion_samples,
            **field_scores(mean_fields, truth, ev.train_range),
-           "probabilistic": {"crps": ev.per_channel(metrics.crps(members, truth, ev.area_weights)),
-                             "spread_skill": ev.per_channel(metrics.spread_skill(members, truth, ev.area_weights),
+           "probabilistic": {"crps": per_channel(ev, metrics.crps(members, truth, ev.area_weights)),
+                             "spread_skill": per_channel(ev, metrics.spread_skill(members, truth, ev.area_weights),
                                                             unitless=True)},
            "condition_decoded": {**field_scores(condition_fields, truth, ev.train_range),
                                  "per_variable": ev.variable_scores(*ev.day_scores(condition_fields, idx))},
@@ -603,7 +604,7 @@ def diffusion(ev: Evaluation) -> dict:
            "per_variable": ev.variable_scores(*ev.day_scores(mean_fields, idx)),
            "climatology": {**field_scores(climatology, truth, ev.train_range),  # the same days' baseline
                            "per_variable": ev.variable_scores(*ev.day_scores(climatology, idx)),
-                           "crps": ev.per_channel(metrics.crps(grids.each(lambda f: f[:, None], climatology), truth,
+                           "crps": per_channel(ev, metrics.crps(grids.each(lambda f: f[:, None], climatology), truth,
                                                                ev.area_weights))}}
     gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
     observed_parts = []
