@@ -95,7 +95,7 @@ def _stage1_step(tmp_path, store, compile_: bool) -> tuple[float, torch.Tensor]:
     trainer.step.set_mode(stage, True)
     terms = trainer.step.terms(next(iter(trainer.loaders["train"])), stage, 0.5, generator(1))
     terms["total"].backward()
-    return float(terms["total"]), torch.cat([p.grad.flatten() for p in params])
+    return float(terms["total"].detach()), torch.cat([p.grad.flatten() for p in params])
 
 
 def test_compiled_encoder_computes_the_eager_step_on_cpu(tmp_path, micro_store):
