@@ -320,12 +320,12 @@ def seed_spread_lines(results: dict[str, dict], metric: str = "rrmse_l2") -> lis
     return lines
 
 
-def verdict_sentences(results: dict[str, dict]) -> list[str]:
+def verdict_sentences(results: dict[str, dict], reconstruction: tuple[str, Table] | None = None) -> list[str]:
     """The verdict's sentences (``{variant: metrics.json}``): the decoded reconstructions against the
-    climatology, the best forecast per lead against persistence and the climatology, season accuracy
-    against chance."""
+    climatology (``reconstruction``: :func:`reconstruction_verdict`'s, when already built), the best forecast
+    per lead against persistence and the climatology, season accuracy against chance."""
     labelled = {VARIANTS[n].label: r for n, r in results.items()}
-    reconstruction = reconstruction_verdict(results)
+    reconstruction = reconstruction or reconstruction_verdict(results)
     sentences = [reconstruction[0]] if reconstruction else []
     headline = forecast_headline(labelled)
     sentences += [headline] if headline else []
@@ -348,7 +348,7 @@ def verdict(out: Path, results: dict[str, dict]) -> list[Block]:
     exceed the seed spread."""
     labelled = {VARIANTS[n].label: r for n, r in results.items()}
     reconstruction = reconstruction_verdict(results)
-    sentences = verdict_sentences(results)
+    sentences = verdict_sentences(results, reconstruction)
     blocks = [Block("h2", "Verdict"), *(Block("p", line) for line in sentences)]
     blocks += [Block("table", reconstruction[1])] if reconstruction else []
     for name in results:  # what a decoded day looks like, before the forecast details

@@ -426,6 +426,10 @@ def _finite(terms: dict[str, Tensor], stage: Stage, epoch: int, on_nonfinite: st
     return False
 
 
+def _cpu_state(model: SpartaModel) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 class Record:
     """What training has done so far: the history rows (one per epoch, the last one the epoch in last.pt), the
     best validation loss of the final stage, and the checkpoints that hold them."""
@@ -439,8 +443,7 @@ class Record:
     def save(self, model: SpartaModel, stage_idx: int, epoch: int, optimizer, scheduler, improved: bool) -> None:
         if not dist.is_main():
             return
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        common = {**self.meta, "model": state, "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
+        common = {**self.meta, "model": _cpu_state(model), "stage_index": stage_idx, "stage": self.stages[stage_idx].name,
                   "epoch": epoch}
         if improved:  # best first: last.pt is the commit point a resume starts from
             save_checkpoint(self.run.best, common)
@@ -453,9 +456,8 @@ class Record:
         """best.pt := the untrained model, with its validation loss ``val`` as the best to beat."""
         self.best_val, self.best_is_start = val, True
         if dist.is_main():
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            save_checkpoint(self.run.best, {**self.meta, "model": state, "stage_index": -1, "stage": "start",
-                                            "epoch": -1})
+            save_checkpoint(self.run.best, {**self.meta, "model": _cpu_state(model), "stage_index": -1,
+                                            "stage": "start", "epoch": -1})
 
     def restore(self, model: SpartaModel, digest: str) -> tuple[int, int, dict | None]:
         """Load last.pt; return (stage index, next epoch, optimizer+scheduler states for that stage)."""
