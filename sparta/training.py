@@ -384,25 +384,39 @@ class Step:
 
 class SkillProbe:
     """Does the decoder know the weather? Complete validation days (:func:`skill_reference`, normalised once: the
-    same days every epoch) through encode -> decode, in physical units."""
+    same days every epoch) through encode -> decode, in physical units, from the complete input and with
+    ``HIDDEN`` of every day's points hidden (one fixed seeded mask per day, the same every epoch)."""
 
-    def __init__(self, store: Store):
+    HIDDEN = 0.7  # the fraction the downstream tasks' masked inputs hide (downstream.condition_mask's default)
+
+    def __init__(self, store: Store, augmenter: Augmenter | MultiGridAugmenter):
         self.store = store
         self.days, self.climatology = skill_reference(store)
-        self.inputs = grids.each(torch.from_numpy, store.normalise(grids.each(torch.Tensor.numpy, self.days)))
+        inputs = grids.each(torch.from_numpy, store.normalise(grids.each(torch.Tensor.numpy, self.days)))
+        masked = augmenter.mask(inputs, generator(derive_seed(0, "skill-probe-mask")), self.HIDDEN, self.HIDDEN)
+        self.inputs = {"": (augmenter.encoder_input(inputs), None), f"hidden{round(100 * self.HIDDEN)}_": masked}
 
     @torch.no_grad()
     def measure(self, step: Step) -> dict[str, float]:
-        """Pooled RRMSE as a fraction of the monthly climatology's, and the zonal-anomaly (eddy) pattern
-        correlation per channel (0 for a decoder that paints zonal-mean bands)."""
+        """Pooled RRMSE as a fraction of the monthly climatology's and the mean and minimum over channels of
+        the zonal-anomaly (eddy) pattern correlation (0 for a decoder that paints zonal-mean bands), from the
+        complete input; per channel the same two numbers from complete (``skill_<channel>_*``) and masked
+        (``skill_hidden70_<channel>_*``) inputs: the learning curve of every variable."""
         step.model.eval()
-        x = step.to_device(self.inputs)
-        with step.autocast():
-            fields = _float(step.model.decode(step.model.encode(step.encoder_input(step.augmenter.encoder_input(x)))))
-        pred = self.store.denormalise(grids.each(lambda part: part.cpu(), fields))
-        eddy = eddy_correlation(pred, self.days)
-        return {"skill_rrmse_vs_climatology": float(rrmse(pred, self.days) / rrmse(self.climatology, self.days)),
-                "skill_eddy_r_mean": float(eddy.mean()), "skill_eddy_r_min": float(eddy.min())}
+        row: dict[str, float] = {}
+        for tag, (x, keep) in self.inputs.items():
+            x, keep = step.to_device(x), None if keep is None else step.to_device(keep)
+            with step.autocast():
+                fields = _float(step.model.decode(step.model.encode(step.encoder_input(x), keep)))
+            pred = self.store.denormalise(grids.each(lambda part: part.cpu(), fields))
+            ratio = rrmse(pred, self.days, per_channel=True) / rrmse(self.climatology, self.days, per_channel=True)
+            eddy = eddy_correlation(pred, self.days)
+            if not tag:
+                row |= {"skill_rrmse_vs_climatology": float(rrmse(pred, self.days) / rrmse(self.climatology, self.days)),
+                        "skill_eddy_r_mean": float(eddy.mean()), "skill_eddy_r_min": float(eddy.min())}
+            for name, r, e in zip(self.store.channels, ratio.tolist(), eddy.tolist(), strict=True):
+                row |= {f"skill_{tag}{name}_rmse_vs_climatology": r, f"skill_{tag}{name}_eddy_r": e}
+        return row
 
 
 def _warn_if_unskilled(history: list[dict], run: Run) -> None:
@@ -593,7 +607,7 @@ class Trainer:
         self.record = Record(run, checkpoint_meta(cfg, store), self.stages)
         if hasattr(model.fusion, "adjacency") and dist.is_main():  # the variable graph a fusion runs over
             plot_adjacency(model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")
-        self.skill = SkillProbe(store)
+        self.skill = SkillProbe(store, self.step.augmenter)
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM during fit
         self.loaders = {split: _loader(cfg, store, split, self.device) for split in ("train", "val")}
 

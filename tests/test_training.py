@@ -169,6 +169,10 @@ def test_a_run_started_from_eofs_beats_climatology_and_keeps_its_start(tmp_path,
     end = float(rows[-1]["skill_rrmse_vs_climatology"])
     assert start["skill_rrmse_vs_climatology"] < 1.0 and end < 1.0
     assert end <= start["skill_rrmse_vs_climatology"] * 1.02
+    for name in micro_store.channels:  # the EOF start, per variable: hiding 70% of the input costs skill
+        complete, hidden = (start[f"skill_{tag}{name}_rmse_vs_climatology"] for tag in ("", "hidden70_"))
+        assert 0.0 < complete < hidden and -1.0 <= start[f"skill_hidden70_{name}_eddy_r"] <= 1.0
+        assert float(rows[-1][f"skill_hidden70_{name}_rmse_vs_climatology"]) > 0.0
 
 
 def test_a_run_started_from_eofs_never_ends_worse_than_its_start(tmp_path, micro_store, caplog):
