@@ -140,9 +140,23 @@ def check_layouts(device) -> None:
         compiled.fusion.compile()
         _compare(f"torch.compile vs eager, {fusion}", _pass(compiled, x), base)
     late = _model("attention", device)
-    sequential = copy.deepcopy(late)
-    sequential.fusion.batched = False
+    sequential = one_by_one(copy.deepcopy(late))
     _compare("batched vs sequential late fusion (attention)", _pass(late, x), _pass(sequential, x))
+
+
+def one_by_one(model):
+    """``model`` with its late-fusion encoders run one after another, the reference of the grouped forward."""
+    import types
+
+    import torch
+
+    from sparta import grids
+
+    def variable_embeddings(fusion, x, keep=None):
+        return torch.stack([enc(c) for c, enc in zip(grids.split_channels(x), fusion.encoders)], dim=1)
+
+    model.fusion.variable_embeddings = types.MethodType(variable_embeddings, model.fusion)
+    return model
 
 
 # ------------------------------------------------------------------ 5. timing
@@ -167,8 +181,8 @@ def time_steps(device, steps: int) -> list[tuple[str, float]]:
         torch.manual_seed(0)
         model = SpartaModel(cfg.model, [Grid(("t2m", "z850", "u850", "v850", "q850"), 32, 64)]).to(device).train()
         model.decoder.requires_grad_(False)
-        if fusion != "early":
-            model.fusion.batched = batched
+        if not batched:
+            one_by_one(model)
         fmt = torch.channels_last if fast else torch.contiguous_format
         if fast:
             model.to(memory_format=fmt)

@@ -214,6 +214,10 @@ class ModelConfig(_Strict):
         "standardised PCs and its inverse) and the networks' output layers at zero, so training starts from the "
         "EOF reconstruction and the networks learn what EOFs miss (not in the paper; needs linear_path, early "
         "fusion and augment.mode=native)")
+    mean_field: bool = Field(False, description="the decoder adds a learned bias per variable and grid point that "
+                             "starts at the train split's mean field, so the network decodes anomalies from it (not in "
+                             "the paper, whose decoder must build the mean pattern from h; with linear_init=eof the "
+                             "linear path's bias holds the mean already)")
     decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention_heads: int = Field(8, ge=1)
     graph: list[tuple[str, str]] | None = Field(
@@ -370,6 +374,9 @@ class Config(_Strict):
                 f"data.variable_grids puts the variables on several grids ({grids}), but model.fusion=early "
                 f"stacks all variables as channels of one image: use late fusion (model.fusion={' or '.join(late)}), "
                 "or drop data.variable_grids so every variable is regridded to data.grid (data.regrid=true)")
+        if self.model.mean_field and self.model.linear_init == "eof" and not closed_form:
+            raise ValueError("model.mean_field=true adds the train split's mean to the decoder, which "
+                             "model.linear_init=eof already starts with: set one of them")
         if self.model.linear_init == "eof" and not closed_form:
             needs = [f"{key}={want} (is {have})" for key, want, have in [
                 ("model.linear_path", "true", str(self.model.linear_path).lower()),

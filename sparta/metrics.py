@@ -1,9 +1,9 @@
-"""Evaluation metrics (paper sections 6.1.3 and 7.1.1, equations 18-19; SPEC "Metrics").
+"""Evaluation metrics (paper sections 6.1.3 and 7.1.1, equations 18-19).
 
 Fields are ``(N, C, H, W)`` with latitude ascending along ``H``; RRMSE, SSIM and PSNR also take
 lists of them, one per grid (variables on several grids, :mod:`sparta.grids`): every channel is
 scored on its own grid, in the lists' channel order. No function here normalises or
-denormalises: the caller passes the space it wants. The SPEC's reported numbers use physical
+denormalises: the caller passes the space it wants. Reported numbers use physical
 (denormalised) fields for RRMSE, SSIM and PSNR, and both raw and standardised latents for latent
 density, realism and smoothness. Field metrics are computed in float64.
 """
@@ -68,7 +68,7 @@ def rrmse(
     per_channel: bool = False,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """"RRMSE (L2, ours)": relative root mean squared error in percent (SPEC "Metrics").
+    """"RRMSE (L2, ours)": relative root mean squared error in percent.
 
     ``RRMSE = ||pred - true||_2 / ||true||_2 * 100``, the norms taken over all samples, channels
     and grid points jointly (pooled: one ratio for the whole set, not a mean of per-sample ratios;
@@ -344,7 +344,7 @@ def ssim_sigma(kernel_size: int) -> float:
 def ssim(
     pred: torch.Tensor, true: torch.Tensor, kernel_size: int = 7, per_channel: bool = False
 ) -> torch.Tensor:
-    """Structural similarity, per channel then averaged over channels (SPEC "Metrics").
+    """Structural similarity, per channel then averaged over channels.
 
     For channel ``c``: ``SSIM_c`` = torchmetrics ``structural_similarity_index_measure`` of the
     ``(N, 1, H, W)`` slices with ``data_range_c = max(true_c) - min(true_c)`` over the batch
@@ -391,7 +391,7 @@ def ssim(
 
 
 def psnr(pred: torch.Tensor, true: torch.Tensor, per_channel: bool = False) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB, per channel then averaged over channels (SPEC "Metrics").
+    """Peak signal-to-noise ratio in dB, per channel then averaged over channels.
 
     For channel ``c``: ``PSNR_c = 10 log10(data_range_c^2 / MSE_c)`` (torchmetrics
     ``peak_signal_noise_ratio``), with ``MSE_c`` pooled over the whole batch and grid and
@@ -433,7 +433,7 @@ def latent_density(gen: torch.Tensor, ref: torch.Tensor, sigma: float = 20.0) ->
 
     ``D(g) = 1/|H| sum_j exp(-||g - h_j||^2 / (2 sigma^2))``; result ``mean_g D(g)``, in (0, 1].
     ``sigma = 20`` as in the paper. Space: the caller's latents; the score depends on their scale,
-    so report it on raw and on standardised latents (SPEC "Decisions").
+    so report it on raw and on standardised latents.
 
     Args:
         gen: ``(G, D)`` generated latents.
@@ -481,7 +481,7 @@ def step_distances(h: torch.Tensor, normalise: bool = False) -> torch.Tensor:
 
     ``d_t = ||h_t - h_{t-1}||_2^2`` for ``t = 1..T-1``. With ``normalise`` every distance is
     divided by the mean squared latent norm ``mean_t ||h_t||^2``, which makes models with
-    different latent scales comparable (SPEC "Smoothness": report both).
+    different latent scales comparable (the tables report both).
 
     Args:
         h: ``(T, D)`` consecutive latents.

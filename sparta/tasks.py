@@ -16,7 +16,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Column:
     """A column of :func:`sparta.tables.downstream_table`: one scalar of a task's results, ``results[task.key][key]``
-    (or ``[old_key]``, its name in metrics.json written before a rename). ``better``: 'min', 'max' or '' (no mark);
+    ``better``: 'min', 'max' or '' (no mark);
     ``paper``: the paper's definition (those columns come first)."""
 
     header: str
@@ -24,10 +24,9 @@ class Column:
     better: str
     digits: int
     paper: bool = False
-    old_key: str | None = None
 
     def get(self, result: dict) -> float | None:
-        return result.get(self.key, result.get(self.old_key) if self.old_key else None)
+        return result.get(self.key)
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,13 @@ DIFFUSION_COLUMNS = (
     Column("Latent density (paper: mean of draws)", "density_paper", "max", 3, paper=True),
     Column("Realism (paper: mean of draws)", "realism_paper", "max", 3, paper=True),
     Column("Std dev (paper: all generated values)", "latent_std_all_samples", "min", 4, paper=True),
-    Column("Diffusion RRMSE (L2, ours, %)", "rrmse_l2", "min", 2, old_key="rrmse"),
-    Column("Latent density (ours: every draw)", "density_per_draw", "max", 3, old_key="density"),
-    Column("Realism (ours: every draw)", "realism_per_draw", "max", 3, old_key="realism"),
-    Column("Std across draws (ours)", "latent_std_per_condition", "min", 4, old_key="latent_std"),
-    Column("Density (std. latents, every draw)", "density_per_draw_standardised", "max", 3, old_key="density_std"),
-    Column("Realism (std. latents, every draw)", "realism_per_draw_standardised", "max", 3, old_key="realism_std"),
-    Column("Std across draws (std. latents)", "latent_std_per_condition_standardised", "min", 4,
-           old_key="latent_std_std"),
+    Column("Diffusion RRMSE (L2, ours, %)", "rrmse_l2", "min", 2),
+    Column("Latent density (ours: every draw)", "density_per_draw", "max", 3),
+    Column("Realism (ours: every draw)", "realism_per_draw", "max", 3),
+    Column("Std across draws (ours)", "latent_std_per_condition", "min", 4),
+    Column("Density (std. latents, every draw)", "density_per_draw_standardised", "max", 3),
+    Column("Realism (std. latents, every draw)", "realism_per_draw_standardised", "max", 3),
+    Column("Std across draws (std. latents)", "latent_std_per_condition_standardised", "min", 4),
 )
 CLASSIFY_COLUMNS = (
     Column("Class. test loss", "cross_entropy", "min", 4, paper=True),

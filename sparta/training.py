@@ -600,6 +600,8 @@ class Trainer:
         model = build_model(cfg, store.layout)
         if cfg.model.linear_init == "eof" and not resume:
             model.start_from_eofs(fit_train_eofs(store, cfg.model.embed_dim))
+        if cfg.model.mean_field and not resume:
+            model.decoder.start_from_mean(train_mean_field(store))
         model.to(self.device)
         if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
             dist.convert_batchnorm(model)
@@ -680,6 +682,13 @@ def train_run(run: Run, store: Store, progress: bool = True, resume: bool = Fals
     if family.closed_form:
         return resolve(family.fit)(run, store) if dist.is_main() else run
     return Trainer(run, store, progress=progress, resume=resume).fit()
+
+
+def train_mean_field(store: Store) -> grids.Fields:
+    """The normalised time mean of the store's train split, (C, n_lat, n_lon) per grid, float32."""
+    start, stop = store.split_range("train")
+    fields = store.normalise(store.read(slice(start, stop)))
+    return grids.each(lambda part: torch.as_tensor(np.asarray(part).mean(axis=0), dtype=torch.float32), fields)
 
 
 def fit_train_eofs(store: Store, embed_dim: int) -> EOFModel:

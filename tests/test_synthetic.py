@@ -156,7 +156,7 @@ def test_determinism_and_chunk_independence():
         assert not np.allclose(a[name].values, c[name].values)
 
 
-# (mean lo, mean hi, std lo, std hi): generous bands around the SPEC's real ERA5 64x32 daily values.
+# (mean lo, mean hi, std lo, std hi): generous bands around real ERA5 64x32 daily values.
 BANDS = {
     "t2m": (284.0, 290.0, 13.0, 18.5),  # ERA5: 287, 15.5
     "z850": (13_700.0, 14_700.0, 850.0, 1_400.0),  # 14,200, 1,100

@@ -1,6 +1,6 @@
 """Season classification from latents of masked samples (paper section 4.3), a probe of the latent space.
 
-Beside the paper's cross-entropy, accuracy and a confusion matrix are reported (SPEC decision):
+Beside the paper's cross-entropy, accuracy and a confusion matrix are reported:
 a cross-entropy alone does not say which seasons are confused.
 """
 

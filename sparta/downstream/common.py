@@ -3,7 +3,7 @@
 The downstream models are small and train on latent tensors that fit in memory, so the loop
 indexes tensors directly (no DataLoader) and shuffles with a seeded generator: the same seed gives
 the same run. Unlike the reference, which kept the last epoch, the best-by-validation weights are
-restored at the end (SPEC: "downstream uses best by default").
+restored at the end.
 """
 
 from __future__ import annotations

@@ -41,10 +41,10 @@ def load_trained(checkpoint: str | Path, device: str | torch.device = "cpu",
     """
     state = load_checkpoint(checkpoint, expect_digest=expect_digest)
     cfg = validate(state["config"])
-    if "layout" in state:
-        layout = [Grid(tuple(channels), n_lat, n_lon) for channels, n_lat, n_lon in state["layout"]]
-    else:  # written before variables could have their own grids
-        layout = [Grid.named(state["grid"], state["channels"])]
+    if "layout" not in state:
+        raise CheckpointError(f"checkpoint '{checkpoint}' names no grid layout (written by an older sparta): "
+                              "train again")
+    layout = [Grid(tuple(channels), n_lat, n_lon) for channels, n_lat, n_lon in state["layout"]]
     model = build_model(cfg, layout)
     try:
         model.load_state_dict(state["model"])

@@ -41,12 +41,14 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int, out_channels: int, n_lat: int, n_lon: int,
-                 base_channels: int = 500, dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> None:
+                 base_channels: int = 500, dropout: float = 0.1, n_blocks: int = 5, linear: bool = False,
+                 mean_field: bool = False) -> None:
         super().__init__()
         self.n_lat, self.n_lon = n_lat, n_lon
         self.out_shape = (out_channels, n_lat, n_lon)
         # global path: every output cell reads all of h directly, as an EOF expansion does
         self.linear = nn.Linear(embed_dim, math.prod(self.out_shape)) if linear else None
+        self.mean_field = nn.Parameter(torch.zeros(self.out_shape)) if mean_field else None
         scale = 2 ** n_blocks
         self.seed_shape = (base_channels, math.ceil(n_lat / scale), math.ceil(n_lon / scale))
         self.seed = nn.Linear(embed_dim, math.prod(self.seed_shape))
@@ -70,11 +72,20 @@ class Decoder(nn.Module):
         self.head.weight.zero_()
         self.head.bias.zero_()
 
+    @torch.no_grad()
+    def start_from_mean(self, mean: torch.Tensor) -> None:
+        """The per-point output bias (``model.mean_field``) set to ``mean``, (out_channels, n_lat, n_lon)."""
+        if self.mean_field is None:
+            raise ValueError("starting from a mean field needs model.mean_field=true")
+        self.mean_field.copy_(mean.reshape(self.out_shape))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.seed(h).view(-1, *self.seed_shape)))
         top = (x.shape[-2] - self.n_lat) // 2
         left = (x.shape[-1] - self.n_lon) // 2
         x = x[..., top:top + self.n_lat, left:left + self.n_lon]
+        if self.mean_field is not None:
+            x = x + self.mean_field
         return x if self.linear is None else x + self.linear(h).view(-1, *self.out_shape)
 
 
@@ -86,20 +97,25 @@ class MultiGridDecoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
-                 dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> None:
+                 dropout: float = 0.1, n_blocks: int = 5, linear: bool = False, mean_field: bool = False) -> None:
         super().__init__()
         self.decoders = nn.ModuleList(Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon,
-                                              base_channels, dropout, n_blocks, linear) for grid in layout)
+                                              base_channels, dropout, n_blocks, linear, mean_field) for grid in layout)
+
+    def start_from_mean(self, mean: list[torch.Tensor]) -> None:
+        """Each grid's decoder from its own mean field (:meth:`Decoder.start_from_mean`)."""
+        for decoder, part in zip(self.decoders, mean, strict=True):
+            decoder.start_from_mean(part)
 
     def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
         return [decoder(h) for decoder in self.decoders]
 
 
 def build_decoder(embed_dim: int, layout: Sequence[Grid], base_channels: int = 500,
-                  dropout: float = 0.1, n_blocks: int = 5, linear: bool = False) -> nn.Module:
+                  dropout: float = 0.1, n_blocks: int = 5, linear: bool = False, mean_field: bool = False) -> nn.Module:
     """A :class:`Decoder` for one grid, a :class:`MultiGridDecoder` for several."""
     if len(layout) == 1:
         grid = layout[0]
         return Decoder(embed_dim, len(grid.channels), grid.n_lat, grid.n_lon, base_channels, dropout, n_blocks,
-                       linear)
-    return MultiGridDecoder(embed_dim, layout, base_channels, dropout, n_blocks, linear)
+                       linear, mean_field)
+    return MultiGridDecoder(embed_dim, layout, base_channels, dropout, n_blocks, linear, mean_field)

@@ -174,8 +174,7 @@ class LateFusion(nn.Module):
 
     The encoders that see inputs of one size and have one linear grid run as one network
     (:func:`~sparta.models.resnet.grouped_encoders_forward`: grouped convolutions, batched matmuls),
-    the same mathematics as running them one after another (``batched = False``, kept for tests
-    and measurement) at the cost of about one early-fusion encoder. Parameters stay in
+    the same mathematics as running them one after another at the cost of about one early-fusion encoder. Parameters stay in
     ``encoders[i]``, so checkpoints have one layout either way.
     """
 
@@ -187,7 +186,6 @@ class LateFusion(nn.Module):
         grids_ = linear_grids or [None] * len(channels)
         self.encoders = nn.ModuleList(ResNet18Encoder(1, embed_dim, linear_grid=g, **encoder) for g in grids_)
         self.linear_grids = list(grids_)
-        self.batched = True
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, channels: Sequence[str],
@@ -208,8 +206,6 @@ class LateFusion(nn.Module):
             raise ValueError(f"input has {len(channels)} channels, the model was built for {len(self.encoders)}")
         keeps = ([None] * len(channels) if keep is None else
                  grids.split_channels([k.expand(p.shape) for k, p in zip(grids.as_list(keep), grids.as_list(x))]))
-        if not self.batched:
-            return torch.stack([enc(c, k) for c, k, enc in zip(channels, keeps, self.encoders)], dim=1)
         groups: dict[tuple, list[int]] = {}  # encoders that can run as one network: same input size, same linear grid
         for i, c in enumerate(channels):
             groups.setdefault((tuple(c.shape[2:]), self.linear_grids[i]), []).append(i)

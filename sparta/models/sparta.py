@@ -34,7 +34,7 @@ class SpartaModel(nn.Module):
                                    [(grid.n_lat, grid.n_lon) for grid in self.layout for _ in grid.channels])
         self.projector = projector(cfg.embed_dim, cfg.proj_dim) if with_projector else None
         self.decoder = build_decoder(cfg.embed_dim, self.layout, cfg.decoder_channels, cfg.decoder_dropout,
-                                     cfg.decoder_blocks, cfg.linear_path)
+                                     cfg.decoder_blocks, cfg.linear_path, cfg.mean_field)
 
     def encode(self, x: Fields, keep: Fields | None = None) -> torch.Tensor:
         """(B, C, H, W) at any H, W >= 16 (or one such tensor per grid, late fusion) -> h (B, embed_dim).
@@ -77,10 +77,6 @@ class SpartaModel(nn.Module):
         paths += [m.linear for m in self.decoder.modules() if isinstance(m, Decoder) and m.linear is not None]
         return [p for m in paths for p in m.parameters()]
 
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters that stage 3 freezes: the fusion front and the projector."""
-        modules = [self.fusion] + ([self.projector] if self.projector is not None else [])
-        return [p for m in modules for p in m.parameters()]
 
 
 def build_sparta(cfg: Config, layout: Sequence[Grid]) -> SpartaModel:
