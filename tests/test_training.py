@@ -233,3 +233,21 @@ def test_skill_reference_is_the_monthly_climatology_of_the_train_split(tiny_stor
     same = np.flatnonzero(month[ta:tb] == month[va]) + ta
     expected = np.asarray(tiny_store.read(same), dtype=np.float64).mean(0)
     torch.testing.assert_close(climatology[0], torch.from_numpy(expected).float())
+
+
+def test_mean_field_starts_the_decoder_at_the_train_mean(tmp_path, micro_store):
+    """model.mean_field: the decoder's per-point bias is the normalised train-split mean, so with the network's
+    output layer at zero the autoencoder decodes every day as that mean."""
+    cfg = _config(micro_store, "model.mean_field=true", method="autoencoder")
+    trainer = Trainer(Run.create(cfg, tmp_path / "run"), micro_store, progress=False)
+    decoder = trainer.step.model.decoder
+    start, stop = micro_store.split_range("train")
+    mean = micro_store.normalise(micro_store.read(slice(start, stop))).mean(axis=0)
+    torch.testing.assert_close(decoder.mean_field.detach(), torch.as_tensor(mean, dtype=torch.float32))
+    with torch.no_grad():
+        decoder.head.weight.zero_(), decoder.head.bias.zero_()
+        out = trainer.step.model.decode(torch.randn(3, cfg.model.embed_dim))
+    torch.testing.assert_close(out, decoder.mean_field.detach().expand_as(out))
+    with pytest.raises(ConfigError, match="model.mean_field=true .* model.linear_init=eof"):
+        _config(micro_store, "model.mean_field=true", "model.linear_path=true", "model.linear_init=eof",
+                "augment.mode=native", method="autoencoder")
