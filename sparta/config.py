@@ -234,6 +234,8 @@ class LossConfig(_Strict):
     temperature: float = Field(0.3, gt=0.0)
     cycle: bool = Field(True, description="add the cycle-consistency loss on h")
     cycle_weight: float = Field(1.0, ge=0.0)
+    area_weighted: bool = Field(False, description="weight each point's squared reconstruction error by its cell's "
+                                "area, as every score is weighted (the paper's loss is unweighted)")
     alpha_decay: float = Field(0.01, ge=0.0, description="k in alpha(epoch) = exp(-k * epoch)")
     recon_target: Literal["aligned", "uncropped"] = Field(
         "aligned", description="stage-2 t+-delta targets: the same crop as the input, or the raw native fields (reference)")

@@ -111,11 +111,13 @@ def cycle_loss(h_minus: torch.Tensor, h_t: torch.Tensor, h_plus: torch.Tensor) -
     return (h_plus - 2.0 * h_t + h_minus).pow(2).mean()
 
 
-def per_channel_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def per_channel_mse(pred: torch.Tensor, target: torch.Tensor, lat_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error of each channel: ``mse_c = mean_{n, spatial} (pred - target)^2``.
 
     Args:
         pred, target: ``(N, C, ...)`` fields (e.g. ``(N, C, H, W)``), same shape.
+        lat_weights: ``(H,)`` weights of the latitude rows with mean 1 (:func:`sparta.metrics.lat_weights`):
+            each point's squared error counts by the area of its cell, as the scores weight it.
 
     Returns:
         ``(C,)`` per-channel MSE.
@@ -125,10 +127,13 @@ def per_channel_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             f"per_channel_mse needs equal (N, C, ...) shapes, got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     reduce_dims = [0, *range(2, pred.ndim)]
-    return (pred - target).pow(2).mean(dim=reduce_dims)
+    squared = (pred - target).pow(2)
+    if lat_weights is not None:
+        squared = squared * lat_weights.to(squared.dtype)[:, None]
+    return squared.mean(dim=reduce_dims)
 
 
-def reconstruction_loss(pred: Fields, target: Fields) -> torch.Tensor:
+def reconstruction_loss(pred: Fields, target: Fields, lat_weights: Fields | None = None) -> torch.Tensor:
     """Reconstruction loss (paper eq. 17): ``L_r = sum_{c=0}^{C-1} MSE(pred^c, target^c)``.
 
     The sum (not the mean) over channels, as in the paper and the authors' code: ``C`` times the
@@ -138,13 +143,16 @@ def reconstruction_loss(pred: Fields, target: Fields) -> torch.Tensor:
     Args:
         pred, target: ``(N, C, ...)`` fields, same shape (normalised units in training), or
             lists of them with one entry per grid.
+        lat_weights: None (every point counts alike, as in the paper) or each grid's ``(H,)`` area weights
+            (``loss.area_weighted``).
 
     Returns:
         Scalar loss.
     """
     if isinstance(pred, list):
-        return sum(per_channel_mse(p, t).sum() for p, t in zip(pred, target, strict=True))
-    return per_channel_mse(pred, target).sum()
+        weights = [None] * len(pred) if lat_weights is None else lat_weights
+        return sum(per_channel_mse(p, t, w).sum() for p, t, w in zip(pred, target, weights, strict=True))
+    return per_channel_mse(pred, target, lat_weights).sum()
 
 
 def blend_alpha(epoch: int, k: float, start: float = 1.0) -> float:

@@ -38,7 +38,7 @@ from sparta.errors import UserError
 from sparta.families import FAMILIES, resolve
 from sparta.models.build import build_model, resolve_device
 from sparta.losses import blend_alpha, blended_loss, cycle_loss, reconstruction_loss, temporal_contrastive_loss
-from sparta.metrics import eddy_correlation, embedding_std, rrmse
+from sparta.metrics import eddy_correlation, embedding_std, lat_weights, rrmse
 from sparta.models import SpartaModel
 from sparta.models.eof import EOFModel, fit_eof, split_rrmse
 from sparta.plots import plot_adjacency, plot_eof_spectrum, plot_training_curves
@@ -263,9 +263,12 @@ class Step:
     and memory format it runs in, and the loss terms of a batch."""
 
     def __init__(self, cfg: Config, model: SpartaModel, augmenter: Augmenter | MultiGridAugmenter,
-                 device: torch.device, precision: str, channels_last: bool):
+                 device: torch.device, precision: str, channels_last: bool, loss_weights: grids.Fields | None = None):
+        """``loss_weights``: each grid's area weights of its latitude rows for the reconstruction loss (None: the
+        paper's unweighted mean)."""
         self.cfg, self.model, self.augmenter, self.device = cfg, model, augmenter, device
         self.precision, self.channels_last = precision, channels_last
+        self.loss_weights = None if loss_weights is None else grids.each(lambda w: w.float().to(device), loss_weights)
         self.encode_fn, self.decode_fn = model.encode, model.decode  # DDP-wrapped per stage
 
     def autocast(self):
@@ -295,7 +298,7 @@ class Step:
         sparse, keep = self.augmenter.mask(anchor, gen, self.cfg.augment.mask_low, self.cfg.augment.mask_high)
         with nullcontext() if stage.train_encoder else torch.no_grad():
             h = self.encode_fn(self.encoder_input(sparse), keep)
-        recon = reconstruction_loss(_float(self.decode_fn(h)), anchor)
+        recon = reconstruction_loss(_float(self.decode_fn(h)), anchor, self.loss_weights)
         return {"recon": recon, "total": recon, "embed_std": torch.tensor(embedding_std(h.detach().float()))}
 
     def _contrastive_terms(self, anchor: grids.Fields, batch: dict[str, Tensor], stage: Stage, alpha: float,
@@ -328,11 +331,12 @@ class Step:
             contrastive = contrastive + cfg.loss.cycle_weight * terms["cycle"]
         if stage.reconstruct_views:
             recon = _float(model.decode(torch.cat([h_m, h_p])))
-            terms["recon_views"] = (reconstruction_loss(grids.take(recon, slice(None, n)), target_m)
-                                    + reconstruction_loss(grids.take(recon, slice(n, None)), target_p))
+            weights = self.loss_weights
+            terms["recon_views"] = (reconstruction_loss(grids.take(recon, slice(None, n)), target_m, weights)
+                                    + reconstruction_loss(grids.take(recon, slice(n, None)), target_p, weights))
             contrastive = contrastive + terms["recon_views"]
         if stage.reconstruct_masked:
-            terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor)
+            terms["recon"] = reconstruction_loss(_float(model.decode(h[3 * n:])), anchor, self.loss_weights)
             terms["total"] = blended_loss(contrastive, terms["recon"], alpha)
         else:
             terms["total"] = contrastive
@@ -605,7 +609,9 @@ class Trainer:
         model.to(self.device)
         if dist.world_size() > 1:  # batch statistics over the global batch, as one process would see it
             dist.convert_batchnorm(model)
-        self.step = Step(cfg, model, augmenter, self.device, *fast_path(cfg, self.device, model))
+        weights = [lat_weights(torch.as_tensor(part.lat)) for part in store.parts] if cfg.loss.area_weighted else None
+        self.step = Step(cfg, model, augmenter, self.device, *fast_path(cfg, self.device, model),
+                         weights if weights is None or len(weights) > 1 else weights[0])
         self.record = Record(run, checkpoint_meta(cfg, store), self.stages)
         if hasattr(model.fusion, "adjacency") and dist.is_main():  # the variable graph a fusion runs over
             plot_adjacency(model.fusion.adjacency.cpu().numpy(), store.channels, run.figures / "graph.png")

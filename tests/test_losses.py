@@ -164,6 +164,21 @@ def test_reconstruction_loss_known_values() -> None:
     assert reconstruction_loss(pred, target).item() == pytest.approx(9.5)
 
 
+def test_area_weighted_reconstruction_loss_known_values() -> None:
+    """loss.area_weighted: a row's squared error counts by its weight (mean 1), so an error only in the row of
+    weight 1.5 of two rows costs 1.5x its unweighted loss; uniform weights change nothing."""
+    target = torch.zeros(2, 1, 2, 3)
+    pred = target.clone()
+    pred[:, :, 1] = 2.0  # squared error 4 on row 1 only: unweighted MSE 2
+    weights = torch.tensor([0.5, 1.5])
+    assert per_channel_mse(pred, target).item() == pytest.approx(2.0)
+    assert per_channel_mse(pred, target, weights).item() == pytest.approx(3.0)
+    assert reconstruction_loss([pred, pred], [target, target], [weights, torch.ones(2)]).item() == pytest.approx(5.0)
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.randn(3, 2, 4, 5, generator=g), torch.randn(3, 2, 4, 5, generator=g)
+    torch.testing.assert_close(reconstruction_loss(a, b, torch.ones(4)), reconstruction_loss(a, b))
+
+
 def test_reconstruction_loss_is_c_times_mean_mse_when_channels_equal() -> None:
     g = torch.Generator().manual_seed(6)
     error = torch.randn(3, 1, 4, 4, generator=g).expand(3, 5, 4, 4)

@@ -251,3 +251,15 @@ def test_mean_field_starts_the_decoder_at_the_train_mean(tmp_path, micro_store):
     with pytest.raises(ConfigError, match="model.mean_field=true .* model.linear_init=eof"):
         _config(micro_store, "model.mean_field=true", "model.linear_path=true", "model.linear_init=eof",
                 "augment.mode=native", method="autoencoder")
+
+
+def test_area_weighted_loss_uses_the_store_latitudes(tmp_path, micro_store):
+    from sparta.metrics import lat_weights
+
+    plain = Trainer(Run.create(_config(micro_store, method="autoencoder"), tmp_path / "a"), micro_store, progress=False)
+    cfg = _config(micro_store, "loss.area_weighted=true", method="autoencoder")
+    weighted = Trainer(Run.create(cfg, tmp_path / "b"), micro_store, progress=False)
+    assert plain.step.loss_weights is None
+    expected = lat_weights(torch.as_tensor(micro_store.parts[0].lat)).float()
+    torch.testing.assert_close(weighted.step.loss_weights, expected)
+    assert float(expected.min()) < 0.1 < 1.5 < float(expected.max())  # poles against the equator on 64x32
