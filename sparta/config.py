@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Fie
 from sparta.errors import UserError
 from sparta.families import FAMILIES
 from sparta.grids import parse_grid
+from sparta.sources import SOURCES
 
 
 class ConfigError(UserError, ValueError):
@@ -65,8 +66,13 @@ def _iso_date(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value  # YAML reads 2000-01-01 as a date
 
 
-GENERATED_SOURCES = ("speedy", "synthetic")
-"""``data.source`` values that SPARTA generates itself from data.years, data.start and data.seed."""
+class SpeedyConfig(_Strict):
+    """Settings of the ``speedy`` source (:mod:`sparta.data.speedy`)."""
+
+    truncation: Literal[21, 31] = Field(21, description="spectral truncation of the SPEEDY model (T21: 64x32 "
+                                        "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
+    spinup_days: int = Field(180, ge=0, description="days simulated from rest before the record and discarded, "
+                             "while the atmosphere and the land adjust (docs/decisions.md)")
 
 DEFAULT_VARIABLES = [
     "2m_temperature",
@@ -78,9 +84,9 @@ DEFAULT_VARIABLES = [
 
 
 class DataConfig(_Strict):
-    source: str = Field("synthetic", description="'speedy' (weather simulated by the SPEEDY atmosphere model), "
-                        "'synthetic' (a fast linear-Gaussian generator, for tests) or a WeatherBench2-schema "
-                        "zarr/netCDF path or URL")
+    source: str = Field("synthetic", description="a generated source ("
+                        + "; ".join(f"'{s.name}': {s.description}" for s in SOURCES.values())
+                        + ") or a WeatherBench2-schema zarr/netCDF path or URL")
     store: str = Field("data/synthetic", description="prepared store directory that training reads")
     variables: list[str] = Field(default_factory=lambda: list(DEFAULT_VARIABLES),
                                  description="WeatherBench2 variable names, '@level' for pressure levels")
@@ -98,13 +104,10 @@ class DataConfig(_Strict):
                                "already in SPARTA's units (K, m**2 s**-2, kg kg**-1, m s**-1, ...)")
     member: int | Literal["mean"] | None = Field(None, description="ensemble sources (a 'number' dimension): the "
                                                  "member to use, or 'mean' for the ensemble mean")
-    years: float = Field(30, gt=0, description="length of a generated record (speedy, synthetic) in years")
-    start: Annotated[str, BeforeValidator(_iso_date)] = Field("1980-01-01", description="first day of a generated record (speedy, synthetic)")
+    years: float = Field(30, gt=0, description="length of a generated record in years")
+    start: Annotated[str, BeforeValidator(_iso_date)] = Field("1980-01-01", description="first day of a generated record")
     seed: int = Field(0, description="seed of a generated record: the synthetic draws, SPEEDY's initial perturbation")
-    gcm_truncation: Literal[21, 31] = Field(21, description="spectral truncation of the SPEEDY model (T21: 64x32 "
-                                            "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
-    spinup_days: int = Field(180, ge=0, description="SPEEDY days simulated from rest before the record and "
-                             "discarded, while the atmosphere and the land adjust (docs/decisions.md)")
+    speedy: SpeedyConfig = Field(default_factory=SpeedyConfig)
     split: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="chronological train/val/test fractions")
 
     @model_validator(mode="after")
@@ -136,6 +139,16 @@ class DataConfig(_Strict):
         for variable in self.variables:
             groups.setdefault(self.grid_of(variable), []).append(variable)
         return groups
+
+    @property
+    def generated(self) -> bool:
+        """``source`` is one SPARTA generates (:data:`sparta.sources.SOURCES`), not a path or URL."""
+        return self.source in SOURCES
+
+    @property
+    def days(self) -> int:
+        """The length of a generated record in days."""
+        return round(self.years * 365.25)
 
     @property
     def mixed_grids(self) -> bool:

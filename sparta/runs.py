@@ -24,11 +24,12 @@ from pathlib import Path
 import yaml
 
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
-from sparta.config import GENERATED_SOURCES, Config, ConfigError, load_config_file
+from sparta.config import Config, ConfigError, load_config_file
 from sparta.errors import UserError
 from sparta.families import FAMILIES
 from sparta.locks import LOCK_NAME
 from sparta.outputs import check_output_dir, foreign_entries, listing, remove_owned
+from sparta.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def is_run_directory(path: Path) -> bool:
 
 
 def _local_path(value: str) -> bool:
-    return value not in GENERATED_SOURCES and not value.startswith(_REMOTE)
+    return value not in SOURCES and not value.startswith(_REMOTE)
 
 
 def _relative_to_run(value: str, run: Path) -> str:

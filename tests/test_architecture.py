@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sparta"
 
 LAYERS = [  # lowest first; a module may import its own layer and those below
     ("foundation", ["sparta", "sparta.errors", "sparta.grids", "sparta.domain", "sparta.config", "sparta.families",
-                    "sparta.tasks",
+                    "sparta.sources", "sparta.tasks",
                     "sparta.variants", "sparta.seeding", "sparta.dist", "sparta.outputs", "sparta.locks",
                     "sparta.checkpoint", "sparta.runs"]),
     ("data", ["sparta.data", "sparta.climatology"]),

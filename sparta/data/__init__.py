@@ -1,22 +1,24 @@
-"""Data layer: synthetic and WeatherBench2 sources, all written to one prepared-store format."""
+"""Data layer: generated sources (:data:`sparta.sources.SOURCES`) and WeatherBench2-schema files, all written to
+one prepared-store format."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from sparta.config import GENERATED_SOURCES, DataConfig
+from sparta.config import DataConfig
 from sparta.data.store import (DataError, PreparedStore, Store, claim_store_directory, domain_label, open_store,
                                same_box, write_mixed_meta)
 from sparta.data.variables import parse_variables
 from sparta.grids import Grid, layout_label
+from sparta.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
 
 def prepare_from_config(data: DataConfig, out: str | Path, progress: bool = True,
                         overwrite: bool = False) -> Store:
-    """Prepare ``data.source`` ('speedy', 'synthetic' or a WeatherBench2-schema path/URL) into a store at ``out``.
+    """Prepare ``data.source`` (a generated source or a WeatherBench2-schema path/URL) into a store at ``out``.
 
     Variables on several grids (``data.variable_grids``) make a mixed store: the source is read
     once per grid, each time for that grid's variables. An existing store is never replaced
@@ -38,12 +40,13 @@ def _prepare_grid(data: DataConfig, out: Path, variables: list[str], grid: str, 
                   overwrite: bool = False) -> PreparedStore:
     from sparta.data.weatherbench import prepare
 
-    regrid = data.regrid or data.source == "speedy"  # from SPEEDY's Gaussian grid to data.grid
-    if data.source in GENERATED_SOURCES:
+    generated = SOURCES.get(data.source)
+    regrid = data.regrid or (generated is not None and generated.regrid)
+    if generated is not None:
         if data.box is not None:
             raise DataError(f"the {data.source} source makes global grids only, and data.box asks for a regional one; "
                             "drop data.box, or pass a regional source file with --source")
-        source = generated_source(data, variables, grid, progress)
+        source = generated.open(data, variables, grid, progress)
     else:
         source = data.source
     return prepare(source, out, variables, grid, data.split, progress=progress, regrid=regrid,
@@ -56,33 +59,6 @@ def expected_layout(data: DataConfig) -> tuple[list[str], str]:
     layout = [Grid.named(grid, [v.short for v in parse_variables(variables)]) for grid, variables in groups.items()]
     specs = [v.spec for variables in groups.values() for v in parse_variables(variables)]
     return specs, layout_label(layout)
-
-
-def record_days(data: DataConfig) -> int:
-    return round(data.years * 365.25)
-
-
-def generated_source(data: DataConfig, variables: list[str], grid: str, progress: bool = True):
-    """The lazy WeatherBench2-schema record of a generated source (SPEEDY simulates first, if not cached)."""
-    if data.source == "speedy":
-        from sparta.data.speedy import speedy_era5
-
-        return speedy_era5(variables, data.start, record_days(data), data.seed, data.gcm_truncation,
-                           data.spinup_days, progress)
-    from sparta.data.synthetic import synthetic_era5
-
-    source = synthetic_era5(variables, grid, data.start, record_days(data), data.seed)
-    source.attrs["source"] = generated_label(data)
-    return source
-
-
-def generated_label(data: DataConfig) -> str:
-    """What a store prepared from a generated source records as its source (checked when it is reopened)."""
-    if data.source == "speedy":
-        from sparta.data.speedy import Simulation
-
-        return Simulation(data.start, data.seed, data.gcm_truncation, data.spinup_days).label(record_days(data))
-    return f"synthetic(start={data.start}, years={data.years:g}, seed={data.seed})"
 
 
 def open_or_prepare(data: DataConfig, progress: bool = True, prepare: bool = True) -> Store:
@@ -109,7 +85,7 @@ def open_or_prepare(data: DataConfig, progress: bool = True, prepare: bool = Tru
     if not same_box(store.box, data.box):
         raise DataError(f"store '{path}' holds {domain_label(store.box)}, the config asks for {domain_label(data.box)} "
                         "(data.box); point data.store at another directory or prepare it again")
-    if data.source in GENERATED_SOURCES and store.source != generated_label(data):
-        raise DataError(f"store '{path}' holds {store.source}, the config asks for {generated_label(data)}; "
+    if data.generated and store.source != (label := SOURCES[data.source].label_of(data)):
+        raise DataError(f"store '{path}' holds {store.source}, the config asks for {label}; "
                         "point data.store at another directory")
     return store

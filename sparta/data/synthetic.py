@@ -541,6 +541,18 @@ def _steps_per_day(freq: str) -> int:
     return int(day // step)
 
 
+def record(data, variables: list[str], grid: str, progress: bool = True) -> xr.Dataset:
+    """The ``synthetic`` source (:data:`sparta.sources.SOURCES`): :func:`synthetic_era5` of ``data`` (a DataConfig)."""
+    source = synthetic_era5(variables, grid, data.start, data.days, data.seed)
+    source.attrs["source"] = label(data)
+    return source
+
+
+def label(data) -> str:
+    """What a store prepared from the ``synthetic`` source of ``data`` records as its source."""
+    return f"synthetic(start={data.start}, years={data.years:g}, seed={data.seed})"
+
+
 def synthetic_era5(variables: list[str] = DEFAULT_VARIABLES, grid: str = "64x32", start: str = "1980-01-01",
                    n_days: int = 365, seed: int = 0, freq: str = "1D", chunk_days: int = 365) -> xr.Dataset:
     """Lazy synthetic ERA5-like record in the WeatherBench2 schema.
