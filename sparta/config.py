@@ -472,12 +472,17 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+RENAMED_KEYS = {"data.gcm_truncation": "data.speedy.truncation", "data.spinup_days": "data.speedy.spinup_days"}
+"""Keys that have a new name: a config (a run's config.yaml) that uses the old one is told which."""
+
+
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "config"
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown config key '{key}'")
+            renamed = f" (renamed {RENAMED_KEYS[key]})" if key in RENAMED_KEYS else ""
+            lines.append(f"unknown config key '{key}'{renamed}")
         elif e["type"] == "value_error" and not e["loc"]:  # a whole-config check: its message says it all
             lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
         elif e["type"] == "value_error" and "error" in e.get("ctx", {}):  # a field check (e.g. a grid name)

@@ -51,6 +51,7 @@ def test_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(("override", "fragment"), [
     ("train.epochs=3", "unknown config key 'train.epochs'"),
     ("trian.lr=1", "unknown config key 'trian'"),
+    ("data.gcm_truncation=31", "unknown config key 'data.gcm_truncation' (renamed data.speedy.truncation)"),
     ("model.fusion=late", "invalid value for 'model.fusion': Input should be 'early', 'attention' or 'gnn'"),
     ("train.lr=-1", "invalid value for 'train.lr'"),
     ("train.batch_size=10", "multiple of 3"),
