@@ -87,26 +87,58 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+#: The loss terms a stage can declare: ``contrastive`` NT-Xent (+ cycle, ``loss.cycle``) on temporal pairs of
+#: augmented views; ``views`` the reconstruction of the masked t+-delta views (eq. 16); ``masked`` that of the
+#: masked, non-augmented anchor (eq. 17).
+LOSS_TERMS = ("contrastive", "views", "masked")
+#: The model parts (attributes of the model) a stage can train; ``projector`` exists in contrastive families only.
+MODEL_PARTS = ("fusion", "projector", "decoder")
+
+
 @dataclass(frozen=True)
 class Stage:
-    """What one training stage does. Paper section 5: pretrain -> blend -> decoder; or the autoencoder."""
+    """What one training stage does: the model parts it ``trains`` (the rest stay frozen) and the loss terms it
+    optimises; with ``blend`` the loss is ``alpha * L_c + (1 - alpha) * L_r``, ``alpha = exp(-k * epoch)``.
+    Paper section 5: pretrain -> blend -> decoder; or the autoencoder."""
 
     name: str
     epochs: int
     lr: float
-    contrastive: bool  # NT-Xent (+ cycle) on temporal pairs of augmented views
-    reconstruct_views: bool  # decode the masked t+-delta views (eq. 16)
-    reconstruct_masked: bool  # decode the masked, non-augmented anchor (eq. 17)
-    train_encoder: bool
-    blend: bool  # loss = alpha * L_c + (1 - alpha) * L_r, alpha = exp(-k * epoch)
+    trains: tuple[str, ...]
+    losses: tuple[str, ...]
+    blend: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.trains) - set(MODEL_PARTS)) + sorted(set(self.losses) - set(LOSS_TERMS))
+        if unknown or not self.trains or not self.losses:
+            raise ValueError(f"stage {self.name}: trains {self.trains} of {MODEL_PARTS} and losses {self.losses} of "
+                             f"{LOSS_TERMS}, at least one each")
+
+    @property
+    def contrastive(self) -> bool:
+        return "contrastive" in self.losses
+
+    @property
+    def reconstruct_views(self) -> bool:
+        return "views" in self.losses
+
+    @property
+    def reconstruct_masked(self) -> bool:
+        return "masked" in self.losses
+
+    @property
+    def train_encoder(self) -> bool:
+        return "fusion" in self.trains
 
 
 STAGES: dict[str, Callable[[TrainConfig], Stage]] = {
-    "pretrain": lambda t: Stage("pretrain", t.epochs_pretrain, t.lr, True, False, False, True, False),
-    "blend": lambda t: Stage("blend", t.epochs_blend, t.lr, True, True, True, True, True),
-    "decoder": lambda t: Stage("decoder", t.epochs_decoder, t.lr, False, False, True, False, False),
-    "autoencoder": lambda t: Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, False, False, True, True,
-                                   False),
+    "pretrain": lambda t: Stage("pretrain", t.epochs_pretrain, t.lr, trains=("fusion", "projector"),
+                                losses=("contrastive",)),
+    "blend": lambda t: Stage("blend", t.epochs_blend, t.lr, trains=MODEL_PARTS,
+                             losses=("contrastive", "views", "masked"), blend=True),
+    "decoder": lambda t: Stage("decoder", t.epochs_decoder, t.lr, trains=("decoder",), losses=("masked",)),
+    "autoencoder": lambda t: Stage("autoencoder", t.epochs_autoencoder, t.autoencoder_lr, trains=("fusion", "decoder"),
+                                   losses=("masked",)),
 }
 """The training stages a family lists (``sparta.families.Family.stages``), by name."""
 
@@ -346,12 +378,7 @@ class Step:
     def trainable(self, stage: Stage) -> list[dict]:
         """The stage's optimiser parameter groups; the linear paths at ``train.linear_lr_scale`` x lr."""
         model = self.model
-        if not stage.train_encoder:
-            modules = [model.decoder]
-        elif stage.contrastive and not stage.reconstruct_views and not stage.reconstruct_masked:
-            modules = [model.fusion, model.projector]
-        else:
-            modules = [m for m in (model.fusion, model.projector, model.decoder) if m is not None]
+        modules = [m for m in (getattr(model, part, None) for part in stage.trains) if m is not None]
         for p in model.parameters():
             p.requires_grad_(False)
         params = [p for m in modules for p in m.parameters()]
