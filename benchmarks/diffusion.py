@@ -22,7 +22,7 @@ from sparta.runs import Run
 def measure(path: str, residual: bool) -> dict:
     run = Run.open(path)
     ev = Evaluation(run, open_or_prepare(run.config.data, False, prepare=False), progress=False)
-    ev.ds = ev.ds.model_copy(update={"diffusion_residual": residual})
+    ev.downstream = ev.downstream.model_copy(update={"diffusion_residual": residual})
     return diffusion(ev)
 
 

@@ -145,7 +145,7 @@ class Evaluation:
         self.run, self.progress = run, progress
         self.frozen = load_frozen(run.require_best(), store, device, expect_digest=run.config.digest())
         self.cfg = self.frozen.cfg
-        self.ds = self.cfg.downstream
+        self.downstream = self.cfg.downstream
         start, stop = store.split_range("test")
         test = store.read(slice(start, stop))
         self.fields = store.normalise(test)  # normalised test split
@@ -156,7 +156,7 @@ class Evaluation:
         if min(b - a for a, b in self.inner.values()) < 2:
             raise DataError(f"the test split ({stop - start} days) is too short to cut into inner train/val/test")
         seed = self.cfg.train.seed
-        cond = self.ds.condition_mask
+        cond = self.downstream.condition_mask
         log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
         self.h_clean = self.frozen.encode(self.fields)
         self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
@@ -236,9 +236,9 @@ class Evaluation:
         """(K, days, D): ``downstream.forecast_mask_draws`` encodings of every test-split day, each with its own
         ``condition_mask`` draw; the first is ``h_masked`` (the test windows' inputs), so K = 1 is one fixed
         mask per day."""
-        cond, seed = self.ds.condition_mask, self.cfg.train.seed
+        cond, seed = self.downstream.condition_mask, self.cfg.train.seed
         extra = [self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask", str(k)))
-                 for k in range(1, self.ds.forecast_mask_draws)]
+                 for k in range(1, self.downstream.forecast_mask_draws)]
         return torch.stack([self.h_masked, *extra])
 
     # ---------------------------------------------------------------- driver
@@ -297,15 +297,15 @@ def latent_forecaster(ev: Evaluation, lookback: int, stride: int, seed: int) -> 
     targets: embeddings of the complete next days.
     """
     def train() -> torch.nn.Module:
-        _check_forecast_lengths(ev, f"LB{lookback}_S{stride}", lookback, ev.ds.forecast_horizon)
-        horizon = ev.ds.forecast_horizon
+        _check_forecast_lengths(ev, f"LB{lookback}_S{stride}", lookback, ev.downstream.forecast_horizon)
+        horizon = ev.downstream.forecast_horizon
         days = torch.arange(len(ev.h_clean))[:, None]
         ctx, _ = make_windows(ev._part("train", days), lookback, stride, horizon)
         _, tgt = make_windows(ev._part("train", ev.h_clean), lookback, stride, horizon)
         val_ctx, _ = make_windows(ev._part("val", days), lookback, stride, horizon)
         _, val_tgt = make_windows(ev._part("val", ev.h_clean), lookback, stride, horizon)
         ctx, val_ctx = ctx[..., 0], val_ctx[..., 0]  # (N, LB) day indices into ev.mask_draws
-        return train_forecaster(ctx, tgt, val_ctx, val_tgt, ev.ds, seed=seed, progress=ev.progress,
+        return train_forecaster(ctx, tgt, val_ctx, val_tgt, ev.downstream, seed=seed, progress=ev.progress,
                                 draws=ev.mask_draws)[0]
 
     return ev.cached(("forecast", lookback, stride, seed), train)
@@ -330,7 +330,7 @@ def season_classifier(ev: Evaluation, k: int = 0) -> tuple[torch.nn.Module, Tens
     ``downstream.classify_mask_low..high``, the same for every ``k``), trained on the inner train/val; the
     classifiers differ in their seed only."""
     def train() -> tuple[torch.nn.Module, Tensor]:
-        ds, seed = ev.ds, derive_seed(ev.cfg.train.seed, "classify")
+        ds, seed = ev.downstream, derive_seed(ev.cfg.train.seed, "classify")
         h = season_classifier(ev)[1] if k else ev.frozen.encode(ev.fields, (ds.classify_mask_low,
                                                                             ds.classify_mask_high), seed=seed)
         model, _ = train_classifier(ev._part("train", h), ev._part("train", ev.seasons),
@@ -345,7 +345,7 @@ def season_classifier(ev: Evaluation, k: int = 0) -> tuple[torch.nn.Module, Tens
 
 
 def _check_forecast_lengths(ev: Evaluation, label: str, lookback: int, horizon: int) -> None:
-    need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + ev.ds.rollout_steps}
+    need = {"train": lookback + horizon, "val": lookback + horizon, "test": lookback + ev.downstream.rollout_steps}
     short = {k: (b - a, need[k]) for k, (a, b) in ev.inner.items() if b - a < need[k]}
     if short:
         listed = ", ".join(f"inner {k} has {have} days, needs {n}" for k, (have, n) in short.items())
@@ -363,7 +363,7 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
     per_channel: dict[int, list[float]] = {}
     map_lead = min(50, pred.shape[1])
     for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not ev.progress):
-        lead, reported = step + 1, step + 1 in ev.ds.lead_times
+        lead, reported = step + 1, step + 1 in ev.downstream.lead_times
         fields = ev.frozen.decode(pred[:, step])
         truth = grids.take(ev.physical, first_target + step)
         scores = field_scores(fields, truth, ev.train_range, FIELD_METRICS if reported else EVERY_LEAD)
@@ -379,7 +379,7 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
                 rows.append({"setting": label, "seed": seed, "lead": lead, "metric": f"{name}_{c}", "value": v})
         if reported:
             per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
-        if lead == map_lead and label == _map_setting(ev) and seed == ev.ds.forecast_seeds[0]:
+        if lead == map_lead and label == _map_setting(ev) and seed == ev.downstream.forecast_seeds[0]:
             _save_maps(ev, f"forecast_error_{label}_T{map_lead}", "error",
                        f"{ev.label} forecast {label}, T={map_lead}",
                        {"prediction": [p[0] for p in grids.as_list(fields)],
@@ -388,12 +388,12 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
 
 
 def _map_setting(ev: Evaluation) -> str:
-    lb, s = ev.ds.forecast_settings[0]
+    lb, s = ev.downstream.forecast_settings[0]
     return f"LB{lb}_S{s}"
 
 
 def _summarise_seeds(ev: Evaluation, per_seed: list[dict]) -> dict:
-    leads = ev.ds.lead_times
+    leads = ev.downstream.lead_times
     summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
     for metric in EVERY_LEAD:  # curves: the cheap scores at every step
         summary["curve"][metric] = np.array([s["curve"][metric] for s in per_seed]).mean(0).tolist()
@@ -439,7 +439,7 @@ def forecast_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict[s
     out: dict[str, dict[str, list[float]]] = {f: {name: [] for name in names} for f in formulas}
     last_seen = grids.take(ev.physical, first_target - 1)
     err2, ref2, ref1, per_day = _reconstruction_errors(ev)[:4]
-    for step in range(ev.ds.rollout_steps):
+    for step in range(ev.downstream.rollout_steps):
         targets = first_target + step
         truth = grids.take(ev.physical, targets)
         climatology = grids.take(ev.climatology, targets)
@@ -464,7 +464,7 @@ def variable_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict]:
                                                                       "reconstruction ceiling")}
     for name in ("persistence", "climatology"):
         out[name]["rrmse_l2_per_channel"] = {}
-    for step in range(ev.ds.rollout_steps):
+    for step in range(ev.downstream.rollout_steps):
         targets, lead = first_target + step, step + 1
         truth, climatology = grids.take(ev.physical, targets), grids.take(ev.climatology, targets)
         scores = {"persistence": ev.variable_scores(*ev.day_scores(last_seen, targets)),
@@ -474,7 +474,7 @@ def variable_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict]:
             for metric, values in per_metric.items():
                 for c, v in values.items():
                     out[name][metric].setdefault(c, []).append(v)
-        if lead in ev.ds.lead_times:
+        if lead in ev.downstream.lead_times:
             for name, pred in (("persistence", last_seen), ("climatology", climatology)):
                 out[name]["rrmse_l2_per_channel"][str(lead)] = dict(zip(
                     ev.frozen.store.channels, metrics.rrmse(pred, truth, per_channel=True).tolist()))
@@ -492,7 +492,7 @@ def forecast(ev: Evaluation) -> dict:
     last day of the first setting's windows), decoded and scored per lead step (pooled RRMSE by both formulas,
     per-variable RMSE and ACC), beside persistence, the day-of-year climatology and the decoder's reconstruction
     ceiling on the same days."""
-    ds, out, curves_rows, baseline_rows = ev.ds, {}, [], []
+    ds, out, curves_rows, baseline_rows = ev.downstream, {}, [], []
     steps = ds.rollout_steps
     baselines_of: dict[int, tuple[dict, dict]] = {}  # by look-back: settings of one look-back share the target days
     a, b = ev.inner["test"]
@@ -575,7 +575,7 @@ def per_channel(ev: Evaluation, values: Tensor, unitless: bool = False) -> dict[
 def diffusion(ev: Evaluation) -> dict:
     """Conditional latent diffusion: complete-day latents generated from masked ones, scored as decoded fields
     (mean of the draws; beside the climatology of the same days) and in latent space."""
-    ds = ev.ds
+    ds = ev.downstream
     seed = derive_seed(ev.cfg.train.seed, "diffusion")
     model, schedule, space, _ = train_diffusion(
         ev._part("train", ev.h_clean), ev._part("train", ev.h_masked),
@@ -673,7 +673,7 @@ def classify(ev: Evaluation) -> dict:
     """Season classification from sparse embeddings: cross-entropy and accuracy on the inner test, mean and
     population std (``*_spread``) over ``downstream.classify_seeds`` classifiers, and their summed confusion."""
     scores = []
-    for k in range(ev.ds.classify_seeds):
+    for k in range(ev.downstream.classify_seeds):
         model, h = season_classifier(ev, k)
         scores.append(evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons)))
     out: dict = {"seeds": len(scores)}
@@ -696,8 +696,8 @@ def robustness(ev: Evaluation) -> dict:
     Uses the season classifier and the forecaster of the first forecast setting and seed (trained here
     unless this evaluation already trained them: the same seeded models either way).
     """
-    lookback, stride = ev.ds.forecast_settings[0]
-    forecaster = latent_forecaster(ev, lookback, stride, ev.ds.forecast_seeds[0])
+    lookback, stride = ev.downstream.forecast_settings[0]
+    forecaster = latent_forecaster(ev, lookback, stride, ev.downstream.forecast_seeds[0])
     classifier, _ = season_classifier(ev)
     a, b = ev.inner["test"]
     starts = torch.arange(b - a - lookback)
@@ -732,7 +732,7 @@ def _trajectory_windows(h_masked: Tensor, lookback: int = 5, stride: int = 5, co
 
 def diagnostics(ev: Evaluation) -> dict:
     """Smoothness of the masked embeddings' trajectory: temporal and cycle distances (raw and normalised)."""
-    n = min(ev.ds.smoothness_days, len(ev.h_masked))
+    n = min(ev.downstream.smoothness_days, len(ev.h_masked))
     h = ev.h_masked[:n]
     out = {}
     for name, fn in (("temporal", metrics.step_distances), ("cycle", metrics.cycle_distances)):

@@ -172,15 +172,15 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     (ta, _), (va, _), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
     assert ctx[0].tolist() == list(range(ta, ta + 5)) and float(tgt[0, 0, 0]) == ta + 5  # target: the next day
     assert val_ctx[0].tolist() == list(range(va, va + 5))
-    starts = torch.arange(sa, sb - 5 - ev.ds.rollout_steps + 1)
+    starts = torch.arange(sa, sb - 5 - ev.downstream.rollout_steps + 1)
     n_points = ev.physical[0, 0].numel()
-    for lead in range(1, ev.ds.rollout_steps + 1):
+    for lead in range(1, ev.downstream.rollout_steps + 1):
         truth = ev.physical[starts + 5 + lead - 1].double()
         ours = 100 * np.sqrt(len(starts) * n_points * 1.0) / float(truth.pow(2).sum().sqrt())  # 1 K on t2m only
         paper = 100 * np.sqrt(1.0 / truth.shape[1]) / float(truth.mean())
         assert out["curve"]["rrmse_l2"][lead - 1] == pytest.approx(ours, rel=1e-6)  # float32 fields
         assert out["curve"]["rrmse_paper"][lead - 1] == pytest.approx(paper, rel=1e-6)
-        if lead in ev.ds.lead_times:  # the costly scores, at the reported leads only, of the same days
+        if lead in ev.downstream.lead_times:  # the costly scores, at the reported leads only, of the same days
             true = ev.physical[starts + 5 + lead - 1]
             pred = true.clone()
             pred[:, 0] += 1.0
@@ -195,9 +195,9 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     assert persistence == pytest.approx(hand, rel=1e-9)
     assert out["baselines"]["rrmse_l2"]["reconstruction ceiling"]["5"] == pytest.approx(out["at"]["rrmse_l2"]["5"])
     # per variable: 1 K on t2m only, at every lead; the anomalies of persistence from the TARGET day's climatology
-    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([1.0] * ev.ds.rollout_steps, rel=1e-6)
-    assert out["per_variable"]["rmse"]["z850"] == [0.0] * ev.ds.rollout_steps
-    assert out["per_variable"]["acc"]["q850"] == pytest.approx([1.0] * ev.ds.rollout_steps)
+    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([1.0] * ev.downstream.rollout_steps, rel=1e-6)
+    assert out["per_variable"]["rmse"]["z850"] == [0.0] * ev.downstream.rollout_steps
+    assert out["per_variable"]["acc"]["q850"] == pytest.approx([1.0] * ev.downstream.rollout_steps)
     weights = lat_weights(torch.as_tensor(micro_store.lat))
     climatology = torch.from_numpy(day_of_year_climatology(micro_store)[day_of_year(ev.times[first + 4]) - 1])
     pers = out["variable_baselines"]["persistence"]
@@ -216,7 +216,7 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
     from sparta.metrics import latent_density, realism_score, rmse, rrmse
 
     ev = Evaluation(trained, micro_store, progress=False)
-    ds, seen = ev.ds, {}
+    ds, seen = ev.downstream, {}
     spread = 0.5 * torch.linspace(-1, 1, ds.diffusion_samples)  # the draws of a condition: its mean +- spread
     shift = torch.linspace(-1, 1, ev.h_clean.shape[1])
 
@@ -291,7 +291,7 @@ def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_s
 
     ev = Evaluation(trained, micro_store, progress=False)
     draws = ev.mask_draws
-    assert draws.shape == (ev.ds.forecast_mask_draws, *ev.h_masked.shape)
+    assert draws.shape == (ev.downstream.forecast_mask_draws, *ev.h_masked.shape)
     assert torch.equal(draws[0], ev.h_masked) and not torch.allclose(draws[1], draws[0])
     assert not torch.allclose(draws[1], ev.h_clean)  # masked, not complete
 
