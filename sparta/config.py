@@ -66,13 +66,6 @@ def _iso_date(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value  # YAML reads 2000-01-01 as a date
 
 
-class SpeedyConfig(_Strict):
-    """Settings of the ``speedy`` source (:mod:`sparta.data.speedy`)."""
-
-    truncation: Literal[21, 31] = Field(21, description="spectral truncation of the SPEEDY model (T21: 64x32 "
-                                        "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
-    spinup_days: int = Field(180, ge=0, description="days simulated from rest before the record and discarded, "
-                             "while the atmosphere and the land adjust (docs/decisions.md)")
 
 DEFAULT_VARIABLES = [
     "2m_temperature",
@@ -107,7 +100,11 @@ class DataConfig(_Strict):
     years: float = Field(30, gt=0, description="length of a generated record in years")
     start: Annotated[str, BeforeValidator(_iso_date)] = Field("1980-01-01", description="first day of a generated record")
     seed: int = Field(0, description="seed of a generated record: the synthetic draws, SPEEDY's initial perturbation")
-    speedy: SpeedyConfig = Field(default_factory=SpeedyConfig)
+    # the speedy source's settings: flat keys, because every trained run's config digest includes them
+    gcm_truncation: Literal[21, 31] = Field(21, description="spectral truncation of the SPEEDY model (T21: 64x32 "
+                                            "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
+    spinup_days: int = Field(180, ge=0, description="SPEEDY days simulated from rest before the record and "
+                             "discarded, while the atmosphere and the land adjust (docs/decisions.md)")
     split: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="chronological train/val/test fractions")
 
     @model_validator(mode="after")
@@ -412,10 +409,18 @@ class Config(_Strict):
         payload = self.model_dump(mode="json", exclude={
             "preset": True, "downstream": True, "data": {"source", "store"},
             "train": {"device", "num_workers", "precision", "channels_last", "compile"}})
+        for section, key in DIGEST_IF_SET:  # off, they train as runs did before the key existed
+            if payload[section][key] == type(getattr(self, section)).model_fields[key].default:
+                del payload[section][key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+DIGEST_IF_SET = (("model", "mean_field"), ("loss", "area_weighted"))
+"""Keys added after runs were trained: at their default they leave a config's digest as it was, so those runs
+still resume and evaluate."""
 
 
 def available_presets() -> list[str]:
@@ -472,17 +477,12 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-RENAMED_KEYS = {"data.gcm_truncation": "data.speedy.truncation", "data.spinup_days": "data.speedy.spinup_days"}
-"""Keys that have a new name: a config (a run's config.yaml) that uses the old one is told which."""
-
-
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "config"
         if e["type"] == "extra_forbidden":
-            renamed = f" (renamed {RENAMED_KEYS[key]})" if key in RENAMED_KEYS else ""
-            lines.append(f"unknown config key '{key}'{renamed}")
+            lines.append(f"unknown config key '{key}'")
         elif e["type"] == "value_error" and not e["loc"]:  # a whole-config check: its message says it all
             lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
         elif e["type"] == "value_error" and "error" in e.get("ctx", {}):  # a field check (e.g. a grid name)

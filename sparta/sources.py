@@ -49,7 +49,7 @@ def register(source: Source) -> Source:
     return source
 
 
-register(Source("speedy", "weather simulated by the SPEEDY atmosphere model (settings: data.speedy)",
+register(Source("speedy", "weather simulated by the SPEEDY atmosphere model (settings: data.gcm_truncation, data.spinup_days)",
                 "sparta.data.speedy:record", "sparta.data.speedy:label", regrid=True))
 register(Source("synthetic", "a fast linear-Gaussian generator, for tests",
                 "sparta.data.synthetic:record", "sparta.data.synthetic:label"))

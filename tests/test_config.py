@@ -51,7 +51,6 @@ def test_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(("override", "fragment"), [
     ("train.epochs=3", "unknown config key 'train.epochs'"),
     ("trian.lr=1", "unknown config key 'trian'"),
-    ("data.gcm_truncation=31", "unknown config key 'data.gcm_truncation' (renamed data.speedy.truncation)"),
     ("model.fusion=late", "invalid value for 'model.fusion': Input should be 'early', 'attention' or 'gnn'"),
     ("train.lr=-1", "invalid value for 'train.lr'"),
     ("train.batch_size=10", "multiple of 3"),
@@ -99,3 +98,22 @@ def test_validating_a_config_does_not_import_torch():
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_keys_added_later_leave_the_digest_of_runs_that_leave_them_off():
+    """A run trained before model.mean_field and loss.area_weighted existed keeps its digest (it still resumes and
+    evaluates); setting either is another model."""
+    import hashlib
+    import json
+
+    from sparta.config import DIGEST_IF_SET
+
+    cfg = load_config("micro", method="autoencoder")
+    payload = cfg.model_dump(mode="json")
+    assert all(key in payload[section] for section, key in DIGEST_IF_SET)
+    before = cfg.model_dump(mode="json", exclude={"preset": True, "downstream": True, "data": {"source", "store"},
+                            "train": {"device", "num_workers", "precision", "channels_last", "compile"},
+                            **{section: {key} for section, key in DIGEST_IF_SET}})
+    assert cfg.digest() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert load_config("micro", ["loss.area_weighted=true"], method="autoencoder").digest() != cfg.digest()
+    assert load_config("micro", ["model.mean_field=true"], method="autoencoder").digest() != cfg.digest()

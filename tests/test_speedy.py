@@ -127,7 +127,7 @@ def test_a_killed_simulation_resumes_to_the_same_record_and_seeds_differ(tmp_pat
 
 @pytest.mark.slow
 def test_cli_prepares_a_speedy_store_and_reuses_the_simulation(tmp_path: Path, monkeypatch) -> None:
-    args = ["data", "prepare", "--preset", "micro", "--source", "speedy", "data.years=0.02", "data.speedy.spinup_days=3",
+    args = ["data", "prepare", "--preset", "micro", "--source", "speedy", "data.years=0.02", "data.spinup_days=3",
             "data.start=2001-07-01", "data.split=[0.5,0.25,0.25]"]
     # The real command in its own process, as a user runs it: nothing but our progress and result lines on the
     # terminal (jcm's xarray FutureWarnings used to print before the progress bar).

@@ -75,7 +75,7 @@ class Simulation:
 
     def __post_init__(self) -> None:
         if self.truncation not in TIME_STEP_MINUTES:
-            raise DataError(f"data.speedy.truncation must be one of {sorted(TIME_STEP_MINUTES)}, got {self.truncation}")
+            raise DataError(f"data.gcm_truncation must be one of {sorted(TIME_STEP_MINUTES)}, got {self.truncation}")
         if self.spinup_days < 0 or self.chunk_days < 1:
             raise DataError(f"spin-up ({self.spinup_days}) must be >= 0 days and chunks ({self.chunk_days}) >= 1")
 
@@ -276,13 +276,13 @@ def _chunk_fields(path: Path, keep: slice, surface: tuple[str, ...], level_vars:
 def record(data, variables: list[str], grid: str, progress: bool = True) -> xr.Dataset:
     """The ``speedy`` source (:data:`sparta.sources.SOURCES`): :func:`speedy_era5` of ``data`` (a DataConfig),
     on the model's own grid whatever ``grid`` (the store regrids it)."""
-    return speedy_era5(variables, data.start, data.days, data.seed, data.speedy.truncation, data.speedy.spinup_days,
+    return speedy_era5(variables, data.start, data.days, data.seed, data.gcm_truncation, data.spinup_days,
                        progress)
 
 
 def label(data) -> str:
     """What a store prepared from the ``speedy`` source of ``data`` records as its source."""
-    return Simulation(data.start, data.seed, data.speedy.truncation, data.speedy.spinup_days).label(data.days)
+    return Simulation(data.start, data.seed, data.gcm_truncation, data.spinup_days).label(data.days)
 
 
 def speedy_era5(variables: list[str], start: str, n_days: int, seed: int, truncation: int = 21,
