@@ -3,15 +3,18 @@
     python benchmarks/speedy_weather.py checks STORE          # the physical checks of a prepared store, beside ERA5
     python benchmarks/speedy_weather.py spinup --days 900     # global means from rest: how long the spin-up must be
     python benchmarks/speedy_weather.py resolution --days 360 # T21 against T31 (regridded to 64x32): cost, spectra
+    python benchmarks/speedy_weather.py runs --days 720       # wall time of a record as one run and cut into two
 
 ``checks`` reads a store prepared by ``sparta data prepare --source speedy`` (any record; the docs use
-the quick preset's). ``spinup`` and ``resolution`` simulate into the SPEEDY cache (``$SPARTA_CACHE``).
+the quick preset's). ``spinup`` and ``resolution`` simulate into the SPEEDY cache (``$SPARTA_CACHE``);
+``runs`` into empty temporary caches, so nothing is reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import xarray as xr
 
 from sparta.data import open_store
 from sparta.data.cds import regrid_conservative
-from sparta.data.speedy import Simulation, ensure_simulated, speedy_era5
+from sparta.data.speedy import Simulation, ensure_all, ensure_simulated, record_runs, speedy_era5
 
 EARTH_RADIUS = 6.371e6
 OMEGA = 7.292e-5
@@ -162,12 +165,22 @@ def spinup(days: int) -> None:
         print(str(t)[:7], "  ".join(f"{float(m[i]):14.5g}" for m in monthly.values()))
 
 
+def runs(days: int) -> None:
+    """Wall time of simulating a ``days``-day record (the default spin-up) as one run and as two side by side."""
+    for n_runs in (1, 2):
+        with tempfile.TemporaryDirectory() as root:
+            t0 = time.perf_counter()
+            ensure_all(record_runs("1990-01-01", days, 0, n_runs), progress=False, root=Path(root))
+            print(json.dumps({"days": days, "runs": n_runs, "seconds": round(time.perf_counter() - t0, 1)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("checks").add_argument("store")
     sub.add_parser("spinup").add_argument("--days", type=int, default=900)
     sub.add_parser("resolution").add_argument("--days", type=int, default=360)
+    sub.add_parser("runs").add_argument("--days", type=int, default=720)
     args = parser.parse_args()
     if args.what == "checks":
         results = checks(args.store)
@@ -176,6 +189,8 @@ def main() -> None:
             print(f"| {c.name} | {c.value:.4g} {'ok' if c.ok else 'OUT OF RANGE'} | {c.low:g}..{c.high:g} | {c.era5} |")
     elif args.what == "spinup":
         spinup(args.days)
+    elif args.what == "runs":
+        runs(args.days)
     else:
         resolution(args.days)
 

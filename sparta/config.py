@@ -105,6 +105,9 @@ class DataConfig(_Strict):
                                             "Gaussian grid, T31: 96x48), regridded conservatively to data.grid")
     spinup_days: int = Field(180, ge=0, description="SPEEDY days simulated from rest before the record and "
                              "discarded, while the atmosphere and the land adjust (docs/decisions.md)")
+    gcm_runs: int = Field(1, ge=1, description="independent SPEEDY simulations the record is cut into, consecutive in "
+                          "date, each spun up on its own and simulated side by side (one per core); the weather "
+                          "jumps at each join")
     split: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="chronological train/val/test fractions")
 
     @model_validator(mode="after")
@@ -418,7 +421,7 @@ class Config(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-DIGEST_IF_SET = (("model", "mean_field"), ("loss", "area_weighted"))
+DIGEST_IF_SET = (("model", "mean_field"), ("loss", "area_weighted"), ("data", "gcm_runs"))
 """Keys added after runs were trained: at their default they leave a config's digest as it was, so those runs
 still resume and evaluate."""
 

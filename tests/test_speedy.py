@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sparta.cli import app
 from sparta.data import open_store
 from sparta.data.cds import gaussian_latitude_edges, regrid_conservative
-from sparta.data.speedy import GRAVITY, LAPSE, R_DRY, Simulation, ensure_simulated, to_pressure
+from sparta.data.speedy import GRAVITY, LAPSE, R_DRY, Simulation, ensure_simulated, speedy_era5, to_pressure
 
 SIGMA = np.array([0.025, 0.095, 0.2, 0.34, 0.51, 0.685, 0.835, 0.95])  # SPEEDY's 8 levels, top first
 
@@ -95,7 +95,7 @@ def _chunks(folder: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 @pytest.mark.slow
-def test_a_killed_simulation_resumes_to_the_same_record_and_seeds_differ(tmp_path: Path) -> None:
+def test_a_killed_simulation_resumes_to_the_same_record_and_runs_side_by_side_differ(tmp_path: Path) -> None:
     sim = Simulation(start="2000-01-05", seed=0, spinup_days=2, chunk_days=2)
     whole = ensure_simulated(sim, 4, progress=False, root=tmp_path / "a")
     assert sorted(p.name for p in whole.glob("chunk-*")) == ["chunk-00001.npz", "chunk-00002.npz"]
@@ -119,10 +119,16 @@ def test_a_killed_simulation_resumes_to_the_same_record_and_seeds_differ(tmp_pat
         for key in a[name]:
             np.testing.assert_array_equal(a[name][key], b[name][key], err_msg=f"{name}:{key}")
 
-    other = ensure_simulated(Simulation(start="2000-01-05", seed=1, spinup_days=2, chunk_days=2), 4, progress=False,
-                             root=tmp_path / "c")
-    c = _chunks(other)
-    assert np.abs(c["chunk-00002.npz"]["t"] - a["chunk-00002.npz"]["t"]).max() > 0.01  # different weather
+    # The record cut into two runs: the first is the one-run record's own simulation (its cache is reused), the
+    # second starts where the first's days end, with the next seed and its own spin-up: other weather on those dates.
+    cut = speedy_era5(["2m_temperature"], "2000-01-05", 4, 0, spinup_days=2, chunk_days=2, progress=False,
+                      root=tmp_path / "a", runs=2)
+    assert cut.attrs["source"].startswith("speedy(start=2000-01-05, days=4, seed=0") and "runs=2" in cut.attrs["source"]
+    assert [p.name for p in (tmp_path / "a" / "speedy").iterdir()].count(sim.key) == 1
+    assert len(list((tmp_path / "a" / "speedy").iterdir())) == 2
+    t2m = cut["2m_temperature"].values  # (time, lon, lat); the chunks hold the model's (time, lon, lat) too
+    np.testing.assert_array_equal(t2m[:2], a["chunk-00001.npz"]["t2m"])
+    assert np.abs(t2m[2:] - a["chunk-00002.npz"]["t2m"]).max() > 0.01  # different weather
 
 
 @pytest.mark.slow
@@ -152,7 +158,7 @@ def test_cli_prepares_a_speedy_store_and_reuses_the_simulation(tmp_path: Path, m
         raise AssertionError("the cached simulation was not reused")
 
     monkeypatch.setenv("SPARTA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("sparta.data.speedy.subprocess.run", no_simulation)
+    monkeypatch.setattr("sparta.data.speedy.subprocess.Popen", no_simulation)
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(open_store(tmp_path / "again").read(slice(0, 7)), x)

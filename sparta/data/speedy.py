@@ -13,7 +13,10 @@ Two halves:
   its 8 sigma levels, surface pressure, the near-surface air temperature) in a cache keyed by the
   settings. Each chunk's file and the model state after it are written atomically, so a killed
   simulation resumes from its last finished chunk, and a longer record with the same settings extends
-  a shorter one (a record is a prefix of any longer one).
+  a shorter one (a record is a prefix of any longer one). A record may be cut into ``runs``
+  independent simulations, consecutive in date (:func:`record_runs`): one integration is serial and
+  uses one core, so runs side by side finish ``runs`` times sooner, at the price of a jump in the
+  weather at each join.
 * :func:`speedy_era5` reads the cache as a lazy WeatherBench2-schema dataset on the model's Gaussian
   grid: pressure levels from sigma levels (:func:`to_pressure`), geopotential in m**2 s**-2, 2 m
   temperature from SPEEDY's near-surface air temperature. ``data prepare`` then regrids it
@@ -28,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -96,9 +100,32 @@ class Simulation:
     def chunks_for(self, n_days: int) -> int:
         return -(-(self.spinup_days + n_days) // self.chunk_days)
 
-    def label(self, n_days: int) -> str:
+    def label(self, n_days: int, runs: int = 1) -> str:
+        cut = f", runs={runs}" if runs > 1 else ""
         return (f"speedy(start={pd.Timestamp(self.start).date()}, days={n_days}, seed={self.seed}, "
-                f"T{self.truncation}, spinup={self.spinup_days}d, jcm {jcm_version()})")
+                f"T{self.truncation}, spinup={self.spinup_days}d{cut}, jcm {jcm_version()})")
+
+
+def record_runs(start: str, n_days: int, seed: int, runs: int = 1, truncation: int = 21, spinup_days: int = 180,
+                chunk_days: int = 30) -> list[tuple[Simulation, int]]:
+    """The simulations a record of ``n_days`` from ``start`` is made of, and the days each keeps.
+
+    Run k keeps the k-th block of ceil(n_days / runs) days, from its own spin-up and with seed + k; the first
+    is the one-run record's simulation, so its cache is shared with it.
+    """
+    if runs < 1:
+        raise DataError(f"a SPEEDY record is made of at least one run, got {runs}")
+    block = -(-n_days // runs)
+    first_day = pd.Timestamp(start).normalize()
+    parts = []
+    for k in range(runs):
+        days = min(block, n_days - k * block)
+        if days < 1:
+            break
+        run_start = str(start) if k == 0 else str((first_day + pd.Timedelta(days=k * block)).date())
+        parts.append((Simulation(start=run_start, seed=seed + k, truncation=truncation, spinup_days=spinup_days,
+                                 chunk_days=chunk_days), days))
+    return parts
 
 
 def cache_root() -> Path:
@@ -123,30 +150,63 @@ def _done_chunks(folder: Path) -> int:
 
 
 def ensure_simulated(sim: Simulation, n_days: int, progress: bool = True, root: Path | None = None) -> Path:
-    """The cache folder holding at least ``n_days`` kept days of ``sim``, simulating what is missing.
+    """The cache folder holding at least ``n_days`` kept days of ``sim``, simulating what is missing."""
+    return ensure_all([(sim, n_days)], progress, root)[0]
 
-    The simulation runs in a child process; Ctrl-C or a kill there loses at most the chunk in progress.
+
+def ensure_all(parts: list[tuple[Simulation, int]], progress: bool = True, root: Path | None = None) -> list[Path]:
+    """The cache folders of ``(simulation, days)`` pairs, simulating what is missing, one child process per
+    simulation and as many at once as this process may use cores (one integration keeps one core busy).
+
+    Ctrl-C or a kill loses at most each child's chunk in progress; a failed child stops the others.
     """
-    folder = (root or cache_root()) / "speedy" / sim.key
-    if _done_chunks(folder) >= sim.chunks_for(n_days):
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = folder / "settings.json"
-    if not settings.exists():
-        tmp = folder / f".settings.json.partial-{os.getpid()}"
-        tmp.write_text(json.dumps(sim.settings(), indent=1))
-        os.replace(tmp, settings)
-    command = [sys.executable, "-m", "sparta.data.speedy", str(folder), str(n_days), "1" if progress else "0"]
+    folders = [(root or cache_root()) / "speedy" / sim.key for sim, _ in parts]
+    todo = [(sim, n, folder) for (sim, n), folder in zip(parts, folders) if _done_chunks(folder) < sim.chunks_for(n)]
+    if not todo:
+        return folders
+    for sim, _, folder in todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = folder / "settings.json"
+        if not settings.exists():
+            tmp = folder / f".settings.json.partial-{os.getpid()}"
+            tmp.write_text(json.dumps(sim.settings(), indent=1))
+            os.replace(tmp, settings)
     # JAX on CPU: one process, its threads, no preallocation games; keep torch's thread settings out of it.
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(command, env=env)
-    if result.returncode != 0:
-        raise DataError(f"the SPEEDY simulation stopped (exit code {result.returncode}); what it finished is kept "
-                        f"in '{folder}' and the next prepare continues from there")
-    return folder
+    slots = max(1, min(len(todo), len(os.sched_getaffinity(0))))
+    waiting, running = list(todo), []
+    total = sum(sim.chunks_for(n) * sim.chunk_days for sim, n, _ in todo)
+    from tqdm import tqdm
+
+    def simulated_days() -> int:
+        return sum(min(_done_chunks(folder), sim.chunks_for(n)) * sim.chunk_days for sim, n, folder in todo)
+
+    with tqdm(total=total, initial=simulated_days(), unit="day", desc="simulating SPEEDY",
+              disable=not progress) as bar:
+        try:
+            while waiting or running:
+                while waiting and len(running) < slots:
+                    sim, n, folder = waiting.pop(0)
+                    command = [sys.executable, "-m", "sparta.data.speedy", str(folder), str(n)]
+                    running.append((subprocess.Popen(command, env=env), folder))
+                for child, folder in list(running):
+                    if child.poll() is None:
+                        continue
+                    running.remove((child, folder))
+                    if child.returncode != 0:
+                        raise DataError(f"the SPEEDY simulation stopped (exit code {child.returncode}); what it "
+                                        f"finished is kept in '{folder}' and the next prepare continues from there")
+                bar.update(simulated_days() - bar.n)
+                if running:
+                    time.sleep(0.5)
+        finally:
+            for child, _ in running:  # after an error or Ctrl-C: the others stop too, keeping their chunks
+                child.terminate()
+                child.wait()
+    return folders
 
 
-def simulate(folder: Path, n_days: int, progress: bool = True) -> None:
+def simulate(folder: Path, n_days: int) -> None:
     """Integrate the simulation described by ``folder/settings.json`` until ``n_days`` kept days exist.
 
     Holds an exclusive lock on the folder, so two prepares of the same record never write it at once
@@ -158,17 +218,16 @@ def simulate(folder: Path, n_days: int, progress: bool = True) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for partial in folder.glob(".chunk-*.partial-*"):  # a killed writer's leftovers; ours, never read
             partial.unlink()
-        _integrate(sim, folder, n_days, progress)
+        _integrate(sim, folder, n_days)
 
 
-def _integrate(sim: Simulation, folder: Path, n_days: int, progress: bool) -> None:
+def _integrate(sim: Simulation, folder: Path, n_days: int) -> None:
     import jcm
     from jcm.checkpoint import load_checkpoint, save_checkpoint
     from jcm.forcing import ForcingData
     from jcm.model import Model
     from jcm.physics.speedy.speedy_coords import get_speedy_coords
     from jcm.terrain import TerrainData
-    from tqdm import tqdm
 
     n_chunks = sim.chunks_for(n_days)
     done = _done_chunks(folder)
@@ -186,23 +245,20 @@ def _integrate(sim: Simulation, folder: Path, n_days: int, progress: bool) -> No
     sigma = np.asarray(coords.vertical.centers, dtype=np.float64)
     lat = np.rad2deg(np.asarray(coords.horizontal.latitudes, dtype=np.float64))
     lon = np.rad2deg(np.asarray(coords.horizontal.longitudes, dtype=np.float64))
-    with tqdm(total=n_chunks * sim.chunk_days, initial=done * sim.chunk_days, unit="day", desc="simulating SPEEDY",
-              disable=not progress) as bar:
-        for i in range(done, n_chunks):
-            predictions = model.resume(forcing=forcing, save_interval=1.0, total_time=sim.chunk_days,
-                                       output_averages=True)
-            first_day = i * sim.chunk_days
-            if first_day + sim.chunk_days > sim.spinup_days:
-                fields = predictions.dynamics
-                arrays = {name: np.asarray(getattr(fields, attr), dtype=np.float32) for name, attr in
-                          (("u", "u_wind"), ("v", "v_wind"), ("t", "temperature"), ("q", "specific_humidity"),
-                           ("z", "geopotential"))}
-                arrays["ps"] = (np.asarray(fields.normalized_surface_pressure) * P_REF).astype(np.float32)
-                arrays["t2m"] = np.asarray(predictions.physics["_surface_flux"].t0, dtype=np.float32)
-                _write_npz(_chunk_file(folder, i), first_day=first_day, sigma=sigma, lat=lat, lon=lon, **arrays)
-            save_checkpoint(model, _state_file(folder, i))
-            _state_file(folder, i - 1).unlink(missing_ok=True)  # only the newest state is needed to go on
-            bar.update(sim.chunk_days)
+    for i in range(done, n_chunks):
+        predictions = model.resume(forcing=forcing, save_interval=1.0, total_time=sim.chunk_days,
+                                   output_averages=True)
+        first_day = i * sim.chunk_days
+        if first_day + sim.chunk_days > sim.spinup_days:
+            fields = predictions.dynamics
+            arrays = {name: np.asarray(getattr(fields, attr), dtype=np.float32) for name, attr in
+                      (("u", "u_wind"), ("v", "v_wind"), ("t", "temperature"), ("q", "specific_humidity"),
+                       ("z", "geopotential"))}
+            arrays["ps"] = (np.asarray(fields.normalized_surface_pressure) * P_REF).astype(np.float32)
+            arrays["t2m"] = np.asarray(predictions.physics["_surface_flux"].t0, dtype=np.float32)
+            _write_npz(_chunk_file(folder, i), first_day=first_day, sigma=sigma, lat=lat, lon=lon, **arrays)
+        save_checkpoint(model, _state_file(folder, i))
+        _state_file(folder, i - 1).unlink(missing_ok=True)  # only the newest state is needed to go on
 
 
 def _write_npz(path: Path, **arrays) -> None:
@@ -277,23 +333,24 @@ def record(data, variables: list[str], grid: str, progress: bool = True) -> xr.D
     """The ``speedy`` source (:data:`sparta.sources.SOURCES`): :func:`speedy_era5` of ``data`` (a DataConfig),
     on the model's own grid whatever ``grid`` (the store regrids it)."""
     return speedy_era5(variables, data.start, data.days, data.seed, data.gcm_truncation, data.spinup_days,
-                       progress)
+                       progress, runs=data.gcm_runs)
 
 
 def label(data) -> str:
     """What a store prepared from the ``speedy`` source of ``data`` records as its source."""
-    return Simulation(data.start, data.seed, data.gcm_truncation, data.spinup_days).label(data.days)
+    return Simulation(data.start, data.seed, data.gcm_truncation, data.spinup_days).label(data.days, data.gcm_runs)
 
 
 def speedy_era5(variables: list[str], start: str, n_days: int, seed: int, truncation: int = 21,
                 spinup_days: int = 180, progress: bool = True, root: Path | None = None,
-                chunk_days: int = 30) -> xr.Dataset:
+                chunk_days: int = 30, runs: int = 1) -> xr.Dataset:
     """Lazy ``n_days`` of SPEEDY daily means from ``start``, simulated first if the cache lacks them.
 
     Dims ``(time, longitude, latitude)`` and ``(time, level, longitude, latitude)`` on the model's
     Gaussian grid (latitude ascending), float32, in WeatherBench2's names and units; every pressure-level
-    variable at the sorted union of the requested levels. ``attrs['source']`` names the record and
-    ``attrs['provenance']`` the model, its version and settings.
+    variable at the sorted union of the requested levels. ``runs`` > 1 cuts the record into that many
+    independent simulations (:func:`record_runs`), simulated side by side. ``attrs['source']`` names the
+    record and ``attrs['provenance']`` the model, its version and settings.
     """
     try:
         specs = parse_generated(variables, SURFACE_VARIABLES, LEVEL_VARIABLES, "SPEEDY data")
@@ -301,38 +358,40 @@ def speedy_era5(variables: list[str], start: str, n_days: int, seed: int, trunca
         raise DataError(str(err)) from None
     if n_days < 1:
         raise DataError(f"a SPEEDY record needs at least one day, got {n_days}")
-    sim = Simulation(start=str(start), seed=seed, truncation=truncation, spinup_days=spinup_days,
-                     chunk_days=chunk_days)
-    folder = ensure_simulated(sim, n_days, progress, root)
+    parts = record_runs(str(start), n_days, seed, runs, truncation, spinup_days, chunk_days)
+    folders = ensure_all(parts, progress, root)
     surface = tuple(dict.fromkeys(v.name for v in specs if v.level is None))
     level_vars = tuple(dict.fromkeys(v.name for v in specs if v.level is not None))
     levels = tuple(sorted({v.level for v in specs if v.level is not None}))
-    with np.load(_chunk_file(folder, sim.spinup_days // sim.chunk_days)) as first:
+    sim = parts[0][0]
+    with np.load(_chunk_file(folders[0], sim.spinup_days // sim.chunk_days)) as first:
         lat, lon = first["lat"], first["lon"]
     pieces: dict[str, list] = {name: [] for name in surface + level_vars}
-    for i in range(sim.spinup_days // sim.chunk_days, sim.chunks_for(n_days)):
-        first_day = i * sim.chunk_days  # of the simulation, spin-up included
-        lo = max(sim.spinup_days - first_day, 0)
-        hi = min(sim.spinup_days + n_days - first_day, sim.chunk_days)
-        task = dask.delayed(_chunk_fields, pure=True)(_chunk_file(folder, i), slice(lo, hi), surface, level_vars,
-                                                      levels)
-        for name in pieces:
-            shape = (hi - lo, *((len(levels),) if name in level_vars else ()), len(lon), len(lat))
-            pieces[name].append(da.from_delayed(task[name], shape, dtype=np.float32))
+    for (run, run_days), folder in zip(parts, folders):
+        for i in range(run.spinup_days // run.chunk_days, run.chunks_for(run_days)):
+            first_day = i * run.chunk_days  # of the simulation, spin-up included
+            lo = max(run.spinup_days - first_day, 0)
+            hi = min(run.spinup_days + run_days - first_day, run.chunk_days)
+            task = dask.delayed(_chunk_fields, pure=True)(_chunk_file(folder, i), slice(lo, hi), surface,
+                                                          level_vars, levels)
+            for name in pieces:
+                shape = (hi - lo, *((len(levels),) if name in level_vars else ()), len(lon), len(lat))
+                pieces[name].append(da.from_delayed(task[name], shape, dtype=np.float32))
     times = pd.date_range(pd.Timestamp(start).normalize(), periods=n_days, freq="D")
     coords = {"time": times.values.astype("datetime64[ns]"), "longitude": lon, "latitude": lat}
     if levels:
         coords["level"] = np.array(levels, dtype=np.int64)
     data_vars = {}
-    for name, parts in pieces.items():
+    for name, parts_of_variable in pieces.items():
         dims = ("time", "level", "longitude", "latitude") if name in level_vars else ("time", "longitude", "latitude")
-        data_vars[name] = xr.Variable(dims, da.concatenate(parts, axis=0), attrs={"units": UNITS[name]})
+        data_vars[name] = xr.Variable(dims, da.concatenate(parts_of_variable, axis=0), attrs={"units": UNITS[name]})
+    settings = sim.settings() if runs == 1 else {**sim.settings(), "runs": len(parts)}
     return xr.Dataset(data_vars, coords=coords, attrs={
-        "source": sim.label(n_days), "provenance": json.dumps(sim.settings(), sort_keys=True)})
+        "source": sim.label(n_days, runs), "provenance": json.dumps(settings, sort_keys=True)})
 
 
 if __name__ == "__main__":
     # jcm's boundary-data interpolation calls xr.merge without compat=, and xarray warns about a future default
     # that cannot change this fixed, shipped data: a line the user can do nothing about, before the progress bar.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"jcm(\.|$)")
-    simulate(Path(sys.argv[1]), int(sys.argv[2]), progress=sys.argv[3] == "1")
+    simulate(Path(sys.argv[1]), int(sys.argv[2]))
