@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny prepared store whose values encode their day index."""
+"""Shared fixtures: a tiny prepared store whose values encode their day index; each test worker's threads."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +11,18 @@ from sparta.data.store import PreparedStore, write_store
 
 TINY_DAYS, TINY_LAT, TINY_LON = 300, 8, 16
 TINY_VARIABLES = ["2m_temperature", "geopotential@850"]
+
+
+def pytest_configure(config) -> None:
+    """The suite runs one pytest-xdist worker per core (pyproject's addopts): each worker, and the commands its
+    tests start, get their share of the cores rather than all of them each. OMP_NUM_THREADS, where set, decides."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def tiny_fields() -> np.ndarray:
