@@ -196,7 +196,8 @@ def ensure_all(parts: list[tuple[Simulation, int]], progress: bool = True, root:
                     if child.returncode != 0:
                         raise DataError(f"the SPEEDY simulation stopped (exit code {child.returncode}); what it "
                                         f"finished is kept in '{folder}' and the next prepare continues from there")
-                bar.update(simulated_days() - bar.n)
+                if (days := simulated_days()) > bar.n:
+                    bar.update(days - bar.n)
                 if running:
                     time.sleep(0.5)
         finally:
