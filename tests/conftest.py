@@ -20,7 +20,8 @@ def pytest_configure(config) -> None:
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 

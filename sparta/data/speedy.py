@@ -173,7 +173,8 @@ def ensure_all(parts: list[tuple[Simulation, int]], progress: bool = True, root:
             os.replace(tmp, settings)
     # JAX on CPU: one process, its threads, no preallocation games; keep torch's thread settings out of it.
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    slots = max(1, min(len(todo), len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+    slots = max(1, min(len(todo), cores))
     waiting, running = list(todo), []
     total = sum(sim.chunks_for(n) * sim.chunk_days for sim, n, _ in todo)
     from tqdm import tqdm
