@@ -144,7 +144,8 @@ class Evaluation:
     def __init__(self, run: Run, store: Store, progress: bool = True, device: str = "auto"):
         self.run, self.progress = run, progress
         self.frozen = load_frozen(run.require_best(), store, device, expect_digest=run.config.digest())
-        self.cfg = self.frozen.cfg
+        # the run's downstream settings, which may have changed since training (they are outside the digest)
+        self.cfg = self.frozen.cfg.model_copy(update={"downstream": run.config.downstream})
         self.downstream = self.cfg.downstream
         start, stop = store.split_range("test")
         test = store.read(slice(start, stop))

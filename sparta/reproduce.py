@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 def _train(path: Path, cfg, store, progress: bool) -> Run:
     if (path / "config.yaml").exists():
         run = Run.open(path)
-        if not run.same_config(cfg):  # data paths compared as places: a run keeps them relative to itself
+        if not run.trained_as(cfg):  # data paths compared as places: a run keeps them relative to itself
             raise RunError(f"'{path}' was trained with another config; use another --out or delete it")
+        if run.set_downstream(cfg.downstream):  # other downstream settings: the same model, evaluated again
+            log.info("%s: downstream settings changed; its evaluation runs again", path)
+            (run.evaluation / "COMPLETE").unlink(missing_ok=True)
         if not run.is_complete:
             train_run(run, store, progress=progress, resume=run.last.exists())
         return run

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from sparta.checkpoint import CheckpointError, atomic_write_bytes
-from sparta.config import Config, ConfigError, load_config_file
+from sparta.config import Config, ConfigError, DownstreamConfig, load_config_file
 from sparta.errors import UserError
 from sparta.families import FAMILIES
 from sparta.locks import LOCK_NAME
@@ -169,10 +169,14 @@ class Run:
         _clear_for_new_run(path, overwrite)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, cfg)
-        data = {"store": _relative_to_run(cfg.data.store, path), "source": _relative_to_run(cfg.data.source, path)}
-        saved = cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
-        atomic_write_bytes(path / "config.yaml", lambda fh: fh.write(saved.to_yaml().encode()))
+        run._save_config()
         return run
+
+    def _save_config(self) -> None:
+        data = {"store": _relative_to_run(self.config.data.store, self.path),
+                "source": _relative_to_run(self.config.data.source, self.path)}
+        saved = self.config.model_copy(update={"data": self.config.data.model_copy(update=data)})
+        atomic_write_bytes(self.path / "config.yaml", lambda fh: fh.write(saved.to_yaml().encode()))
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -189,15 +193,25 @@ class Run:
         cfg = load_config_file(path / "config.yaml")
         return cls(path, cfg.model_copy(update={"data": cfg.data.model_copy(update=_data_paths(cfg, path))}))
 
-    def same_config(self, cfg: Config) -> bool:
-        """Whether ``cfg`` is this run's config, its data paths compared as the places they name."""
+    def trained_as(self, cfg: Config) -> bool:
+        """Whether ``cfg`` trains this run's model: the same config but for its downstream settings, the data
+        paths compared as the places they name."""
         def places(c: Config) -> dict:
-            dump = c.model_dump(mode="json")
+            dump = c.model_dump(mode="json", exclude={"downstream"})
             for key in ("store", "source"):
                 if _local_path(dump["data"][key]):
                     dump["data"][key] = os.path.normpath(Path(dump["data"][key]).absolute())
             return dump
         return places(self.config) == places(cfg)
+
+    def set_downstream(self, downstream: DownstreamConfig) -> bool:
+        """Evaluate this run with ``downstream`` from now on (config.yaml rewritten); whether that changed them.
+        The trained model does not depend on them (they are outside the config's digest)."""
+        if downstream == self.config.downstream:
+            return False
+        self.config = self.config.model_copy(update={"downstream": downstream})
+        self._save_config()
+        return True
 
     def require_last(self) -> Path:
         if not self.last.is_file():

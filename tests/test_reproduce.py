@@ -12,6 +12,7 @@ import torch
 
 from sparta.config import ConfigError
 from sparta.reproduce import reproduce
+from sparta.runs import RunError
 
 VARIANTS = ["pca", "autoencoder"]
 
@@ -63,3 +64,19 @@ def test_the_command_ends_with_the_verdict_and_where_to_look(tmp_path, micro_sto
     assert f"Report: {out / 'report.html'}" in lines
     figure = next(line for line in lines if line.startswith("Decoded test day, EOF/PCA (linear): ")).split(": ", 1)[1]
     assert Path(figure).is_file() and Path(figure).suffix == ".png"
+
+
+def test_other_downstream_settings_evaluate_the_same_model_again(tmp_path, micro_store):
+    """Downstream settings are outside the trained model: changing one re-evaluates the run instead of refusing
+    it, while a training setting still makes reproduce refuse the run."""
+    out, overrides = tmp_path / "grid", [f"data.store={micro_store.path}"]
+    reproduce("micro", out, ["pca"], overrides, progress=False)
+    run = out / "pca"
+    model = (run / "checkpoints" / "best.pt").read_bytes()
+    assert json.loads((run / "evaluation" / "metrics.json").read_text())["classify"]["seeds"] == 3
+    reproduce("micro", out, ["pca"], [*overrides, "downstream.classify_seeds=1"], progress=False)
+    assert json.loads((run / "evaluation" / "metrics.json").read_text())["classify"]["seeds"] == 1
+    assert "classify_seeds: 1" in (run / "config.yaml").read_text()
+    assert (run / "checkpoints" / "best.pt").read_bytes() == model  # not retrained
+    with pytest.raises(RunError, match="was trained with another config"):
+        reproduce("micro", out, ["pca"], [*overrides, "train.seed=7"], progress=False)
