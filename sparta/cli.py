@@ -171,10 +171,13 @@ def evaluate(
     tasks: Annotated[Optional[str], typer.Option(
         help=f"comma-separated task names ({', '.join(TASK_SPECS)}); default: all")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    rescore: Annotated[bool, typer.Option(
+        help="score the saved predictions again with every registered metric (no model runs; default tasks: those "
+             "that keep predictions)")] = False,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
-    from sparta.evaluate import Evaluation
+    from sparta.evaluate import RESCORABLE, Evaluation, run_tasks
     from sparta.metrics import FIELD_METRICS
     from sparta.runs import Run
     from sparta.tables import paper_tables
@@ -185,8 +188,9 @@ def evaluate(
     run = Run.open(run_dir)
     with lock_directory(run.path, "run directory"):  # metrics and figures go there
         store = open_or_prepare(run.config.data, progress, prepare=False)
-        results = Evaluation(run, store, progress=progress).run_tasks(
-            list(TASK_SPECS) if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()])
+        default = RESCORABLE if rescore else list(TASK_SPECS)
+        results = run_tasks(Evaluation(run, store, progress=progress),
+                            default if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()], rescore)
         label = run_label(results["method"], results["fusion"])
         tables = "\n".join(t.markdown() for t in paper_tables({label: results}, tuple(FIELD_METRICS),
                                                                per_channel=True))

@@ -27,11 +27,13 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import torch
+import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sparta import grids, metrics, plots
+from sparta import grids, metrics, plots, predictions, scores
 from sparta.augment import random_keep_mask
 from sparta.config import ConfigError
 from sparta.climatology import WINDOW_DAYS, day_of_year, day_of_year_climatology
@@ -62,12 +64,7 @@ EVERY_LEAD = tuple(key for key, metric in metrics.FIELD_METRICS.items() if metri
 DEFINITIONS = {
     **{key: metric.definition for key, metric in metrics.FIELD_METRICS.items()},
     "rrmse_l2_per_channel": "forecast RRMSE (L2, ours) per channel at each reported lead, %",
-    "rmse": "RMSE per variable (WeatherBench2): sqrt of the mean over the scored days of the area-weighted mean "
-            "squared error (latitude weights from the cells' sin(lat) bounds, mean 1), in the variable's unit "
-            "(units; specific humidity in g kg**-1); forecasts at every lead step (a list, lead 1 first)",
-    "acc": "anomaly correlation coefficient per variable (WeatherBench2): the area-weighted, uncentred correlation "
-           "of the forecast's and the truth's anomalies from the same climatology of the valid day, averaged over "
-           "the scored days; 1 perfect, 0 the climatology (a forecast without anomaly scores 0)",
+    **{key: metric.definition for key, metric in metrics.VARIABLE_METRICS.items()},
     "climatology": f"the train split's mean of each day of the year, smoothed by a circular {WINDOW_DAYS}-day window "
                    "(physical units): the climatology baseline of every table and the reference of every anomaly",
     "persistence": "the last look-back day, complete, held for every lead",
@@ -156,15 +153,24 @@ class Evaluation:
         self.inner = split_bounds(stop - start, self.cfg.data.split)
         if min(b - a for a, b in self.inner.values()) < 2:
             raise DataError(f"the test split ({stop - start} days) is too short to cut into inner train/val/test")
-        seed = self.cfg.train.seed
-        cond = self.downstream.condition_mask
-        log.info("encoding %d test days (complete and %.0f%% masked)", stop - start, 100 * cond)
-        self.h_clean = self.frozen.encode(self.fields)
-        self.h_masked = self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask"))
         self._cache: dict[tuple, Any] = {}  # see cached()
         self.results: dict = {"run": str(run.path), "method": self.cfg.method, "fusion": self.cfg.model.fusion,
                               "preset": self.cfg.preset, "source": store.source, "definitions": DEFINITIONS,
                               "units": {c: unit for c, (unit, _) in self.units.items()}}
+
+    @cached_property
+    def h_clean(self) -> Tensor:
+        """The test split's complete days, encoded (on first use: scoring saved predictions needs no encoder)."""
+        log.info("encoding %d test days", len(self.times))
+        return self.frozen.encode(self.fields)
+
+    @cached_property
+    def h_masked(self) -> Tensor:
+        """The test split's days with ``downstream.condition_mask`` of their points hidden (one seeded mask per
+        day), encoded: the forecasts' and the diffusion's inputs."""
+        cond = self.downstream.condition_mask
+        log.info("encoding %d test days, %.0f%% hidden", len(self.times), 100 * cond)
+        return self.frozen.encode(self.fields, cond, seed=derive_seed(self.cfg.train.seed, "condition-mask"))
 
     @property
     def label(self) -> str:
@@ -200,19 +206,25 @@ class Evaluation:
         units = self.frozen.store.units or {}
         return {c: metrics.display_unit(units.get(c)) for c in self.frozen.store.channels}
 
-    def day_scores(self, pred: Fields, days: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, C) area-weighted MSE (store units) and anomaly correlation of ``pred`` against the truth of the
-        test-split ``days``, the anomalies of both from the climatology of those days."""
-        truth = grids.take(self.physical, days)
-        return (metrics.area_mse(pred, truth, self.area_weights),
-                metrics.anomaly_correlation(pred, truth, grids.take(self.climatology, days), self.area_weights))
+    def reference(self, days: Tensor) -> scores.Reference:
+        """What predictions of the test-split ``days`` are scored against (:func:`sparta.scores.score`)."""
+        return scores.Reference(grids.take(self.physical, days), grids.take(self.climatology, days),
+                                self.area_weights, self.train_range, self.frozen.store.channels,
+                                {c: factor for c, (_, factor) in self.units.items()})
 
-    def variable_scores(self, mse: Tensor, acc: Tensor) -> dict[str, dict[str, float]]:
-        """``{"rmse": {channel: value}, "acc": {channel: value}}`` of (N, C) per-day scores (:meth:`day_scores`):
-        RMSE = sqrt(mean over the days of the MSE) in the channel's display unit, ACC = mean over the days."""
-        channels = self.frozen.store.channels
-        return {"rmse": {c: float(v) * self.units[c][1] for c, v in zip(channels, mse.mean(0).sqrt())},
-                "acc": {c: float(v) for c, v in zip(channels, acc.mean(0))}}
+    def day_scores(self, pred: Fields, days: Tensor) -> dict[str, Tensor]:
+        """``{metric: (N, C)}``: each :data:`~sparta.metrics.VARIABLE_METRICS` entry's per-day values (store units)
+        of ``pred`` against the truth of the test-split ``days``, anomalies from the climatology of those days."""
+        truth, climatology = grids.take(self.physical, days), grids.take(self.climatology, days)
+        return {name: metric.per_day(pred, truth, climatology, self.area_weights)
+                for name, metric in metrics.VARIABLE_METRICS.items()}
+
+    def variable_scores(self, per_day: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+        """``{metric: {channel: value}}`` of :meth:`day_scores`' per-day values, reduced over the days, in each
+        channel's display unit."""
+        return {name: per_channel(self, metrics.VARIABLE_METRICS[name].reduce(values),
+                                  unitless=not metrics.VARIABLE_METRICS[name].in_units)
+                for name, values in per_day.items()}
 
     def inner_test_latents(self, hidden: float) -> Tensor:
         """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
@@ -241,25 +253,6 @@ class Evaluation:
         extra = [self.frozen.encode(self.fields, cond, seed=derive_seed(seed, "condition-mask", str(k)))
                  for k in range(1, self.downstream.forecast_mask_draws)]
         return torch.stack([self.h_masked, *extra])
-
-    # ---------------------------------------------------------------- driver
-    def run_tasks(self, tasks: list[str]) -> dict:
-        """Run ``tasks`` (names in :data:`TASKS`, in the table's order), write ``metrics.json`` after each, then draw
-        every figure from the saved results."""
-        unknown = sorted(set(tasks) - set(TASKS))
-        if unknown:
-            raise ConfigError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-        self.run.evaluation.mkdir(parents=True, exist_ok=True)
-        path = self.run.evaluation / "metrics.json"
-        if path.exists():  # keep results of tasks not re-run
-            self.results = {**json.loads(path.read_text()), **self.results}
-        for name, task in TASKS.items():
-            if name in tasks:
-                log.info("%s: %s", self.run.path, name)
-                self.results[task.spec.key] = task.run(self)
-                path.write_text(json.dumps(self.results, indent=1))
-        draw_figures(self.run, [TASKS[name] for name in TASKS if name in tasks])
-        return self.results
 
 
 # ==================================================================== files the tasks write
@@ -359,7 +352,7 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
     scores and the per-variable RMSE and ACC at every step (``curve``, ``per_variable``), every score at the
     reported ``downstream.lead_times`` (``at``)."""
     curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
-    per_variable: dict[str, dict[str, list[float]]] = {"rmse": {}, "acc": {}}
+    per_variable: dict[str, dict[str, list[float]]] = {name: {} for name in metrics.VARIABLE_METRICS}
     at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
     per_channel: dict[int, list[float]] = {}
     map_lead = min(50, pred.shape[1])
@@ -374,7 +367,7 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
             if reported:
                 at[k][lead] = v
             rows.append({"setting": label, "seed": seed, "lead": lead, "metric": k, "value": v})
-        for name, values in ev.variable_scores(*ev.day_scores(fields, first_target + step)).items():
+        for name, values in ev.variable_scores(ev.day_scores(fields, first_target + step)).items():
             for c, v in values.items():
                 per_variable[name].setdefault(c, []).append(v)
                 rows.append({"setting": label, "seed": seed, "lead": lead, "metric": f"{name}_{c}", "value": v})
@@ -404,7 +397,7 @@ def _summarise_seeds(ev: Evaluation, per_seed: list[dict]) -> dict:
         summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}
     channels = ev.frozen.store.channels
     summary["per_variable"] = {}
-    for name in ("rmse", "acc"):  # (seeds, steps) per channel: the mean curve and its spread over seeds
+    for name in metrics.VARIABLE_METRICS:  # (seeds, steps) per channel: the mean curve and its spread over seeds
         stacked = {c: np.array([s["per_variable"][name][c] for s in per_seed]) for c in channels}
         summary["per_variable"][name] = {c: v.mean(0).tolist() for c, v in stacked.items()}
         summary["per_variable"][f"{name}_spread"] = {c: v.std(0).tolist() for c, v in stacked.items()}
@@ -414,18 +407,19 @@ def _summarise_seeds(ev: Evaluation, per_seed: list[dict]) -> dict:
     return summary
 
 
-def _reconstruction_errors(ev: Evaluation) -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
+def _reconstruction_errors(ev: Evaluation) -> tuple[Tensor, Tensor, Tensor, int, dict[str, Tensor]]:
     """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
-    the values per day, and the (days, C) area-weighted MSE and anomaly correlation: decoded once for every
-    forecast setting; a pooled RRMSE (either formula), an RMSE or an ACC over any set of days sums them."""
-    def decode() -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
+    the values per day, and the per-variable scores of each day (:meth:`Evaluation.day_scores`): decoded once for
+    every forecast setting; a pooled RRMSE (either formula) or a per-variable score over any set of days reduces
+    them."""
+    def decode() -> tuple[Tensor, Tensor, Tensor, int, dict[str, Tensor]]:
         recon = ev.frozen.decode(ev.h_clean)
         truth = grids.as_list(ev.physical)
         err2 = sum((p.double() - t.double()).pow(2).sum((1, 2, 3)) for p, t in zip(grids.as_list(recon), truth))
         ref2 = sum(t.double().pow(2).sum((1, 2, 3)) for t in truth)
         ref1 = sum(t.double().sum((1, 2, 3)) for t in truth)
         days = torch.arange(grids.length(recon))
-        return err2, ref2, ref1, sum(t[0].numel() for t in truth), *ev.day_scores(recon, days)
+        return err2, ref2, ref1, sum(t[0].numel() for t in truth), ev.day_scores(recon, days)
 
     return ev.cached(("reconstruction errors",), decode)
 
@@ -456,21 +450,21 @@ def forecast_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict[s
 
 
 def variable_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict]:
-    """``{baseline: {"rmse"/"acc": {channel: curve}}}`` per lead step of persistence, the climatology and the
+    """``{baseline: {variable metric: {channel: curve}}}`` per lead step of persistence, the climatology and the
     model's reconstruction ceiling on the days :func:`forecast_baselines` scores, and for persistence and the
     climatology the per-channel RRMSE (L2) at the reported leads (``rrmse_l2_per_channel``)."""
     last_seen = grids.take(ev.physical, first_target - 1)
-    mse, acc = _reconstruction_errors(ev)[4:]
-    out: dict[str, dict] = {name: {"rmse": {}, "acc": {}} for name in ("persistence", "climatology",
-                                                                      "reconstruction ceiling")}
+    ceiling_days = _reconstruction_errors(ev)[4]
+    out: dict[str, dict] = {name: {metric: {} for metric in metrics.VARIABLE_METRICS}
+                            for name in ("persistence", "climatology", "reconstruction ceiling")}
     for name in ("persistence", "climatology"):
         out[name]["rrmse_l2_per_channel"] = {}
     for step in range(ev.downstream.rollout_steps):
         targets, lead = first_target + step, step + 1
         truth, climatology = grids.take(ev.physical, targets), grids.take(ev.climatology, targets)
-        scores = {"persistence": ev.variable_scores(*ev.day_scores(last_seen, targets)),
-                  "climatology": ev.variable_scores(*ev.day_scores(climatology, targets)),
-                  "reconstruction ceiling": ev.variable_scores(mse[targets], acc[targets])}
+        scores = {"persistence": ev.variable_scores(ev.day_scores(last_seen, targets)),
+                  "climatology": ev.variable_scores(ev.day_scores(climatology, targets)),
+                  "reconstruction ceiling": ev.variable_scores({k: v[targets] for k, v in ceiling_days.items()})}
         for name, per_metric in scores.items():
             for metric, values in per_metric.items():
                 for c, v in values.items():
@@ -516,7 +510,7 @@ def forecast(ev: Evaluation) -> dict:
                              for lead, v in enumerate(curve))
         baseline_rows.extend({"setting": label, "baseline": name, "lead": lead + 1, "metric": f"{metric}_{c}",
                               "value": v}
-                             for name, per_metric in per_variable.items() for metric in ("rmse", "acc")
+                             for name, per_metric in per_variable.items() for metric in metrics.VARIABLE_METRICS
                              for c, curve in per_metric[metric].items() for lead, v in enumerate(curve))
 
     for lookback, stride in ds.forecast_settings:
@@ -540,13 +534,14 @@ def forecast(ev: Evaluation) -> dict:
 
 
 def variable_skill_curves(summaries: dict[str, dict]) -> dict[str, dict]:
-    """The per-variable RMSE and ACC curves of one forecast setting for :func:`sparta.plots.plot_variable_skill`:
-    each model's (``{label: its metrics.json entry}``), then persistence and the climatology (the same days for
-    every model of a setting, read from the first)."""
-    curves = {label: {m: s["per_variable"][m] for m in ("rmse", "acc")} for label, s in summaries.items()}
+    """The per-variable score curves of one forecast setting for :func:`sparta.plots.plot_variable_skill`: each
+    model's (``{label: its metrics.json entry}``), then persistence and the climatology (the same days for every
+    model of a setting, read from the first); the metrics every one of them holds."""
     baselines = next(iter(summaries.values()))["variable_baselines"]
-    curves.update({name: {m: baselines[name][m] for m in ("rmse", "acc")} for name in ("persistence", "climatology")})
-    return curves
+    sources = {**{label: s["per_variable"] for label, s in summaries.items()},
+               **{name: baselines[name] for name in ("persistence", "climatology")}}
+    scored = metrics.variable_metrics_in(sources.values())
+    return {label: {m: per[m] for m in scored} for label, per in sources.items()}
 
 
 def _draw_forecast(run: Run, results: dict, label: str) -> None:
@@ -599,12 +594,12 @@ def diffusion(ev: Evaluation) -> dict:
                              "spread_skill": per_channel(ev, metrics.spread_skill(members, truth, ev.area_weights),
                                                             unitless=True)},
            "condition_decoded": {**field_scores(condition_fields, truth, ev.train_range),
-                                 "per_variable": ev.variable_scores(*ev.day_scores(condition_fields, idx))},
+                                 "per_variable": ev.variable_scores(ev.day_scores(condition_fields, idx))},
            **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), space.latents.to("cpu"),
                                      ds.density_sigma, ds.realism_k),
-           "per_variable": ev.variable_scores(*ev.day_scores(mean_fields, idx)),
+           "per_variable": ev.variable_scores(ev.day_scores(mean_fields, idx)),
            "climatology": {**field_scores(climatology, truth, ev.train_range),  # the same days' baseline
-                           "per_variable": ev.variable_scores(*ev.day_scores(climatology, idx)),
+                           "per_variable": ev.variable_scores(ev.day_scores(climatology, idx)),
                            "crps": per_channel(ev, metrics.crps(grids.each(lambda f: f[:, None], climatology), truth,
                                                                ev.area_weights))}}
     gen_mask = generator(0)  # an illustration of the condition's sparsity: its ratio, drawn on each native grid
@@ -633,33 +628,46 @@ def _display_units(ev: Evaluation, maps: list[Tensor]) -> list[Tensor]:
 
 def reconstruction(ev: Evaluation) -> dict:
     """Decoded reconstructions of the inner-test days from complete inputs (the encoder's complete-day input) and
-    from each hidden fraction of :data:`ROBUSTNESS_RATIOS` (the robustness task's masked latents): pooled RRMSE by
-    both formulas and per-variable RMSE and ACC per fraction, beside the climatology of the same days; maps of one
-    held-back day for the report."""
+    from each hidden fraction of :data:`ROBUSTNESS_RATIOS` (the robustness task's masked latents), written as
+    predictions (dims ``hidden, time, lat, lon``) and scored by :func:`score_reconstruction`."""
     a, b = ev.inner["test"]
-    days = torch.arange(a, b)
-    truth, climatology = grids.take(ev.physical, days), grids.take(ev.climatology, days)
-    out: dict = {"days": b - a, "hidden": list(ROBUSTNESS_RATIOS), "rrmse_paper": [], "rrmse_l2": [],
-                 "per_variable": {"rmse": {}, "acc": {}}}
-    day = (b - a) // 2  # one held-back day for the maps: the middle of the inner test
-    decoded_day = {}
-    for hidden in tqdm(ROBUSTNESS_RATIOS, desc="reconstruction", leave=False, disable=not ev.progress):
-        decoded = ev.frozen.decode(ev.h_clean[a:b] if hidden == 0 else ev.inner_test_latents(hidden))
-        out["rrmse_paper"].append(float(metrics.rrmse_paper(decoded, truth)))
-        out["rrmse_l2"].append(float(metrics.rrmse(decoded, truth)))
-        for name, values in ev.variable_scores(*ev.day_scores(decoded, days)).items():
-            for c, v in values.items():
-                out["per_variable"][name].setdefault(c, []).append(v)
-        if hidden in (0.0, RECONSTRUCTION_MAP_HIDDEN):
-            decoded_day[hidden] = _display_units(ev, [p[day] for p in grids.as_list(decoded)])
-    out["climatology"] = {"rrmse_paper": float(metrics.rrmse_paper(climatology, truth)),
-                          "rrmse_l2": float(metrics.rrmse(climatology, truth)),
-                          "per_variable": ev.variable_scores(*ev.day_scores(climatology, days))}
-    out["map_day"] = str(ev.times[a + day])
-    _save_maps(ev, "reconstruction_test_day", "test day", f"{ev.label}: held-back test day {ev.times[a + day]}",
-               {"truth": _display_units(ev, [t[day] for t in grids.as_list(truth)]),
-                "complete": decoded_day[0.0], "hidden": decoded_day[RECONSTRUCTION_MAP_HIDDEN]})
-    return out
+
+    def decoded():
+        for hidden in tqdm(ROBUSTNESS_RATIOS, desc="reconstruction", leave=False, disable=not ev.progress):
+            fields = ev.frozen.decode(ev.h_clean[a:b] if hidden == 0 else ev.inner_test_latents(hidden))
+            yield predictions.to_dataset(grids.each(lambda f: f[None], fields), ev.frozen.store, ("hidden", "time"),
+                                         {"hidden": [hidden], "time": ev.times[a:b]})
+
+    predictions.write_predictions(ev.run.evaluation, "reconstruction", decoded(), "hidden")
+    return score_reconstruction(ev)
+
+
+def score_reconstruction(ev: Evaluation) -> dict:
+    """Every metric of the saved reconstructions (``evaluation/predictions/reconstruction.zarr``) at each hidden
+    fraction, beside the climatology of the same days (``evaluation/scores/reconstruction.nc``, dims ``model``,
+    ``hidden``, ``variable``); maps of one held-back day for the report."""
+    pred = predictions.open_predictions(ev.run.evaluation, "reconstruction")
+    if pred is None:
+        raise DataError(f"{ev.run.path} has no saved reconstructions to score; evaluate it with --tasks reconstruction")
+    days = predictions.day_indices(ev.times, pred["time"].values)
+    if days is None:
+        raise DataError(f"the saved reconstructions of {ev.run.path} are of days outside this store's test split; "
+                        "evaluate the run again (without --rescore)")
+    ref, store, hidden = ev.reference(days), ev.frozen.store, [float(h) for h in pred["hidden"].values]
+    decoded = {h: predictions.to_fields(pred.sel(hidden=h), store) for h in hidden}
+    model = xr.concat([scores.score(decoded[h], ref) for h in hidden], dim=pd.Index(hidden, name="hidden"))
+    climatology = scores.score(ref.climatology, ref)
+    table = xr.concat([model, climatology], dim=pd.Index([ev.label, "climatology"], name="model"))
+    scores.write(table, ev.run.evaluation, "reconstruction")
+    day = len(days) // 2  # one held-back day for the maps: the middle of the inner test
+    when = ev.times[int(days[day])]
+    _save_maps(ev, "reconstruction_test_day", "test day", f"{ev.label}: held-back test day {when}",
+               {"truth": _display_units(ev, [t[day] for t in grids.as_list(ref.truth)]),
+                **{column: _display_units(ev, [p[day] for p in grids.as_list(decoded[h])])
+                   for column, h in (("complete", 0.0), ("hidden", RECONSTRUCTION_MAP_HIDDEN))}})
+    return {"days": len(days), "hidden": hidden, **scores.pooled(model), "per_variable": scores.per_variable(model),
+            "climatology": {**scores.pooled(climatology), "per_variable": scores.per_variable(climatology)},
+            "map_day": str(when)}
 
 
 def _draw_reconstruction(run: Run, results: dict, label: str) -> None:
@@ -795,24 +803,52 @@ def _draw_maps(run: Run, stems: tuple[str, ...], units: dict[str, str] | None = 
 @dataclass(frozen=True)
 class Task:
     """A downstream task's code beside its :class:`~sparta.tasks.TaskSpec`: ``run(evaluation) -> results`` (stored
-    under ``spec.key`` in metrics.json) and ``draw(run, metrics, label)``, which redraws its figures from saved files
-    only."""
+    under ``spec.key`` in metrics.json), ``draw(run, metrics, label)``, which redraws its figures from saved files
+    only, and for a task that writes its predictions (:mod:`sparta.predictions`) ``score(evaluation) -> results``,
+    which scores the saved ones again without running a model (``sparta evaluate --rescore``)."""
 
     spec: TaskSpec
     run: Callable[[Evaluation], dict]
     draw: Callable[[Run, dict, str], None]
+    score: Callable[[Evaluation], dict] | None = None
 
 
 _CODE = {
     "forecast": (forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",)))),
     "diffusion": (diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",))),
-    "reconstruction": (reconstruction, _draw_reconstruction),
+    "reconstruction": (reconstruction, _draw_reconstruction, score_reconstruction),
     "classify": (classify, _draw_classify),
     "diagnostics": (diagnostics, _draw_diagnostics),
     "robustness": (robustness, _draw_robustness),
 }
 TASKS: dict[str, Task] = {name: Task(spec, *_CODE[name]) for name, spec in TASK_SPECS.items()}
 """Each task of :data:`sparta.tasks.TASK_SPECS` with the code that runs it and draws its figures."""
+RESCORABLE = [name for name, task in TASKS.items() if task.score is not None]
+"""The tasks that keep their predictions, so ``sparta evaluate --rescore`` scores them again."""
+
+
+def run_tasks(ev: Evaluation, tasks: list[str], rescore: bool = False) -> dict:
+    """Run ``tasks`` (names in :data:`TASKS`, in the table's order), write ``metrics.json`` after each, then draw
+    every figure from the saved results. ``rescore``: score the tasks' saved predictions again instead (every
+    registered metric, no model run); only tasks that save their predictions (:data:`RESCORABLE`) can."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise ConfigError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    fixed = [name for name in tasks if rescore and TASKS[name].score is None]
+    if fixed:
+        raise ConfigError(f"task(s) {', '.join(fixed)} keep no predictions to score again; --rescore scores "
+                          f"{', '.join(RESCORABLE)}; evaluate the others without --rescore")
+    ev.run.evaluation.mkdir(parents=True, exist_ok=True)
+    path = ev.run.evaluation / "metrics.json"
+    if path.exists():  # keep results of tasks not re-run
+        ev.results = {**json.loads(path.read_text()), **ev.results}
+    for name, task in TASKS.items():
+        if name in tasks:
+            log.info("%s: %s", ev.run.path, name)
+            ev.results[task.spec.key] = task.score(ev) if rescore else task.run(ev)
+            path.write_text(json.dumps(ev.results, indent=1))
+    draw_figures(ev.run, [TASKS[name] for name in TASKS if name in tasks])
+    return ev.results
 
 
 def draw_figures(run: Run, tasks: list[Task] | None = None) -> None:

@@ -597,3 +597,44 @@ FIELD_METRICS: dict[str, FieldMetric] = {  # the paper's definition first, then 
 }
 """Every score of decoded fields: adding one here adds it to metrics.json, its definitions, the forecast tables
 and curves."""
+
+
+@dataclass(frozen=True)
+class VariableMetric:
+    """A score of each variable of decoded fields against the truth (WeatherBench2's per-variable metrics): its
+    metrics.json definition, table name, direction, ``per_day(pred, true, climatology, weights) -> (N, C)`` (one
+    value per scored day, so any subset of days, a lead or a baseline, is scored from the same values) and
+    ``reduce((N, C)) -> (C,)`` over the days. ``in_units``: the value is in the variable's unit (shown in its
+    display unit, :func:`display_unit`); otherwise it is unitless."""
+
+    table_name: str
+    definition: str
+    lower_is_better: bool
+    per_day: Callable[[Fields, Fields, Fields, Any], torch.Tensor]
+    reduce: Callable[[torch.Tensor], torch.Tensor]
+    in_units: bool
+
+
+VARIABLE_METRICS: dict[str, VariableMetric] = {
+    "rmse": VariableMetric(
+        "RMSE",
+        "RMSE per variable (WeatherBench2): sqrt of the mean over the scored days of the area-weighted mean "
+        "squared error (latitude weights from the cells' sin(lat) bounds, mean 1), in the variable's unit "
+        "(units; specific humidity in g kg**-1); forecasts at every lead step (a list, lead 1 first)",
+        True, lambda pred, true, clim, w: area_mse(pred, true, w), lambda days: days.mean(0).sqrt(), True),
+    "acc": VariableMetric(
+        "ACC",
+        "anomaly correlation coefficient per variable (WeatherBench2): the area-weighted, uncentred correlation "
+        "of the forecast's and the truth's anomalies from the same climatology of the valid day, averaged over "
+        "the scored days; 1 perfect, 0 the climatology (a forecast without anomaly scores 0)",
+        False, anomaly_correlation, lambda days: days.mean(0), False),
+}
+"""Every per-variable score of decoded fields: adding one here adds it to every task's metrics.json entry (the
+reconstructions, forecasts and their baselines, diffusion) and to the per-variable tables and figures."""
+
+
+def variable_metrics_in(blocks) -> list[str]:
+    """The per-variable metrics (in the registry's order) that every one of ``blocks`` (``{metric: ...}`` dicts of
+    saved results) holds: results saved before a metric was registered lack it until they are scored again."""
+    blocks = list(blocks)
+    return [name for name in VARIABLE_METRICS if all(name in block for block in blocks)]

@@ -15,7 +15,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from sparta import variants  # noqa: E402
-from sparta.metrics import FIELD_METRICS  # noqa: E402
+from sparta.metrics import FIELD_METRICS, VARIABLE_METRICS, variable_metrics_in  # noqa: E402
 
 LOSS_TERMS = ("total", "nt_xent", "cycle", "recon_views", "recon", "embed_std")
 
@@ -196,17 +196,30 @@ def _with_unit(channel: str, units: dict[str, str]) -> str:
     return f"{channel} ({units[channel]})" if units.get(channel) else channel
 
 
+def _variable_axes(channels: list[str], rows: int):
+    """A figure of ``rows`` rows (one per per-variable score) and one column per variable."""
+    return plt.subplots(rows, len(channels), figsize=(3.4 * len(channels), 2.8 * rows), squeeze=False,
+                        layout="constrained")
+
+
+def _label_variable_axes(ax, channel: str, metric: str, units: dict[str, str]) -> None:
+    name = VARIABLE_METRICS[metric].table_name
+    ax.set_ylabel(f"{name} ({units[channel]})" if VARIABLE_METRICS[metric].in_units and units.get(channel) else name)
+    ax.set_title(f"{channel}: {name}")
+
+
 def plot_variable_skill(curves: dict[str, dict[str, dict[str, list[float]]]], path: Path, title: str,
                         units: dict[str, str] | None = None, step_days: float = 1.0) -> Path:
-    """Per-variable RMSE (top row, each variable's unit) and ACC (bottom row) vs lead time, one column per variable:
-    ``{label: {"rmse": {channel: per-lead values}, "acc": {...}}}``, lead 1 first; the labels persistence,
-    climatology and reconstruction ceiling are drawn as baselines (grey, dashed or dotted)."""
+    """Each per-variable score (:data:`~sparta.metrics.VARIABLE_METRICS`, one row each: RMSE in the variable's unit,
+    ACC, ...) vs lead time, one column per variable: ``{label: {metric: {channel: per-lead values}}}``, lead 1
+    first; the labels persistence, climatology and reconstruction ceiling are drawn as baselines (grey, dashed or
+    dotted)."""
     units = units or {}
-    channels = list(dict.fromkeys(c for per in curves.values() for c in per.get("rmse", {})))
-    fig, axes = plt.subplots(2, len(channels), figsize=(3.4 * len(channels), 5.6), squeeze=False,
-                             layout="constrained")
+    channels = list(dict.fromkeys(c for per in curves.values() for values in per.values() for c in values))
+    scored = [m for m in VARIABLE_METRICS if any(m in per for per in curves.values())]
+    fig, axes = _variable_axes(channels, len(scored))
     for col, channel in enumerate(channels):
-        for row, metric in enumerate(("rmse", "acc")):
+        for row, metric in enumerate(scored):
             ax = axes[row][col]
             for label, per in curves.items():
                 values = per.get(metric, {}).get(channel)
@@ -215,8 +228,7 @@ def plot_variable_skill(curves: dict[str, dict[str, dict[str, list[float]]]], pa
                 style = BASELINE_STYLES.get(label.lower(), {"color": model_color(label), "linestyle": "-"})
                 ax.plot(np.arange(1, len(values) + 1) * step_days, values, lw=1.3, label=label, **style)
             ax.set_xlabel("lead time (days)")
-            ax.set_ylabel(f"RMSE ({units[channel]})" if metric == "rmse" and units.get(channel) else metric.upper())
-            ax.set_title(f"{channel}: {'RMSE' if metric == 'rmse' else 'ACC'}")
+            _label_variable_axes(ax, channel, metric, units)
     _legend_below(fig, axes[0][0])
     fig.suptitle(title)
     return save(fig, path)
@@ -224,14 +236,14 @@ def plot_variable_skill(curves: dict[str, dict[str, dict[str, list[float]]]], pa
 
 def plot_reconstruction_skill(results: dict[str, dict], climatology: dict, units: dict[str, str], path: Path,
                               title: str) -> Path:
-    """Per-variable RMSE (top row) and ACC (bottom row) of decoded test days vs the hidden fraction of the input,
-    one column per variable, one line per model (``{label: reconstruction results}``: ``hidden`` fractions and
+    """Each per-variable score (one row each) of decoded test days vs the hidden fraction of the input, one column
+    per variable, one line per model (``{label: reconstruction results}``: ``hidden`` fractions and
     ``per_variable`` lists); the climatology of the same days (``climatology["per_variable"]``) dashed grey."""
-    channels = list(next(iter(results.values()))["per_variable"]["rmse"])
-    fig, axes = plt.subplots(2, len(channels), figsize=(3.4 * len(channels), 5.6), squeeze=False,
-                             layout="constrained")
+    channels = list(next(iter(next(iter(results.values()))["per_variable"].values())))
+    scored = variable_metrics_in([climatology["per_variable"], *(r["per_variable"] for r in results.values())])
+    fig, axes = _variable_axes(channels, len(scored))
     for col, channel in enumerate(channels):
-        for row, metric in enumerate(("rmse", "acc")):
+        for row, metric in enumerate(scored):
             ax = axes[row][col]
             for label, r in results.items():
                 ax.plot(np.asarray(r["hidden"]) * 100, r["per_variable"][metric][channel], marker="o", markersize=3,
@@ -239,8 +251,7 @@ def plot_reconstruction_skill(results: dict[str, dict], climatology: dict, units
             ax.axhline(climatology["per_variable"][metric][channel], label="climatology",
                        **BASELINE_STYLES["climatology"])
             ax.set_xlabel("hidden fraction of the input (%)")
-            ax.set_ylabel(f"RMSE ({units[channel]})" if metric == "rmse" and units.get(channel) else metric.upper())
-            ax.set_title(f"{channel}: {'RMSE' if metric == 'rmse' else 'ACC'}")
+            _label_variable_axes(ax, channel, metric, units)
     _legend_below(fig, axes[0][0])
     fig.suptitle(title)
     return save(fig, path)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from sparta.config import Config, ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.data.store import Store, open_store
-from sparta.evaluate import TASKS, Evaluation
+from sparta.evaluate import TASKS, Evaluation, run_tasks
 from sparta.locks import lock_directory
 from sparta.report import build_report
 from sparta.runs import Run, RunError
@@ -52,7 +52,7 @@ def _variant(name: str, path: Path, cfg: Config, store: Store, progress: bool) -
     with lock_directory(path):  # a `sparta train` or `evaluate` of this run meanwhile is refused
         run = _train(path, cfg, store, progress)
         if not (run.evaluation / "COMPLETE").exists():
-            Evaluation(run, store, progress=progress).run_tasks(list(TASKS))
+            run_tasks(Evaluation(run, store, progress=progress), list(TASKS))
             (run.evaluation / "COMPLETE").touch()
 
 

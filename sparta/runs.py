@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("config.yaml", "metrics.csv", "COMPLETE")
 RUN_DIRS = {"checkpoints": (".pt",), "figures": (".png", ".pdf", ".svg"),
             "evaluation": (".json", ".csv", ".md", ".npy", ".npz", ".png")}
+EVALUATION_DIRS = {"maps": ".npz", "predictions": ".zarr", "scores": ".nc"}
+"""The folders under ``evaluation/`` and what SPARTA writes in them (a ``.zarr`` store with all it holds)."""
 _REMOTE = ("gs://", "gcs://", "s3://", "http://", "https://")
 
 
@@ -55,7 +57,12 @@ def _owned_by_run(root: Path):
             if entry.is_dir() and not entry.is_symlink():
                 return entry.name in RUN_DIRS
             return entry.name in RUN_FILES or _is_temporary(entry.name)
-        if entry.is_dir() or len(parts) != 2:
+        if parts[0] == "evaluation" and len(parts) > 2 and parts[1] in EVALUATION_DIRS:
+            top = parts[2]  # a file of the folder's suffix, or a store (.zarr) with everything in it
+            return top.endswith(EVALUATION_DIRS[parts[1]]) or _is_temporary(top)
+        if entry.is_dir():
+            return len(parts) == 2 and parts[0] == "evaluation" and entry.name in EVALUATION_DIRS
+        if len(parts) != 2:
             return False
         return entry.suffix in RUN_DIRS[parts[0]] or entry.name == "COMPLETE" or _is_temporary(entry.name)
     return owned

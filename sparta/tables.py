@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sparta.downstream.forecast import LIM_SETTING
-from sparta.metrics import FIELD_METRICS
+from sparta.metrics import FIELD_METRICS, VARIABLE_METRICS, variable_metrics_in
 from sparta.tasks import TASK_SPECS, TaskSpec
 
 Results = dict[str, dict]
@@ -178,8 +178,6 @@ def channel_table(results: Results, setting: str) -> Table:
     return make_table(title, channels, rows, ["min"] * len(channels), [2] * len(channels), groups=groups)
 
 
-VARIABLE_METRICS = {"rmse": ("RMSE", "min"), "acc": ("ACC", "max")}
-"""The per-variable scores (WeatherBench2's definitions): table name and direction."""
 RECONSTRUCTION_HIDDEN = (0.0, 0.7, 0.9)
 """The hidden fractions of the per-variable reconstruction tables (the figure and metrics.json have every one)."""
 
@@ -193,7 +191,7 @@ def _digits(values: Iterable[float | None]) -> int:
 
 def _variable_header(results: Results, channels: list[str], metric: str) -> list[str]:
     units = next((r["units"] for r in results.values() if "units" in r), {})
-    return [f"{c} ({units[c]})" if metric == "rmse" and c in units else c for c in channels]
+    return [f"{c} ({units[c]})" if VARIABLE_METRICS[metric].in_units and c in units else c for c in channels]
 
 
 def _variable_table(title: str, results: Results, metric: str, rows: dict[str, dict[str, float]],
@@ -201,9 +199,10 @@ def _variable_table(title: str, results: Results, metric: str, rows: dict[str, d
     """A table of per-variable scores: one column per variable (RMSE in its unit), rows ``{label: {channel:
     value}}``, bold the best of each group of rows."""
     channels = list(dict.fromkeys(c for per in rows.values() for c in per))
-    name, rule = VARIABLE_METRICS[metric]
+    rule = "min" if VARIABLE_METRICS[metric].lower_is_better else "max"
     values = {label: [per.get(c) for c in channels] for label, per in rows.items()}
-    digits = [3 if metric == "acc" else _digits(v[j] for v in values.values()) for j in range(len(channels))]
+    digits = [_digits(v[j] for v in values.values()) if VARIABLE_METRICS[metric].in_units else 3
+              for j in range(len(channels))]
     spread_rows = {label: [per.get(c) for c in channels] for label, per in (spreads or {}).items()}
     return make_table(title, _variable_header(results, channels, metric), values, [rule] * len(channels), digits,
                       spread_rows, groups=groups)
@@ -226,7 +225,7 @@ def variable_table(results: Results, setting: str, metric: str) -> Table:
         for name in ("persistence", "climatology"):
             rows[f"{name} (baseline), T={t}"] = {c: v[t - 1] for c, v in first["variable_baselines"][name][metric].items()}
     groups = {label: label.rsplit(", T=", 1)[1] for label in rows}
-    name = VARIABLE_METRICS[metric][0]
+    name = VARIABLE_METRICS[metric].table_name
     title = (f"Forecast {name} per variable (WeatherBench2: area-weighted, anomalies from the day-of-year climatology), "
              f"{describe_setting(setting)}; bold: the best of each lead")
     return _variable_table(title, results, metric, rows, groups, spreads)
@@ -248,8 +247,8 @@ def reconstruction_tables(results: Results) -> list[Table]:
         tables.append(make_table(f"Decoded test days, {FIELD_METRICS[metric].table_name} vs the hidden fraction of "
                                  "the input; bold: the best", [f"{h:.0%} hidden" for h in hidden], rows,
                                  ["min"] * len(hidden), [2] * len(hidden)))
-    for metric, (name, _) in VARIABLE_METRICS.items():
-        rows = {}
+    for metric in variable_metrics_in([first["climatology"]["per_variable"], *(r["per_variable"] for r in have.values())]):
+        name, rows = VARIABLE_METRICS[metric].table_name, {}
         for h in (h for h in RECONSTRUCTION_HIDDEN if h in hidden):
             j, tag = hidden.index(h), "complete input" if h == 0 else f"{h:.0%} hidden"
             for label, r in have.items():
@@ -262,18 +261,21 @@ def reconstruction_tables(results: Results) -> list[Table]:
 
 
 def diffusion_variable_table(results: Results) -> Table | None:
-    """Conditional diffusion's decoded mean: RMSE and ACC per variable beside the climatology of the same days."""
+    """Conditional diffusion's decoded mean: each per-variable score beside the climatology of the same days."""
     have = {label: r["diffusion"] for label, r in results.items() if "per_variable" in r.get("diffusion", {})}
     if not have:
         return None
-    channels = list(next(iter(have.values()))["per_variable"]["rmse"])
+    channels = list(next(iter(next(iter(have.values()))["per_variable"].values())))
     per_row = {label: d["per_variable"] for label, d in have.items()}
     per_row["climatology (baseline)"] = next(iter(have.values()))["climatology"]["per_variable"]
-    rows = {label: [per[m][c] for m in VARIABLE_METRICS for c in channels] for label, per in per_row.items()}
-    header = [f"{h} {VARIABLE_METRICS[m][0]}" for m in VARIABLE_METRICS for h in _variable_header(results, channels, m)]
-    digits = [3 if j >= len(channels) else _digits(v[j] for v in rows.values()) for j in range(len(header))]
-    rules = [VARIABLE_METRICS[m][1] for m in VARIABLE_METRICS for _ in channels]
-    return make_table("Conditional latent diffusion, decoded mean of the draws: RMSE and ACC per variable "
+    scored = variable_metrics_in(per_row.values())
+    rows = {label: [per[m][c] for m in scored for c in channels] for label, per in per_row.items()}
+    header = [f"{h} {VARIABLE_METRICS[m].table_name}" for m in scored for h in _variable_header(results, channels, m)]
+    scaled = [VARIABLE_METRICS[m].in_units for m in scored for _ in channels]
+    digits = [_digits(v[j] for v in rows.values()) if scaled[j] else 3 for j in range(len(header))]
+    rules = ["min" if VARIABLE_METRICS[m].lower_is_better else "max" for m in scored for _ in channels]
+    names = " and ".join(VARIABLE_METRICS[m].table_name for m in scored)
+    return make_table(f"Conditional latent diffusion, decoded mean of the draws: {names} per variable "
                       "(WeatherBench2); bold: the best", header, rows, rules, digits)
 
 
@@ -333,8 +335,10 @@ def paper_tables(results: Results, metrics: tuple[str, ...] = ("rrmse_paper", "r
     tables = []
     for s in forecast_settings(results):
         tables += [forecast_table(results, s, m) for m in metrics]
-        if any("per_variable" in r.get("forecast", {}).get(s, {}) for r in results.values()):
-            tables += [variable_table(results, s, m) for m in VARIABLE_METRICS]
+        blocks = [r["forecast"][s]["per_variable"] for r in results.values()
+                  if "per_variable" in r.get("forecast", {}).get(s, {})]
+        if blocks:
+            tables += [variable_table(results, s, m) for m in variable_metrics_in(blocks)]
     if per_channel:
         tables += [channel_table(results, s) for s in forecast_settings(results)]
     tables += reconstruction_tables(results)

@@ -20,7 +20,7 @@ LAYERS = [  # lowest first; a module may import its own layer and those below
                 "sparta.sampling", "sparta.plots"]),
     ("training", ["sparta.training"]),
     ("inference", ["sparta.inference", "sparta.embed"]),
-    ("evaluation", ["sparta.evaluate", "sparta.tables"]),
+    ("evaluation", ["sparta.predictions", "sparta.scores", "sparta.evaluate", "sparta.tables"]),
     ("report", ["sparta.report", "sparta.reproduce"]),
     ("cli", ["sparta.cli", "sparta.__main__"]),
 ]
@@ -127,7 +127,7 @@ assert "torch_geometric" not in sys.modules and "sklearn" not in sys.modules, "s
     assert done.returncode == 0, done.stderr
 
 
-MAX_LINES = 130  # "~120": the largest units are Evaluation (128 lines) and training.Step (122)
+MAX_LINES = 130  # "~120": the largest units are Evaluation (125 lines) and training.Step (122)
 
 
 def test_no_function_or_class_is_longer_than_max_lines():

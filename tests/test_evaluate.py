@@ -11,7 +11,7 @@ from sparta.cli import app
 from sparta.config import load_config
 from sparta.downstream.forecast import LIM_RIDGES, LIM_SETTING
 from sparta.evaluate import (EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation, forecast_baselines,
-                             variable_baselines)
+                             run_tasks, variable_baselines)
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -25,7 +25,7 @@ def trained(tmp_path_factory, micro_store) -> Run:
 
 @pytest.fixture(scope="module")
 def evaluated(trained, micro_store) -> dict:
-    return Evaluation(trained, micro_store, progress=False).run_tasks(list(TASKS))
+    return run_tasks(Evaluation(trained, micro_store, progress=False), list(TASKS))
 
 
 def test_every_task_writes_finite_results(trained, evaluated):
@@ -91,7 +91,7 @@ def test_every_task_writes_finite_results(trained, evaluated):
 def test_same_seed_gives_bit_identical_metrics(tmp_path, trained, evaluated, micro_store):
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
-    again = Evaluation(Run.open(copy), micro_store, progress=False).run_tasks(list(TASKS))
+    again = run_tasks(Evaluation(Run.open(copy), micro_store, progress=False), list(TASKS))
     strip = lambda r: {k: v for k, v in r.items() if k != "run"}  # noqa: E731
     assert json.dumps(strip(again), sort_keys=True) == json.dumps(strip(evaluated), sort_keys=True)
 
@@ -286,6 +286,56 @@ def test_reconstruction_scores_each_hidden_fraction_of_the_inner_test_days(tmp_p
         assert np.allclose(maps["0/hidden"][0], truth[day, 0].numpy() + 2.0)
 
 
+def test_rescore_scores_the_saved_predictions_with_a_metric_added_later(tmp_path, trained, evaluated, micro_store,
+                                                                        monkeypatch):
+    """`sparta evaluate --rescore` reads the saved reconstructions, runs no model, reproduces every score bit for
+    bit, and scores a metric registered after the evaluation (here the mean error, a toy bias) in metrics.json,
+    the scores file and the tables."""
+    import numpy as np
+    import torch
+    import xarray as xr
+
+    from sparta import metrics
+    from sparta.inference import FrozenModel
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    bias = metrics.VariableMetric(
+        "bias", "mean error per variable", True,
+        lambda pred, true, clim, w: metrics._each_grid(
+            lambda p, t, w: metrics.area_mean(p.double() - t.double(), w), pred, true, w),
+        lambda days: days.mean(0), True)
+    monkeypatch.setitem(metrics.VARIABLE_METRICS, "bias", bias)
+    for name in ("encode", "decode"):
+        monkeypatch.setattr(FrozenModel, name, lambda *a, **k: pytest.fail("rescoring ran the model"))
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rescored = json.loads((copy / "evaluation" / "metrics.json").read_text())
+    before, after = evaluated["reconstruction"], rescored["reconstruction"]
+
+    def without_bias(block: dict) -> dict:
+        return {k: without_bias(v) if isinstance(v, dict) else v for k, v in block.items() if k != "bias"}
+    assert without_bias(after) == before
+    assert rescored["forecast"] == evaluated["forecast"]  # tasks without predictions are left as they were
+    saved = xr.open_zarr(copy / "evaluation" / "predictions" / "reconstruction.zarr", consolidated=False)
+    days = np.searchsorted(micro_store.times.astype("datetime64[ns]"), saved["time"].values)
+    error = saved["t2m"].sel(hidden=0.9).values - micro_store.read(days)[:, 0]  # t2m: channel 0
+    expected = float(metrics.area_mean(torch.from_numpy(error), metrics.lat_weights(torch.as_tensor(micro_store.lat)))
+                     .mean())
+    assert saved["t2m"].attrs["units"] == "K"
+    assert after["per_variable"]["bias"]["t2m"][after["hidden"].index(0.9)] == pytest.approx(expected, rel=1e-9)
+    scores = xr.open_dataset(copy / "evaluation" / "scores" / "reconstruction.nc")
+    assert scores["bias"].dims == ("model", "hidden", "variable")
+    assert float(scores["bias"].sel(model="climatology", hidden=0.0, variable="t2m")) == \
+        after["climatology"]["per_variable"]["bias"]["t2m"]
+    assert "Decoded test days, bias per variable" in result.output
+
+
+def test_rescore_refuses_a_task_that_keeps_no_predictions(trained):
+    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--rescore", "--tasks", "forecast"])
+    assert result.exit_code != 0 and "forecast keep no predictions to score again" in result.output
+
+
 def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):
     import torch
 
@@ -300,7 +350,7 @@ def test_robustness_alone_equals_robustness_after_the_other_tasks(tmp_path, trai
     """No task depends on state another left: robustness trains (or reuses) the same seeded models itself."""
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
-    alone = Evaluation(Run.open(copy), micro_store, progress=False).run_tasks(["robustness"])
+    alone = run_tasks(Evaluation(Run.open(copy), micro_store, progress=False), ["robustness"])
     assert alone["robustness"] == evaluated["robustness"]
     assert "forecast" not in alone and "classify" not in alone
 
