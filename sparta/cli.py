@@ -172,8 +172,8 @@ def evaluate(
         help=f"comma-separated task names ({', '.join(TASK_SPECS)}); default: all")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
     rescore: Annotated[bool, typer.Option(
-        help="score the saved predictions again with every registered metric (no model runs; default tasks: those "
-             "that keep predictions)")] = False,
+        help="score the saved predictions again with every registered metric, training nothing (default tasks: "
+             "those that keep predictions)")] = False,
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare

@@ -484,21 +484,66 @@ def variable_baselines(ev: Evaluation, first_target: Tensor) -> dict[str, dict]:
 
 def forecast(ev: Evaluation) -> dict:
     """Latent forecasting: LSTM rollouts from masked look-back windows (and the linear inverse model's, from the
-    last day of the first setting's windows), decoded and scored per lead step (pooled RRMSE by both formulas,
-    per-variable RMSE and ACC), beside persistence, the day-of-year climatology and the decoder's reconstruction
-    ceiling on the same days."""
-    ds, out, curves_rows, baseline_rows = ev.downstream, {}, [], []
-    steps = ds.rollout_steps
-    baselines_of: dict[int, tuple[dict, dict]] = {}  # by look-back: settings of one look-back share the target days
+    last day of the first setting's windows), written as predictions (:func:`_write_rollouts`) and scored by
+    :func:`score_forecast`."""
+    ds = ev.downstream
+    for lookback, stride in ds.forecast_settings:
+        label = f"LB{lookback}_S{stride}"
+        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
+        _check_forecast_lengths(ev, label, lookback, ds.forecast_horizon)
+        first = _first_targets(ev, lookback)
+        test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
+        _write_rollouts(ev, label, seeds, first, [rollout(latent_forecaster(ev, lookback, stride, seed), test_ctx,
+                                                          ds.rollout_steps).cpu() for seed in seeds])
+    if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
+        first = _first_targets(ev, ds.forecast_settings[0][0])
+        model, fitted = linear_forecaster(ev)
+        _write_rollouts(ev, LIM_SETTING, [0], first, [rollout(model, ev.h_masked[first - 1][:, None],
+                                                              ds.rollout_steps).cpu()], fitted)
+    return score_forecast(ev)
+
+
+def _first_targets(ev: Evaluation, lookback: int) -> Tensor:
+    """Each inner-test window's first target day (test-split index) for a look-back of ``lookback`` days."""
     a, b = ev.inner["test"]
+    return torch.arange(a + lookback, b - ev.downstream.rollout_steps + 1)
 
-    def first_targets(lookback: int) -> Tensor:  # each test window's first target day
-        return torch.arange(a + lookback, b - steps + 1)
 
-    def add(label: str, lookback: int, per_seed: list[dict], **extra) -> None:
-        out[label] = {**_summarise_seeds(ev, per_seed), **extra}
+def _forecast_settings(ev: Evaluation) -> list[tuple[str, int]]:
+    """Each forecast setting's label and look-back (the LIM's: the first setting's, whose days it forecasts)."""
+    ds = ev.downstream
+    settings = [(f"LB{lookback}_S{stride}", lookback) for lookback, stride in ds.forecast_settings]
+    return settings + ([(LIM_SETTING, ds.forecast_settings[0][0])] if ds.linear_forecast else [])
+
+
+def _write_rollouts(ev: Evaluation, label: str, seeds: list[int], first: Tensor, rollouts: list[Tensor],
+                    attrs: dict | None = None) -> None:
+    """``evaluation/predictions/forecast_<label>.zarr``: the forecast latents, dims ``seed, time, lead, latent``
+    (``time``: the initial day, the last look-back day; lead L is valid L days later). Kept as latents: decoded
+    fields at every lead would be ~40x larger (:func:`score_forecast` decodes them)."""
+    latents = xr.Dataset({"latent": (("seed", "time", "lead", "latent"), torch.stack(rollouts).numpy())},
+                         coords={"seed": seeds, "time": ev.times[(first - 1).numpy()],
+                                 "lead": np.arange(1, rollouts[0].shape[1] + 1)}, attrs=attrs or {})
+    predictions.write_predictions(ev.run.evaluation, f"forecast_{label}", [latents], "seed")
+
+
+def score_forecast(ev: Evaluation) -> dict:
+    """The saved forecast latents of every setting, decoded and scored per lead step (pooled RRMSE by both
+    formulas, per-variable scores), beside persistence, the day-of-year climatology and the decoder's
+    reconstruction ceiling on the same days; per-lead rows in forecast_curves.csv and forecast_baselines.csv."""
+    ds, out, curves_rows, baseline_rows = ev.downstream, {}, [], []
+    baselines_of: dict[int, tuple[dict, dict]] = {}  # by look-back: settings of one look-back share the target days
+    for label, lookback in _forecast_settings(ev):
+        saved = predictions.open_predictions(ev.run.evaluation, f"forecast_{label}")
+        init = None if saved is None else predictions.day_indices(ev.times, saved["time"].values)
+        if init is None:
+            raise DataError(f"{ev.run.path} has no saved {label} forecasts of this store's test days to score; "
+                            "evaluate it with --tasks forecast")
+        first = init + 1
+        out[label] = {**_summarise_seeds(ev, [
+            _score_rollout(ev, torch.from_numpy(saved["latent"].sel(seed=seed).values), first, label, int(seed),
+                           curves_rows) for seed in saved["seed"].values]), **saved.attrs}
         if lookback not in baselines_of:
-            first = first_targets(lookback)
             baselines_of[lookback] = forecast_baselines(ev, first), variable_baselines(ev, first)
         baselines, per_variable = baselines_of[lookback]
         out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
@@ -512,22 +557,6 @@ def forecast(ev: Evaluation) -> dict:
                               "value": v}
                              for name, per_metric in per_variable.items() for metric in metrics.VARIABLE_METRICS
                              for c, curve in per_metric[metric].items() for lead, v in enumerate(curve))
-
-    for lookback, stride in ds.forecast_settings:
-        label = f"LB{lookback}_S{stride}"
-        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-        _check_forecast_lengths(ev, label, lookback, ds.forecast_horizon)
-        first = first_targets(lookback)
-        test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
-        add(label, lookback, [_score_rollout(ev, rollout(latent_forecaster(ev, lookback, stride, seed), test_ctx,
-                                                         steps).cpu(), first, label, seed, curves_rows)
-                              for seed in seeds])
-    if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
-        lookback = ds.forecast_settings[0][0]
-        first = first_targets(lookback)
-        model, fitted = linear_forecaster(ev)
-        pred = rollout(model, ev.h_masked[first - 1][:, None], steps).cpu()
-        add(LIM_SETTING, lookback, [_score_rollout(ev, pred, first, LIM_SETTING, 0, curves_rows)], **fitted)
     _write_csv(ev.run, "forecast_curves.csv", curves_rows, ["setting", "seed", "lead", "metric", "value"])
     _write_csv(ev.run, "forecast_baselines.csv", baseline_rows, ["setting", "baseline", "lead", "metric", "value"])
     return out
@@ -805,7 +834,7 @@ class Task:
     """A downstream task's code beside its :class:`~sparta.tasks.TaskSpec`: ``run(evaluation) -> results`` (stored
     under ``spec.key`` in metrics.json), ``draw(run, metrics, label)``, which redraws its figures from saved files
     only, and for a task that writes its predictions (:mod:`sparta.predictions`) ``score(evaluation) -> results``,
-    which scores the saved ones again without running a model (``sparta evaluate --rescore``)."""
+    which scores the saved ones again, training nothing (``sparta evaluate --rescore``)."""
 
     spec: TaskSpec
     run: Callable[[Evaluation], dict]
@@ -814,7 +843,8 @@ class Task:
 
 
 _CODE = {
-    "forecast": (forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",)))),
+    "forecast": (forecast, lambda run, r, label: (_draw_forecast(run, r, label), _draw_maps(run, ("forecast_",))),
+                 score_forecast),
     "diffusion": (diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",))),
     "reconstruction": (reconstruction, _draw_reconstruction, score_reconstruction),
     "classify": (classify, _draw_classify),
@@ -830,7 +860,7 @@ RESCORABLE = [name for name, task in TASKS.items() if task.score is not None]
 def run_tasks(ev: Evaluation, tasks: list[str], rescore: bool = False) -> dict:
     """Run ``tasks`` (names in :data:`TASKS`, in the table's order), write ``metrics.json`` after each, then draw
     every figure from the saved results. ``rescore``: score the tasks' saved predictions again instead (every
-    registered metric, no model run); only tasks that save their predictions (:data:`RESCORABLE`) can."""
+    registered metric, nothing trained); only tasks that save their predictions (:data:`RESCORABLE`) can."""
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise ConfigError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")

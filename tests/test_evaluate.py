@@ -145,7 +145,7 @@ def _day_latents(ev: Evaluation, offset_t2m: float = 1.0):
 
 # A perfect forecaster scores an infinite PSNR, whose spread over seeds (inf - inf) is NaN: numpy says so.
 @pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
-def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store, monkeypatch):
+def test_forecast_scores_physical_fields_of_the_right_days(tmp_path, trained, micro_store, monkeypatch):
     import numpy as np
     import torch
 
@@ -153,7 +153,9 @@ def test_forecast_scores_physical_fields_of_the_right_days(trained, micro_store,
     from sparta.climatology import day_of_year, day_of_year_climatology
     from sparta.metrics import acc, lat_weights, psnr_paper, rmse, ssim
 
-    ev = Evaluation(trained, micro_store, progress=False)
+    copy = tmp_path / "copy"  # its predictions are of fake latents: not the shared fixture's
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
+    ev = Evaluation(Run.open(copy), micro_store, progress=False)
     a, b = micro_store.split_range("test")
     np.testing.assert_array_equal(ev.physical.numpy(), np.asarray(micro_store.read(slice(a, b))))  # physical units
     assert 200 < float(ev.physical[:, 0].mean()) < 330  # t2m in K, not z-scored
@@ -308,7 +310,8 @@ def test_rescore_scores_the_saved_predictions_with_a_metric_added_later(tmp_path
     monkeypatch.setitem(metrics.VARIABLE_METRICS, "bias", bias)
     for name in ("encode", "decode"):
         monkeypatch.setattr(FrozenModel, name, lambda *a, **k: pytest.fail("rescoring ran the model"))
-    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--no-progress"])
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "reconstruction",
+                                      "--no-progress"])
     assert result.exit_code == 0, result.output
     rescored = json.loads((copy / "evaluation" / "metrics.json").read_text())
     before, after = evaluated["reconstruction"], rescored["reconstruction"]
@@ -316,7 +319,7 @@ def test_rescore_scores_the_saved_predictions_with_a_metric_added_later(tmp_path
     def without_bias(block: dict) -> dict:
         return {k: without_bias(v) if isinstance(v, dict) else v for k, v in block.items() if k != "bias"}
     assert without_bias(after) == before
-    assert rescored["forecast"] == evaluated["forecast"]  # tasks without predictions are left as they were
+    assert rescored["forecast"] == evaluated["forecast"]  # tasks not rescored are left as they were
     saved = xr.open_zarr(copy / "evaluation" / "predictions" / "reconstruction.zarr", consolidated=False)
     days = np.searchsorted(micro_store.times.astype("datetime64[ns]"), saved["time"].values)
     error = saved["t2m"].sel(hidden=0.9).values - micro_store.read(days)[:, 0]  # t2m: channel 0
@@ -331,9 +334,23 @@ def test_rescore_scores_the_saved_predictions_with_a_metric_added_later(tmp_path
     assert "Decoded test days, bias per variable" in result.output
 
 
+def test_rescored_forecasts_equal_the_evaluated_ones_and_train_nothing(tmp_path, trained, evaluated, monkeypatch):
+    import sparta.evaluate as E
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    curves = (copy / "evaluation" / "forecast_curves.csv").read_text()
+    for name in ("train_forecaster", "train_linear_forecaster"):
+        monkeypatch.setattr(E, name, lambda *a, **k: pytest.fail("rescoring trained a forecaster"))
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "forecast", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((copy / "evaluation" / "metrics.json").read_text())["forecast"] == evaluated["forecast"]
+    assert (copy / "evaluation" / "forecast_curves.csv").read_text() == curves
+
+
 def test_rescore_refuses_a_task_that_keeps_no_predictions(trained):
-    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--rescore", "--tasks", "forecast"])
-    assert result.exit_code != 0 and "forecast keep no predictions to score again" in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--rescore", "--tasks", "classify"])
+    assert result.exit_code != 0 and "classify keep no predictions to score again" in result.output
 
 
 def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):
