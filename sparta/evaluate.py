@@ -324,11 +324,11 @@ def season_classifier(ev: Evaluation, k: int = 0) -> tuple[torch.nn.Module, Tens
     ``downstream.classify_mask_low..high``, the same for every ``k``), trained on the inner train/val; the
     classifiers differ in their seed only."""
     def train() -> tuple[torch.nn.Module, Tensor]:
-        ds, seed = ev.downstream, derive_seed(ev.cfg.train.seed, "classify")
-        h = season_classifier(ev)[1] if k else ev.frozen.encode(ev.fields, (ds.classify_mask_low,
-                                                                            ds.classify_mask_high), seed=seed)
+        settings, seed = ev.downstream, derive_seed(ev.cfg.train.seed, "classify")
+        h = season_classifier(ev)[1] if k else ev.frozen.encode(ev.fields, (settings.classify_mask_low,
+                                                                            settings.classify_mask_high), seed=seed)
         model, _ = train_classifier(ev._part("train", h), ev._part("train", ev.seasons),
-                                    ev._part("val", h), ev._part("val", ev.seasons), ds,
+                                    ev._part("val", h), ev._part("val", ev.seasons), settings,
                                     seed=derive_seed(seed, str(k)) if k else seed, progress=ev.progress)
         return model, h
 
@@ -486,20 +486,20 @@ def forecast(ev: Evaluation) -> dict:
     """Latent forecasting: LSTM rollouts from masked look-back windows (and the linear inverse model's, from the
     last day of the first setting's windows), written as predictions (:func:`_write_rollouts`) and scored by
     :func:`score_forecast`."""
-    ds = ev.downstream
-    for lookback, stride in ds.forecast_settings:
+    settings = ev.downstream
+    for lookback, stride in settings.forecast_settings:
         label = f"LB{lookback}_S{stride}"
-        seeds = ds.forecast_seeds if stride > 1 else ds.forecast_seeds[:1]
-        _check_forecast_lengths(ev, label, lookback, ds.forecast_horizon)
+        seeds = settings.forecast_seeds if stride > 1 else settings.forecast_seeds[:1]
+        _check_forecast_lengths(ev, label, lookback, settings.forecast_horizon)
         first = _first_targets(ev, lookback)
         test_ctx = ev.h_masked[(first - lookback)[:, None] + torch.arange(lookback)]
         _write_rollouts(ev, label, seeds, first, [rollout(latent_forecaster(ev, lookback, stride, seed), test_ctx,
-                                                          ds.rollout_steps).cpu() for seed in seeds])
-    if ds.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
-        first = _first_targets(ev, ds.forecast_settings[0][0])
+                                                          settings.rollout_steps).cpu() for seed in seeds])
+    if settings.linear_forecast:  # the first setting's target days, so its baselines and scores compare row by row
+        first = _first_targets(ev, settings.forecast_settings[0][0])
         model, fitted = linear_forecaster(ev)
         _write_rollouts(ev, LIM_SETTING, [0], first, [rollout(model, ev.h_masked[first - 1][:, None],
-                                                              ds.rollout_steps).cpu()], fitted)
+                                                              settings.rollout_steps).cpu()], fitted)
     return score_forecast(ev)
 
 
@@ -511,9 +511,9 @@ def _first_targets(ev: Evaluation, lookback: int) -> Tensor:
 
 def _forecast_settings(ev: Evaluation) -> list[tuple[str, int]]:
     """Each forecast setting's label and look-back (the LIM's: the first setting's, whose days it forecasts)."""
-    ds = ev.downstream
-    settings = [(f"LB{lookback}_S{stride}", lookback) for lookback, stride in ds.forecast_settings]
-    return settings + ([(LIM_SETTING, ds.forecast_settings[0][0])] if ds.linear_forecast else [])
+    settings = ev.downstream
+    lstm = [(f"LB{lookback}_S{stride}", lookback) for lookback, stride in settings.forecast_settings]
+    return lstm + ([(LIM_SETTING, settings.forecast_settings[0][0])] if settings.linear_forecast else [])
 
 
 def _write_rollouts(ev: Evaluation, label: str, seeds: list[int], first: Tensor, rollouts: list[Tensor],
@@ -531,7 +531,7 @@ def score_forecast(ev: Evaluation) -> dict:
     """The saved forecast latents of every setting, decoded and scored per lead step (pooled RRMSE by both
     formulas, per-variable scores), beside persistence, the day-of-year climatology and the decoder's
     reconstruction ceiling on the same days; per-lead rows in forecast_curves.csv and forecast_baselines.csv."""
-    ds, out, curves_rows, baseline_rows = ev.downstream, {}, [], []
+    settings, out, curves_rows, baseline_rows = ev.downstream, {}, [], []
     baselines_of: dict[int, tuple[dict, dict]] = {}  # by look-back: settings of one look-back share the target days
     for label, lookback in _forecast_settings(ev):
         saved = predictions.open_predictions(ev.run.evaluation, f"forecast_{label}")
@@ -546,7 +546,7 @@ def score_forecast(ev: Evaluation) -> dict:
         if lookback not in baselines_of:
             baselines_of[lookback] = forecast_baselines(ev, first), variable_baselines(ev, first)
         baselines, per_variable = baselines_of[lookback]
-        out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in ds.lead_times}
+        out[label]["baselines"] = {formula: {name: {str(t): curve[t - 1] for t in settings.lead_times}
                                              for name, curve in per_name.items()}
                                    for formula, per_name in baselines.items()}
         out[label]["variable_baselines"] = per_variable
@@ -600,24 +600,24 @@ def per_channel(ev: Evaluation, values: Tensor, unitless: bool = False) -> dict[
 def diffusion(ev: Evaluation) -> dict:
     """Conditional latent diffusion: complete-day latents generated from masked ones, scored as decoded fields
     (mean of the draws; beside the climatology of the same days) and in latent space."""
-    ds = ev.downstream
+    settings = ev.downstream
     seed = derive_seed(ev.cfg.train.seed, "diffusion")
     model, schedule, space, _ = train_diffusion(
         ev._part("train", ev.h_clean), ev._part("train", ev.h_masked),
-        ev._part("val", ev.h_clean), ev._part("val", ev.h_masked), ds, seed=seed, progress=ev.progress)
+        ev._part("val", ev.h_clean), ev._part("val", ev.h_masked), settings, seed=seed, progress=ev.progress)
     a, b = ev.inner["test"]
     idx = torch.arange(a, b)
-    if ds.max_conditions and len(idx) > ds.max_conditions:
-        idx = idx[torch.linspace(0, len(idx) - 1, ds.max_conditions).round().long()]
-    gen = generate(model, schedule, space, ev.h_masked[idx], ds.diffusion_samples, generator(seed),
-                   batch_size=max(ds.batch_size, 256), progress=ev.progress).cpu()  # (N, S, D)
+    if settings.max_conditions and len(idx) > settings.max_conditions:
+        idx = idx[torch.linspace(0, len(idx) - 1, settings.max_conditions).round().long()]
+    gen = generate(model, schedule, space, ev.h_masked[idx], settings.diffusion_samples, generator(seed),
+                   batch_size=max(settings.batch_size, 256), progress=ev.progress).cpu()  # (N, S, D)
     mean_latents = gen.mean(1)
     mean_fields = ev.frozen.decode(mean_latents)
     truth, climatology = grids.take(ev.physical, idx), grids.take(ev.climatology, idx)
-    members = grids.each(lambda f: f.view(len(idx), ds.diffusion_samples, *f.shape[1:]),
+    members = grids.each(lambda f: f.view(len(idx), settings.diffusion_samples, *f.shape[1:]),
                          ev.frozen.decode(gen.reshape(-1, gen.shape[-1])))
     condition_fields = ev.frozen.decode(ev.h_masked[idx])  # the decoder's own answer to the same masked day
-    out = {"conditions": len(idx), "samples": ds.diffusion_samples,
+    out = {"conditions": len(idx), "samples": settings.diffusion_samples,
            **field_scores(mean_fields, truth, ev.train_range),
            "probabilistic": {"crps": per_channel(ev, metrics.crps(members, truth, ev.area_weights)),
                              "spread_skill": per_channel(ev, metrics.spread_skill(members, truth, ev.area_weights),
@@ -625,7 +625,7 @@ def diffusion(ev: Evaluation) -> dict:
            "condition_decoded": {**field_scores(condition_fields, truth, ev.train_range),
                                  "per_variable": ev.variable_scores(ev.day_scores(condition_fields, idx))},
            **diffusion_latent_scores(gen, ev._part("test", ev.h_clean), space.latents.to("cpu"),
-                                     ds.density_sigma, ds.realism_k),
+                                     settings.density_sigma, settings.realism_k),
            "per_variable": ev.variable_scores(ev.day_scores(mean_fields, idx)),
            "climatology": {**field_scores(climatology, truth, ev.train_range),  # the same days' baseline
                            "per_variable": ev.variable_scores(ev.day_scores(climatology, idx)),
@@ -635,11 +635,12 @@ def diffusion(ev: Evaluation) -> dict:
     observed_parts = []
     for part, true_g in zip(ev.frozen.store.parts, grids.as_list(truth)):
         observed = true_g[0].clone()
-        keep = random_keep_mask(1, len(part.lat), len(part.lon), ds.condition_mask, ds.condition_mask, gen_mask)
+        keep = random_keep_mask(1, len(part.lat), len(part.lon), settings.condition_mask, settings.condition_mask,
+                                gen_mask)
         observed[:, ~keep[0, 0]] = float("nan")
         observed_parts.append(observed)
     _save_maps(ev, "diffusion_reconstruction", "reconstruction",
-               f"{ev.label}: conditional diffusion, mean of {ds.diffusion_samples}",
+               f"{ev.label}: conditional diffusion, mean of {settings.diffusion_samples}",
                {"truth": [t[0] for t in grids.as_list(truth)], "sparse input": observed_parts,
                 "generated mean": [g[0] for g in grids.as_list(mean_fields)]})
     return out
