@@ -40,7 +40,7 @@ from sparta.climatology import WINDOW_DAYS, day_of_year, day_of_year_climatology
 from sparta.data.store import DataError, Store, split_bounds
 from sparta.grids import Fields
 from sparta.inference import FrozenModel, load_frozen  # noqa: F401 (FrozenModel: re-exported)
-from sparta.downstream.classify import evaluate_classifier, train_classifier
+from sparta.downstream.classify import class_logits, classification_scores, evaluate_classifier, train_classifier
 from sparta.downstream.diffusion import generate, train_diffusion
 from sparta.downstream.forecast import (LIM_SETTING, LinearInverseModel, make_windows, rollout, train_forecaster,
                                         train_linear_forecaster)
@@ -709,17 +709,35 @@ def _draw_reconstruction(run: Run, results: dict, label: str) -> None:
 
 
 def classify(ev: Evaluation) -> dict:
-    """Season classification from sparse embeddings: cross-entropy and accuracy on the inner test, mean and
-    population std (``*_spread``) over ``downstream.classify_seeds`` classifiers, and their summed confusion."""
-    scores = []
+    """Season classification from sparse embeddings by ``downstream.classify_seeds`` classifiers: their logits of
+    the inner-test days written as predictions (``predictions/classify.zarr``, dims ``seed, time, season``; their
+    softmax is the class probabilities), scored by :func:`score_classify`."""
+    a, b = ev.inner["test"]
+    logits = []
     for k in range(ev.downstream.classify_seeds):
         model, h = season_classifier(ev, k)
-        scores.append(evaluate_classifier(model, ev._part("test", h), ev._part("test", ev.seasons)))
-    out: dict = {"seeds": len(scores)}
+        logits.append(class_logits(model, h[a:b]))
+    saved = xr.Dataset({"logit": (("seed", "time", "season"), torch.stack(logits).numpy())},
+                       coords={"seed": np.arange(len(logits)), "time": ev.times[a:b], "season": SEASONS})
+    predictions.write_predictions(ev.run.evaluation, "classify", [saved], "seed")
+    return score_classify(ev)
+
+
+def score_classify(ev: Evaluation) -> dict:
+    """The saved logits' cross-entropy and accuracy against the days' seasons, mean and population std
+    (``*_spread``) over the classifiers, and their summed confusion."""
+    saved = predictions.open_predictions(ev.run.evaluation, "classify")
+    days = None if saved is None else predictions.day_indices(ev.times, saved["time"].values)
+    if days is None:
+        raise DataError(f"{ev.run.path} has no saved season classifications of this store's test days to score; "
+                        "evaluate it with --tasks classify")
+    per_seed = [classification_scores(torch.from_numpy(saved["logit"].sel(seed=k).values), ev.seasons[days])
+                for k in saved["seed"].values]
+    out: dict = {"seeds": len(per_seed)}
     for key in ("cross_entropy", "accuracy"):
-        values = np.array([s[key] for s in scores])
+        values = np.array([s[key] for s in per_seed])
         out[key], out[f"{key}_spread"] = float(values.mean()), float(values.std())
-    out["confusion"] = np.sum([s["confusion"] for s in scores], axis=0).tolist()
+    out["confusion"] = np.sum([s["confusion"] for s in per_seed], axis=0).tolist()
     return out
 
 
@@ -848,7 +866,7 @@ _CODE = {
                  score_forecast),
     "diffusion": (diffusion, lambda run, r, label: _draw_maps(run, ("diffusion_",))),
     "reconstruction": (reconstruction, _draw_reconstruction, score_reconstruction),
-    "classify": (classify, _draw_classify),
+    "classify": (classify, _draw_classify, score_classify),
     "diagnostics": (diagnostics, _draw_diagnostics),
     "robustness": (robustness, _draw_robustness),
 }

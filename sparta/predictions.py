@@ -83,7 +83,8 @@ def write_predictions(evaluation: Path, task: str, blocks: Iterable[xr.Dataset],
 
     def write(tmp: Path) -> None:
         for k, block in enumerate(blocks):
-            block.to_zarr(tmp, **({"append_dim": dim} if k else {"mode": "w"}), consolidated=False)
+            # zarr format 2, as `sparta embed` writes: every zarr reads it; format 3 has no spec for string coordinates
+            block.to_zarr(tmp, **({"append_dim": dim} if k else {"mode": "w"}), zarr_format=2, consolidated=False)
 
     atomic_write(path, write, path.with_name(f".{path.name}.tmp-{os.getpid()}"))
     return path

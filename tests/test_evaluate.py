@@ -348,9 +348,20 @@ def test_rescored_forecasts_equal_the_evaluated_ones_and_train_nothing(tmp_path,
     assert (copy / "evaluation" / "forecast_curves.csv").read_text() == curves
 
 
+def test_rescored_classifications_equal_the_evaluated_ones(tmp_path, trained, evaluated, monkeypatch):
+    import sparta.evaluate as E
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    monkeypatch.setattr(E, "train_classifier", lambda *a, **k: pytest.fail("rescoring trained a classifier"))
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "classify", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((copy / "evaluation" / "metrics.json").read_text())["classify"] == evaluated["classify"]
+
+
 def test_rescore_refuses_a_task_that_keeps_no_predictions(trained):
-    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--rescore", "--tasks", "classify"])
-    assert result.exit_code != 0 and "classify keep no predictions to score again" in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(trained.path), "--rescore", "--tasks", "robustness"])
+    assert result.exit_code != 0 and "robustness keep no predictions to score again" in result.output
 
 
 def test_forecast_mask_draws_are_independent_masks_of_every_day(trained, micro_store):

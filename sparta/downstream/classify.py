@@ -50,11 +50,20 @@ def train_classifier(h: Tensor, y: Tensor, val_h: Tensor, val_y: Tensor, cfg: Do
     return model, history
 
 
-def evaluate_classifier(model: SeasonClassifier, h: Tensor, y: Tensor) -> dict[str, float | list[list[int]]]:
-    """Mean cross-entropy, accuracy and the confusion matrix (row = true class, column = predicted)."""
+def class_logits(model: SeasonClassifier, h: Tensor) -> Tensor:
+    """(N, classes) logits of embeddings ``h`` (their softmax: the class probabilities)."""
     model.eval()
     with torch.no_grad():
-        logits = model(h.to(next(model.parameters()).device)).cpu()
+        return model(h.to(next(model.parameters()).device)).cpu()
+
+
+def evaluate_classifier(model: SeasonClassifier, h: Tensor, y: Tensor) -> dict[str, float | list[list[int]]]:
+    """Mean cross-entropy, accuracy and the confusion matrix (row = true class, column = predicted)."""
+    return classification_scores(class_logits(model, h), y)
+
+
+def classification_scores(logits: Tensor, y: Tensor) -> dict[str, float | list[list[int]]]:
+    """Mean cross-entropy, accuracy and the confusion matrix (row = true class, column = predicted) of logits."""
     y = y.long().cpu()
     n_classes = logits.shape[-1]
     pred = logits.argmax(-1)
