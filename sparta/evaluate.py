@@ -96,9 +96,7 @@ def field_scores(pred: Fields, true: Fields, train_range: tuple, keys: tuple[str
     """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS` (or those of ``keys``,
     in the registry's order): pooled RRMSE by the paper's formula and by ours, SSIM and PSNR by the authors'
     definitions (``train_range``: per-channel minimum and maximum of the downstream-train block) and by ours."""
-    lo, hi = train_range
-    return {key: float(metric.score(pred, true, lo, hi)) for key, metric in metrics.FIELD_METRICS.items()
-            if key in keys}
+    return scores.pooled_scores(pred, true, train_range, keys)
 
 
 def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:
@@ -215,16 +213,14 @@ class Evaluation:
     def day_scores(self, pred: Fields, days: Tensor) -> dict[str, Tensor]:
         """``{metric: (N, C)}``: each :data:`~sparta.metrics.VARIABLE_METRICS` entry's per-day values (store units)
         of ``pred`` against the truth of the test-split ``days``, anomalies from the climatology of those days."""
-        truth, climatology = grids.take(self.physical, days), grids.take(self.climatology, days)
-        return {name: metric.per_day(pred, truth, climatology, self.area_weights)
-                for name, metric in metrics.VARIABLE_METRICS.items()}
+        return scores.day_scores(pred, self.reference(days))
 
     def variable_scores(self, per_day: dict[str, Tensor]) -> dict[str, dict[str, float]]:
         """``{metric: {channel: value}}`` of :meth:`day_scores`' per-day values, reduced over the days, in each
         channel's display unit."""
-        return {name: per_channel(self, metrics.VARIABLE_METRICS[name].reduce(values),
-                                  unitless=not metrics.VARIABLE_METRICS[name].in_units)
-                for name, values in per_day.items()}
+        channels = self.frozen.store.channels
+        return {name: dict(zip(channels, map(float, values))) for name, values in
+                scores.variable_values(per_day, channels, {c: f for c, (_, f) in self.units.items()}).items()}
 
     def inner_test_latents(self, hidden: float) -> Tensor:
         """The inner-test days encoded with a fraction ``hidden`` of every day's points hidden (one seeded mask
@@ -684,16 +680,20 @@ def score_reconstruction(ev: Evaluation) -> dict:
         raise DataError(f"the saved reconstructions of {ev.run.path} are of days outside this store's test split; "
                         "evaluate the run again (without --rescore)")
     ref, store, hidden = ev.reference(days), ev.frozen.store, [float(h) for h in pred["hidden"].values]
-    decoded = {h: predictions.to_fields(pred.sel(hidden=h), store) for h in hidden}
-    model = xr.concat([scores.score(decoded[h], ref) for h in hidden], dim=pd.Index(hidden, name="hidden"))
+    day = len(days) // 2  # one held-back day for the maps: the middle of the inner test
+    per_hidden, map_of = [], {}
+    for h in hidden:  # one fraction in memory at a time
+        decoded = predictions.to_fields(pred.sel(hidden=h), store)
+        per_hidden.append(scores.score(decoded, ref))
+        map_of[h] = [p[day] for p in grids.as_list(decoded)]
+    model = xr.concat(per_hidden, dim=pd.Index(hidden, name="hidden"))
     climatology = scores.score(ref.climatology, ref)
     table = xr.concat([model, climatology], dim=pd.Index([ev.label, "climatology"], name="model"))
     scores.write(table, ev.run.evaluation, "reconstruction")
-    day = len(days) // 2  # one held-back day for the maps: the middle of the inner test
     when = ev.times[int(days[day])]
     _save_maps(ev, "reconstruction_test_day", "test day", f"{ev.label}: held-back test day {when}",
                {"truth": _display_units(ev, [t[day] for t in grids.as_list(ref.truth)]),
-                **{column: _display_units(ev, [p[day] for p in grids.as_list(decoded[h])])
+                **{column: _display_units(ev, map_of[h])
                    for column, h in (("complete", 0.0), ("hidden", RECONSTRUCTION_MAP_HIDDEN))}})
     return {"days": len(days), "hidden": hidden, **scores.pooled(model), "per_variable": scores.per_variable(model),
             "climatology": {**scores.pooled(climatology), "per_variable": scores.per_variable(climatology)},

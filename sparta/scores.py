@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from torch import Tensor
+
 from sparta import metrics
 from sparta.grids import Fields
 from sparta.outputs import atomic_write
@@ -36,17 +38,41 @@ class Reference:
     unit_factors: dict[str, float]
 
 
+def pooled_scores(pred: Fields, truth: Fields, train_range: tuple, keys: Sequence[str] | None = None
+                  ) -> dict[str, float]:
+    """Each :data:`~sparta.metrics.FIELD_METRICS` score (those of ``keys``; default all) of physical-unit fields
+    ``(N, C, H, W)`` (or one per grid); ``train_range``: the per-channel minimum and maximum of the
+    downstream-train block, for the paper's min-max scaling."""
+    lo, hi = train_range
+    return {name: float(metric.score(pred, truth, lo, hi)) for name, metric in metrics.FIELD_METRICS.items()
+            if keys is None or name in keys}
+
+
+def day_scores(pred: Fields, ref: Reference) -> dict[str, Tensor]:
+    """``{metric: (N, C)}``: each :data:`~sparta.metrics.VARIABLE_METRICS` entry's per-day values (store units)."""
+    return {name: metric.per_day(pred, ref.truth, ref.climatology, ref.weights)
+            for name, metric in metrics.VARIABLE_METRICS.items()}
+
+
+def variable_values(per_day: dict[str, Tensor], channels: Sequence[str], unit_factors: dict[str, float]
+                    ) -> dict[str, np.ndarray]:
+    """``{metric: (C,)}``: per-day values (:func:`day_scores`, any subset of the days) reduced over the days, in
+    each channel's display unit."""
+    out = {}
+    for name, values in per_day.items():
+        metric = metrics.VARIABLE_METRICS[name]
+        factors = np.array([unit_factors[c] if metric.in_units else 1.0 for c in channels])
+        out[name] = metric.reduce(values).numpy() * factors
+    return out
+
+
 def score(pred: Fields, ref: Reference, pooled: Sequence[str] | None = None) -> xr.Dataset:
     """Every metric of ``pred`` (``(N, C, H, W)`` days, or one array per grid) against ``ref``: a scalar variable
     per pooled metric (those named in ``pooled``; default all), a ``(variable,)`` one per per-variable metric."""
-    lo, hi = ref.train_range
-    out: dict[str, xr.DataArray] = {
-        name: xr.DataArray(float(metric.score(pred, ref.truth, lo, hi)))
-        for name, metric in metrics.FIELD_METRICS.items() if pooled is None or name in pooled}
-    for name, metric in metrics.VARIABLE_METRICS.items():
-        values = metric.reduce(metric.per_day(pred, ref.truth, ref.climatology, ref.weights)).numpy()
-        factors = np.array([ref.unit_factors[c] if metric.in_units else 1.0 for c in ref.channels])
-        out[name] = xr.DataArray(values * factors, dims="variable", coords={"variable": list(ref.channels)})
+    out: dict[str, xr.DataArray] = {name: xr.DataArray(value) for name, value in
+                                    pooled_scores(pred, ref.truth, ref.train_range, pooled).items()}
+    for name, values in variable_values(day_scores(pred, ref), ref.channels, ref.unit_factors).items():
+        out[name] = xr.DataArray(values, dims="variable", coords={"variable": list(ref.channels)})
     return xr.Dataset(out)
 
 
