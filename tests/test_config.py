@@ -1,11 +1,39 @@
+import math
+
 import pytest
 
 from sparta.config import Config, ConfigError, available_presets, load_config, parse_overrides
 from sparta.grids import parse_grid
+from sparta.variants import VARIANTS
 
 
 def test_presets_ship_with_the_package():
-    assert {"quick", "paper", "micro"} <= set(available_presets())
+    assert {"quick", "paper", "micro", "study"} <= set(available_presets())
+
+
+def test_study_preset_is_the_paper_network_with_the_departures_that_learn():
+    cfg = load_config("study")
+    # no EOF start and no linear paths: the networks learn from random weights, as the paper's do
+    assert not cfg.model.linear_path and cfg.model.linear_init == "random"
+    # the departures of docs/results.md's learning curve, and nothing else of the architecture
+    assert (cfg.model.stem, cfg.model.pool_hw, cfg.model.mean_field) == ("cifar", (4, 8), True)
+    assert cfg.model.fusion == "early" and cfg.sampler.hard_negatives and cfg.loss.cycle
+    # its own 30-year record, not the quick one, and the paper's forecast settings to T = 100
+    assert cfg.data.source == "speedy" and cfg.data.years == 30 and cfg.data.store != load_config("quick").data.store
+    ds = cfg.downstream
+    assert ds.forecast_settings == [(30, 1), (5, 5), (5, 10)] and ds.rollout_steps == 100
+    assert {25, 50, 75, 100} <= set(ds.lead_times) and ds.diffusion_samples == 20
+    # every stage trains, the blend's alpha ends near where the quick preset's does (~0.09)
+    t = cfg.train
+    assert min(t.epochs_pretrain, t.epochs_blend, t.epochs_decoder, t.epochs_autoencoder) > 0
+    assert 0.05 < math.exp(-cfg.loss.alpha_decay * (t.epochs_blend - 1)) < 0.15
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_of_the_study_is_a_valid_config(variant):
+    v = VARIANTS[variant]
+    cfg = load_config("study", v.overrides, method=v.method)
+    assert cfg.method == v.method
 
 
 def test_paper_preset_is_the_paper():
