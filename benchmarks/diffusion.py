@@ -19,7 +19,8 @@ import math
 
 from sparta.config import DownstreamConfig
 from sparta.data import open_or_prepare
-from sparta.evaluate import Evaluation, diffusion
+from sparta.evaluation import Evaluation
+from sparta.evaluation.diffusion import diffusion
 from sparta.runs import Run
 
 

@@ -177,7 +177,7 @@ def evaluate(
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
-    from sparta.evaluate import RESCORABLE, Evaluation, run_tasks
+    from sparta.evaluation import RESCORABLE, Evaluation, run_tasks
     from sparta.metrics import FIELD_METRICS
     from sparta.runs import Run
     from sparta.tables import paper_tables

@@ -103,7 +103,7 @@ def relative_improvements(a: dict, b: dict, name_a: str = "SPARTA", name_b: str 
 def _comparison_figures(out: Path, results: dict[str, dict], names: list[str], tag: str) -> list[Block]:
     """The variants of one section overlaid: RMSE and ACC per variable vs lead (the first forecast figures) and
     vs the hidden fraction of decoded test days, the forecast scores vs lead, smoothness and PCA."""
-    from sparta.evaluate import variable_skill_curves  # imports the downstream models: read when drawing
+    from sparta.evaluation.forecast import variable_skill_curves  # imports the downstream models: read when drawing
 
     figs = out / "report_figures"
     labels = {VARIANTS[n].label: n for n in names}
@@ -461,7 +461,7 @@ def render_html(blocks: list[Block]) -> str:
 
 def redraw_run_figures(out: Path) -> None:
     """Each evaluated variant's own figures, redrawn from its saved results (nothing is retrained)."""
-    from sparta.evaluate import draw_figures
+    from sparta.evaluation import draw_figures
     from sparta.runs import Run
 
     for name in VARIANTS:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from sparta.config import Config, ConfigError, load_config
 from sparta.data import open_or_prepare
 from sparta.data.store import Store, open_store
-from sparta.evaluate import TASKS, Evaluation, run_tasks
+from sparta.evaluation import TASKS, Evaluation, run_tasks
 from sparta.locks import lock_directory
 from sparta.report import build_report
 from sparta.runs import Run, RunError

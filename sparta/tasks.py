@@ -1,9 +1,10 @@
 """The downstream tasks as a table of names and result layouts, readable without torch.
 
 ``sparta evaluate --help``, config validation and the tables read :data:`TASK_SPECS`; the code that runs each
-task and draws its figures is registered beside it in :data:`sparta.evaluate.TASKS`, under the same name.
+task and draws its figures is registered beside it in :data:`sparta.evaluation.TASKS`, under the same name.
 A task with scalar results declares its :class:`Column`\\ s here and :func:`sparta.tables.downstream_table` lays
-them out, so adding such a task touches this file and ``evaluate.py`` only.
+them out, so adding such a task touches this file and ``sparta/evaluation/`` (its module, and its name in the list
+of task modules) only.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ LAYERS = [  # lowest first; a module may import its own layer and those below
                 "sparta.sampling", "sparta.plots"]),
     ("training", ["sparta.training"]),
     ("inference", ["sparta.inference", "sparta.embed"]),
-    ("evaluation", ["sparta.predictions", "sparta.scores", "sparta.evaluate", "sparta.tables"]),
+    ("evaluation", ["sparta.predictions", "sparta.scores", "sparta.evaluation", "sparta.tables"]),
     ("report", ["sparta.report", "sparta.reproduce"]),
     ("cli", ["sparta.cli", "sparta.__main__"]),
 ]

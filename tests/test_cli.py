@@ -9,7 +9,7 @@ WIDE = {"COLUMNS": "250", "TERMINAL_WIDTH": "250"}
 
 
 def test_evaluate_help_lists_the_task_table():
-    from sparta.evaluate import TASKS
+    from sparta.evaluation import TASKS
 
     result = CliRunner().invoke(app, ["evaluate", "--help"], env=WIDE)
     assert result.exit_code == 0, result.output

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from sparta.cli import app
 from sparta.config import load_config
 from sparta.downstream.forecast import LIM_RIDGES, LIM_SETTING
-from sparta.evaluate import (EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS, TASKS, Evaluation, forecast_baselines,
-                             run_tasks, variable_baselines)
+from sparta.evaluation import TASKS, Evaluation, run_tasks
+from sparta.evaluation.baselines import forecast_baselines, variable_baselines
+from sparta.evaluation.state import EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -149,7 +150,8 @@ def test_forecast_scores_physical_fields_of_the_right_days(tmp_path, trained, mi
     import numpy as np
     import torch
 
-    import sparta.evaluate as E
+    import sparta.evaluation.downstream_models as shared
+    import sparta.evaluation.forecast as F
     from sparta.climatology import day_of_year, day_of_year_climatology
     from sparta.metrics import acc, lat_weights, psnr_paper, rmse, ssim
 
@@ -167,9 +169,9 @@ def test_forecast_scores_physical_fields_of_the_right_days(tmp_path, trained, mi
         return None, []
 
     # a perfect forecaster of day-index latents: the next days after the last context day
-    monkeypatch.setattr(E, "train_forecaster", fake_train)
-    monkeypatch.setattr(E, "rollout", lambda model, ctx, steps: ctx[:, -1:] + torch.arange(1, steps + 1)[None, :, None])
-    out = E.forecast(ev)["LB5_S1"]
+    monkeypatch.setattr(shared, "train_forecaster", fake_train)
+    monkeypatch.setattr(F, "rollout", lambda model, ctx, steps: ctx[:, -1:] + torch.arange(1, steps + 1)[None, :, None])
+    out = F.forecast(ev)["LB5_S1"]
     ctx, tgt, val_ctx, _ = calls[0]
     (ta, _), (va, _), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
     assert ctx[0].tolist() == list(range(ta, ta + 5)) and float(tgt[0, 0, 0]) == ta + 5  # target: the next day
@@ -213,7 +215,7 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
     import numpy as np
     import torch
 
-    import sparta.evaluate as E
+    import sparta.evaluation.diffusion as D
     from sparta.downstream.diffusion import DiffusionSpace
     from sparta.metrics import latent_density, realism_score, rmse, rrmse
 
@@ -230,9 +232,9 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
         seen["conds"], seen["standardizer"] = conds, space.latents
         return (conds + shift)[:, None] + spread[None, :, None]
 
-    monkeypatch.setattr(E, "train_diffusion", fake_train)
-    monkeypatch.setattr(E, "generate", fake_generate)
-    out = E.diffusion(ev)
+    monkeypatch.setattr(D, "train_diffusion", fake_train)
+    monkeypatch.setattr(D, "generate", fake_generate)
+    out = D.diffusion(ev)
     (ta, tb), (va, vb), (sa, sb) = ev.inner["train"], ev.inner["val"], ev.inner["test"]
     assert torch.equal(seen["train"][0], ev.h_clean[ta:tb]) and torch.equal(seen["train"][1], ev.h_masked[ta:tb])
     assert torch.equal(seen["val"][0], ev.h_clean[va:vb])  # targets: complete days; conditions: masked days
@@ -262,7 +264,7 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
 def test_reconstruction_scores_each_hidden_fraction_of_the_inner_test_days(tmp_path, trained, micro_store):
     import numpy as np
 
-    import sparta.evaluate as E
+    from sparta.evaluation.reconstruction import reconstruction
     from sparta.metrics import rmse, rrmse
 
     copy = tmp_path / "copy"  # the maps go to the run directory: not the shared fixture's
@@ -272,12 +274,12 @@ def test_reconstruction_scores_each_hidden_fraction_of_the_inner_test_days(tmp_p
     a, b = ev.inner["test"]
     asked = []
     ev.inner_test_latents = lambda hidden: asked.append(hidden) or ev.h_clean[a:b]
-    out = E.reconstruction(ev)
-    assert asked == list(E.ROBUSTNESS_RATIOS[1:])  # complete: the complete-day latents themselves
+    out = reconstruction(ev)
+    assert asked == list(ROBUSTNESS_RATIOS[1:])  # complete: the complete-day latents themselves
     truth = ev.physical[a:b]
-    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([2.0] * len(E.ROBUSTNESS_RATIOS), rel=1e-6)
-    assert out["per_variable"]["rmse"]["q850"] == [0.0] * len(E.ROBUSTNESS_RATIOS)
-    assert out["per_variable"]["acc"]["z850"] == pytest.approx([1.0] * len(E.ROBUSTNESS_RATIOS))
+    assert out["per_variable"]["rmse"]["t2m"] == pytest.approx([2.0] * len(ROBUSTNESS_RATIOS), rel=1e-6)
+    assert out["per_variable"]["rmse"]["q850"] == [0.0] * len(ROBUSTNESS_RATIOS)
+    assert out["per_variable"]["acc"]["z850"] == pytest.approx([1.0] * len(ROBUSTNESS_RATIOS))
     assert out["rrmse_l2"][0] == pytest.approx(float(rrmse(ev.frozen.decode(ev.h_clean[a:b]), truth)))
     climatology = out["climatology"]["per_variable"]
     assert climatology["rmse"]["q850"] == pytest.approx(
@@ -335,13 +337,13 @@ def test_rescore_scores_the_saved_predictions_with_a_metric_added_later(tmp_path
 
 
 def test_rescored_forecasts_equal_the_evaluated_ones_and_train_nothing(tmp_path, trained, evaluated, monkeypatch):
-    import sparta.evaluate as E
+    import sparta.evaluation.downstream_models as shared
 
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy)
     curves = (copy / "evaluation" / "forecast_curves.csv").read_text()
     for name in ("train_forecaster", "train_linear_forecaster"):
-        monkeypatch.setattr(E, name, lambda *a, **k: pytest.fail("rescoring trained a forecaster"))
+        monkeypatch.setattr(shared, name, lambda *a, **k: pytest.fail("rescoring trained a forecaster"))
     result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "forecast", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((copy / "evaluation" / "metrics.json").read_text())["forecast"] == evaluated["forecast"]
@@ -349,11 +351,11 @@ def test_rescored_forecasts_equal_the_evaluated_ones_and_train_nothing(tmp_path,
 
 
 def test_rescored_classifications_equal_the_evaluated_ones(tmp_path, trained, evaluated, monkeypatch):
-    import sparta.evaluate as E
+    import sparta.evaluation.downstream_models as shared
 
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy)
-    monkeypatch.setattr(E, "train_classifier", lambda *a, **k: pytest.fail("rescoring trained a classifier"))
+    monkeypatch.setattr(shared, "train_classifier", lambda *a, **k: pytest.fail("rescoring trained a classifier"))
     result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "classify", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((copy / "evaluation" / "metrics.json").read_text())["classify"] == evaluated["classify"]
@@ -384,7 +386,7 @@ def test_robustness_alone_equals_robustness_after_the_other_tasks(tmp_path, trai
 
 
 def test_figures_are_redrawn_from_saved_results_alone(tmp_path, trained, evaluated):
-    from sparta.evaluate import draw_figures
+    from sparta.evaluation import draw_figures
 
     copy = tmp_path / "copy"
     shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("figures"))
