@@ -31,7 +31,7 @@ import xarray as xr
 from sparta import __version__, grids
 from sparta.data.store import DataError, PreparedStore, Store, check_domain, open_store
 from sparta.families import FAMILIES
-from sparta.inference import (channel_units, check_keep, checkpoint_path, fields_dataset, grid_dims,
+from sparta.inference import (channel_units, check_keep, check_masking, checkpoint_path, fields_dataset, grid_dims,
                               load, load_frozen, mask_values, weights_digest)
 from sparta.outputs import atomic_write, check_output_file, foreign_entries, listing
 
@@ -184,10 +184,7 @@ def embed(
     """
     out = Path(out)
     _check_output(out, overwrite)
-    if mask is not None and mask_ratio is not None:
-        raise DataError("--mask and --mask-ratio are mutually exclusive; give one of them")
-    if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
-        raise DataError(f"--mask-ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
+    check_masking(mask is not None, mask_ratio, ("--mask", "--mask-ratio"))
     run, path = checkpoint_path(run_dir, checkpoint)
     if isinstance(store, (str, Path)):
         store = open_store(store)
@@ -202,7 +199,7 @@ def embed(
                         f"several ({store.grid}); use --mask-ratio")
     keep = load_observation_mask(mask, store) if mask is not None else None
     log.info("encoding %d days of %s with %s", len(store.times), store.path, path)
-    h = frozen.encode(_Normalised(store), mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
+    h = frozen.encode(_Normalised(store), None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
 
     cfg = frozen.cfg
     masking: dict[str, str | float | int] = {"masking": "none"}
@@ -230,12 +227,8 @@ def embed(
             "title": "SPARTA embeddings",
             "sparta_version": __version__,
             "run": str(run.path.resolve()),
+            **frozen.identity(),
             "checkpoint": checkpoint,
-            "config_digest": cfg.digest(),
-            "weights_digest": weights_digest(frozen.model),
-            "method": cfg.method,
-            "fusion": cfg.model.fusion,
-            "preset": cfg.preset,
             "embed_dim": int(h.shape[1]),
             "variables": ",".join(store.variables),
             "grid": store.grid,

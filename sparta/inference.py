@@ -199,16 +199,16 @@ class ArrayModel:
         return self.store.std if self.store is not None else self.state["std"].numpy()
 
     @torch.no_grad()
-    def encode(self, fields: Fields, mask: float | tuple[float, float] | None = None, seed: int = 0,
+    def encode(self, fields: Fields, mask_ratio: float | tuple[float, float] | None = None, seed: int = 0,
                keep: Tensor | None = None) -> Tensor:
         """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
-        ``mask``: a fixed ratio, a ``(low, high)`` range drawn per sample, or None (complete
-        fields); ``keep`` is a fixed observation mask that replaces the random one: (H, W) or (1, C, H, W) for every
+        ``mask_ratio``: the fraction of points hidden, fixed or a ``(low, high)`` range drawn per sample, or None
+        (complete fields), as in :meth:`FrozenModel.embed_dataset`; ``keep`` is a fixed observation mask that replaces the random one: (H, W) or (1, C, H, W) for every
         day, or (N, C, H, W) one per day and channel. The model gets the encoder input (hidden points 0) and its
         observation mask.
         """
-        low, high = (mask, mask) if isinstance(mask, float) else (mask or (0.0, 0.0))
+        low, high = (mask_ratio, mask_ratio) if isinstance(mask_ratio, float) else (mask_ratio or (0.0, 0.0))
         gen = generator(seed)
         out = []
         for start in range(0, grids.length(fields), self.batch_size):
@@ -216,7 +216,7 @@ class ArrayModel:
                            grids.take(fields, slice(start, start + self.batch_size)))
             per_day = keep is not None and keep.dim() == 4 and len(keep) > 1
             seen = keep[start:start + self.batch_size] if per_day else keep
-            if mask is None and keep is None:
+            if mask_ratio is None and keep is None:
                 x, seen = self.augmenter.encoder_input(x), None
             else:
                 x, seen = self.augmenter.mask(x, gen, low, high, keep=seen)
@@ -253,6 +253,16 @@ class ArrayModel:
                 "fusion": self.cfg.model.fusion, "preset": self.cfg.preset}
 
 
+def check_masking(fixed_mask: bool, mask_ratio: float | None, names: tuple[str, str] = ("mask", "mask_ratio")
+                  ) -> None:
+    """One way of hiding points at most: a fixed mask or a ratio (``names``: how the caller calls them), the
+    ratio in [0, 1)."""
+    if fixed_mask and mask_ratio is not None:
+        raise DataError(f"{names[0]} and {names[1]} are mutually exclusive; give one of them")
+    if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
+        raise DataError(f"{names[1]} must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
+
+
 class FrozenModel(ArrayModel):
     """A trained run in use, on arrays (:class:`ArrayModel`) and on xarray Datasets: the Python API."""
 
@@ -271,10 +281,7 @@ class FrozenModel(ArrayModel):
         from sparta.data.weatherbench import select_fields, to_daily
         from sparta.domain import Box
 
-        if mask is not None and mask_ratio is not None:
-            raise DataError("mask and mask_ratio are mutually exclusive; give one of them")
-        if mask_ratio is not None and not 0.0 <= mask_ratio < 1.0:
-            raise DataError(f"mask_ratio must be in [0, 1) (the fraction of hidden points), got {mask_ratio}")
+        check_masking(mask is not None, mask_ratio)
         box = None if self.cfg.data.box is None else Box.parse(self.cfg.data.box)
         spec = dict(zip(self.channels, self.variables))
         ds = self._as_schema(ds)
@@ -298,7 +305,7 @@ class FrozenModel(ArrayModel):
             fixed = check_keep(values, "mask", (len(coords["lat"]), len(coords["lon"])), grid, len(self.channels))
             keep = fixed if keep is None else keep & fixed
         fields = self.normalise(parts if len(parts) > 1 else parts[0])
-        h = self.encode(fields, mask=None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
+        h = self.encode(fields, None if mask_ratio is None else float(mask_ratio), seed=seed, keep=keep)
         masking = "fixed" if keep is not None else "none" if mask_ratio is None else f"ratio {mask_ratio:g}"
         return xr.DataArray(h.numpy(), dims=("time", "feature"), name="embedding",
                             coords={"time": times, "feature": np.arange(h.shape[1])},

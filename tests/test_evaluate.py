@@ -12,7 +12,7 @@ from sparta.config import load_config
 from sparta.downstream.forecast import LIM_RIDGES, LIM_SETTING
 from sparta.evaluation import TASKS, Evaluation, run_tasks
 from sparta.evaluation.baselines import forecast_baselines, variable_baselines
-from sparta.evaluation.state import EVERY_LEAD, FIELD_METRICS, ROBUSTNESS_RATIOS
+from sparta.evaluation.state import EVERY_LEAD, FIELD_KEYS, ROBUSTNESS_RATIOS
 from sparta.runs import Run
 from sparta.training import Trainer
 
@@ -38,14 +38,14 @@ def test_every_task_writes_finite_results(trained, evaluated):
     assert lim["baselines"] == evaluated["forecast"]["LB5_S1"]["baselines"]  # the first setting's target days
     assert len(s5["curve"]["rrmse_paper"]) == ds.rollout_steps and list(s5["at"]["rrmse_l2"]) == ["5", "10"]
     assert set(EVERY_LEAD) == {"rrmse_paper", "rrmse_l2"} and set(s5["curve"]) == set(EVERY_LEAD)
-    assert set(s5["at"]) == {k + suffix for k in FIELD_METRICS for suffix in ("", "_spread")}
+    assert set(s5["at"]) == {k + suffix for k in FIELD_KEYS for suffix in ("", "_spread")}
     assert all(list(s5["at"][k]) == ["5", "10"] and all(map(math.isfinite, s5["at"][k].values())) for k in s5["at"])
     assert set(s5["baselines"]) == {"rrmse_paper", "rrmse_l2"}
     for per_name in s5["baselines"].values():
         assert set(per_name) == {"persistence", "climatology", "reconstruction ceiling"}
     channels = ["t2m", "z850", "u850", "v850", "q850"]
     assert set(s5["rrmse_l2_per_channel"]["10"]) == set(channels)
-    assert set(FIELD_METRICS) | {"rrmse_l2_per_channel", "rmse", "acc", "climatology"} <= set(evaluated["definitions"])
+    assert set(FIELD_KEYS) | {"rrmse_l2_per_channel", "rmse", "acc", "climatology"} <= set(evaluated["definitions"])
     assert evaluated["units"] == {"t2m": "K", "z850": "m**2 s**-2", "u850": "m s**-1", "v850": "m s**-1",
                                   "q850": "g kg**-1"}
     # per-variable RMSE and ACC of every model and baseline at every lead step
@@ -80,7 +80,7 @@ def test_every_task_writes_finite_results(trained, evaluated):
     lines = (trained.evaluation / "forecast_curves.csv").read_text().splitlines()
     assert lines[0] == "setting,seed,lead,metric,value"
     per_rollout = ((len(EVERY_LEAD) + 2 * len(channels)) * ds.rollout_steps  # + RMSE and ACC per variable
-                   + (len(FIELD_METRICS) - len(EVERY_LEAD)) * len(ds.lead_times))
+                   + (len(FIELD_KEYS) - len(EVERY_LEAD)) * len(ds.lead_times))
     assert len(lines) == 1 + per_rollout * (2 + len(ds.forecast_seeds))  # SSIM/PSNR at the reported leads only
     for name in ("forecast_error_LB5_S1_T10.png", "diffusion_reconstruction.png", "classification_confusion.png",
                  "temporal_distance.png", "cycle_distance.png", "pca.png", "robustness.png",
@@ -211,7 +211,7 @@ def test_forecast_scores_physical_fields_of_the_right_days(tmp_path, trained, mi
         float(rmse(climatology, pers_truth, weights)[0]), rel=1e-6)
 
 
-def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_store, monkeypatch):
+def test_diffusion_scores_the_right_sets_and_each_std_as_named(tmp_path, trained, micro_store, monkeypatch):
     import numpy as np
     import torch
 
@@ -219,7 +219,9 @@ def test_diffusion_scores_the_right_sets_and_each_std_as_named(trained, micro_st
     from sparta.downstream.diffusion import DiffusionSpace
     from sparta.metrics import latent_density, realism_score, rmse, rrmse
 
-    ev = Evaluation(trained, micro_store, progress=False)
+    copy = tmp_path / "copy"  # its predictions are of fake draws: not the shared fixture's
+    shutil.copytree(trained.path, copy, ignore=shutil.ignore_patterns("evaluation", "figures"))
+    ev = Evaluation(Run.open(copy), micro_store, progress=False)
     ds, seen = ev.downstream, {}
     spread = 0.5 * torch.linspace(-1, 1, ds.diffusion_samples)  # the draws of a condition: its mean +- spread
     shift = torch.linspace(-1, 1, ev.h_clean.shape[1])
@@ -359,6 +361,21 @@ def test_rescored_classifications_equal_the_evaluated_ones(tmp_path, trained, ev
     result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "classify", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((copy / "evaluation" / "metrics.json").read_text())["classify"] == evaluated["classify"]
+
+
+def test_rescored_diffusion_equals_the_evaluated_one_without_the_denoiser_or_the_encoder(tmp_path, trained, evaluated,
+                                                                                        monkeypatch):
+    import sparta.evaluation.diffusion as D
+    from sparta.inference import FrozenModel
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.path, copy)
+    for name in ("train_diffusion", "generate"):
+        monkeypatch.setattr(D, name, lambda *a, **k: pytest.fail("rescoring ran the diffusion model"))
+    monkeypatch.setattr(FrozenModel, "encode", lambda *a, **k: pytest.fail("rescoring encoded the test days"))
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--rescore", "--tasks", "diffusion", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((copy / "evaluation" / "metrics.json").read_text())["diffusion"] == evaluated["diffusion"]
 
 
 def test_rescore_refuses_a_task_that_keeps_no_predictions(trained):

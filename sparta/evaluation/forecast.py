@@ -16,7 +16,7 @@ from sparta.data.store import DataError
 from sparta.downstream.forecast import LIM_SETTING, rollout
 from sparta.evaluation.baselines import forecast_baselines, variable_baselines
 from sparta.evaluation.downstream_models import check_forecast_lengths, latent_forecaster, linear_forecaster
-from sparta.evaluation.state import (EVERY_LEAD, FIELD_METRICS, Evaluation, Task, draw_maps, field_scores, save_maps,
+from sparta.evaluation.state import (EVERY_LEAD, FIELD_KEYS, Evaluation, Task, draw_maps, field_scores, save_maps,
                                      write_csv)
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
@@ -27,15 +27,15 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
     reported ``downstream.lead_times`` (``at``)."""
     curve: dict[str, list[float]] = {k: [] for k in EVERY_LEAD}
     per_variable: dict[str, dict[str, list[float]]] = {name: {} for name in metrics.VARIABLE_METRICS}
-    at: dict[str, dict[int, float]] = {k: {} for k in FIELD_METRICS}
+    at: dict[str, dict[int, float]] = {k: {} for k in FIELD_KEYS}
     per_channel: dict[int, list[float]] = {}
     map_lead = min(50, pred.shape[1])
     for step in tqdm(range(pred.shape[1]), desc=f"score {label}", leave=False, disable=not ev.progress):
         lead, reported = step + 1, step + 1 in ev.downstream.lead_times
         fields = ev.frozen.decode(pred[:, step])
         truth = grids.take(ev.physical, first_target + step)
-        scores = field_scores(fields, truth, ev.train_range, FIELD_METRICS if reported else EVERY_LEAD)
-        for k, v in scores.items():
+        pooled = field_scores(fields, truth, ev.train_range, FIELD_KEYS if reported else EVERY_LEAD)
+        for k, v in pooled.items():
             if k in curve:
                 curve[k].append(v)
             if reported:
@@ -49,9 +49,9 @@ def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: st
             per_channel[lead] = metrics.rrmse(fields, truth, per_channel=True).tolist()
         if lead == map_lead and label == _map_setting(ev) and seed == ev.downstream.forecast_seeds[0]:
             save_maps(ev, f"forecast_error_{label}_T{map_lead}", "error",
-                       f"{ev.label} forecast {label}, T={map_lead}",
-                       {"prediction": [p[0] for p in grids.as_list(fields)],
-                        "truth": [t[0] for t in grids.as_list(truth)]})
+                      f"{ev.label} forecast {label}, T={map_lead}",
+                      {"prediction": [p[0] for p in grids.as_list(fields)],
+                       "truth": [t[0] for t in grids.as_list(truth)]})
     return {"curve": curve, "at": at, "rrmse_l2_per_channel": per_channel, "per_variable": per_variable}
 
 
@@ -65,7 +65,7 @@ def _summarise_seeds(ev: Evaluation, per_seed: list[dict]) -> dict:
     summary: dict = {"seeds": len(per_seed), "curve": {}, "at": {}}
     for metric in EVERY_LEAD:  # curves: the cheap scores at every step
         summary["curve"][metric] = np.array([s["curve"][metric] for s in per_seed]).mean(0).tolist()
-    for metric in FIELD_METRICS:  # every score at the reported leads
+    for metric in FIELD_KEYS:  # every score at the reported leads
         stacked = np.array([[s["at"][metric][t] for t in leads] for s in per_seed])  # (seeds, leads)
         summary["at"][metric] = {str(t): float(stacked[:, j].mean()) for j, t in enumerate(leads)}
         summary["at"][f"{metric}_spread"] = {str(t): float(stacked[:, j].std()) for j, t in enumerate(leads)}

@@ -54,9 +54,9 @@ def score_reconstruction(ev: Evaluation) -> dict:
     scores.write(table, ev.run.evaluation, "reconstruction")
     when = ev.times[int(days[day])]
     save_maps(ev, "reconstruction_test_day", "test day", f"{ev.label}: held-back test day {when}",
-               {"truth": display_units(ev, [t[day] for t in grids.as_list(ref.truth)]),
-                **{column: display_units(ev, map_of[h])
-                   for column, h in (("complete", 0.0), ("hidden", RECONSTRUCTION_MAP_HIDDEN))}})
+              {"truth": display_units(ev, [t[day] for t in grids.as_list(ref.truth)]),
+               **{column: display_units(ev, map_of[h])
+                  for column, h in (("complete", 0.0), ("hidden", RECONSTRUCTION_MAP_HIDDEN))}})
     return {"days": len(days), "hidden": hidden, **scores.pooled(model), "per_variable": scores.per_variable(model),
             "climatology": {**scores.pooled(climatology), "per_variable": scores.per_variable(climatology)},
             "map_day": str(when)}

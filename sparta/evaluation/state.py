@@ -34,7 +34,7 @@ ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
 
 
-FIELD_METRICS = tuple(metrics.FIELD_METRICS)
+FIELD_KEYS = tuple(metrics.FIELD_METRICS)
 """Keys of :func:`field_scores`, the scores of decoded fields (forecast per lead, diffusion)."""
 EVERY_LEAD = tuple(key for key, metric in metrics.FIELD_METRICS.items() if metric.every_lead)
 """The field scores a forecast computes at every lead step (its curves); the others at ``downstream.lead_times``."""
@@ -69,9 +69,9 @@ DEFINITIONS = {
 """One line per metric key of metrics.json, written beside the results (``definitions``)."""
 
 
-def field_scores(pred: Fields, true: Fields, train_range: tuple, keys: tuple[str, ...] = FIELD_METRICS
+def field_scores(pred: Fields, true: Fields, train_range: tuple, keys: tuple[str, ...] = FIELD_KEYS
                  ) -> dict[str, float]:
-    """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_METRICS` (or those of ``keys``,
+    """Physical-unit scores of (N, C, H, W) fields (or one per grid), :data:`FIELD_KEYS` (or those of ``keys``,
     in the registry's order): pooled RRMSE by the paper's formula and by ours, SSIM and PSNR by the authors'
     definitions (``train_range``: per-channel minimum and maximum of the downstream-train block) and by ours."""
     return scores.pooled_scores(pred, true, train_range, keys)
