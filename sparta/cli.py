@@ -177,7 +177,7 @@ def evaluate(
 ) -> None:
     """Train and score the downstream models on the frozen encoder; write metrics, tables and figures."""
     from sparta.data import open_or_prepare
-    from sparta.evaluation import RESCORABLE, Evaluation, run_tasks
+    from sparta.evaluation import Evaluation, rescorable, run_tasks
     from sparta.metrics import FIELD_METRICS
     from sparta.runs import Run
     from sparta.tables import paper_tables
@@ -188,7 +188,7 @@ def evaluate(
     run = Run.open(run_dir)
     with lock_directory(run.path, "run directory"):  # metrics and figures go there
         store = open_or_prepare(run.config.data, progress, prepare=False)
-        default = RESCORABLE if rescore else list(TASK_SPECS)
+        default = rescorable() if rescore else list(TASK_SPECS)
         results = run_tasks(Evaluation(run, store, progress=progress),
                             default if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()], rescore)
         label = run_label(results["method"], results["fusion"])

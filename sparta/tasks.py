@@ -3,8 +3,8 @@
 ``sparta evaluate --help``, config validation and the tables read :data:`TASK_SPECS`; the code that runs each
 task and draws its figures is registered beside it in :data:`sparta.evaluation.TASKS`, under the same name.
 A task with scalar results declares its :class:`Column`\\ s here and :func:`sparta.tables.downstream_table` lays
-them out, so adding such a task touches this file and ``sparta/evaluation/`` (its module, and its name in the list
-of task modules) only.
+them out. A task is a :class:`TaskSpec` registered here (:func:`register`) and its code registered with
+:func:`sparta.evaluation.register`: one module can hold both.
 """
 
 from __future__ import annotations
@@ -72,7 +72,20 @@ def _chance(results: dict) -> dict[str, dict]:
     return {"chance": {"accuracy": 1.0 / n, "cross_entropy": math.log(n)}}
 
 
-TASK_SPECS: dict[str, TaskSpec] = {t.name: t for t in (
+TASK_SPECS: dict[str, TaskSpec] = {}
+"""The downstream tasks, in the order ``sparta evaluate`` runs them (the order they were registered)."""
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Add ``spec`` to :data:`TASK_SPECS`; a name (and a metrics.json key) is registered once."""
+    taken = [t.name for t in TASK_SPECS.values() if spec.name == t.name or spec.key == t.key]
+    if taken:
+        raise ValueError(f"task '{spec.name}' (key '{spec.key}') clashes with the registered task '{taken[0]}'")
+    TASK_SPECS[spec.name] = spec
+    return spec
+
+
+for _spec in (
     TaskSpec("forecast", "forecast",
              "latent LSTM and linear inverse model forecasts, decoded and scored per lead, with baselines"),
     TaskSpec("diffusion", "diffusion", "conditional latent diffusion from sparse inputs", DIFFUSION_COLUMNS,
@@ -83,5 +96,5 @@ TASK_SPECS: dict[str, TaskSpec] = {t.name: t for t in (
              "latent classification", _chance),
     TaskSpec("diagnostics", "smoothness", "smoothness and trajectories of the latents"),
     TaskSpec("robustness", "robustness", "accuracy and forecast error vs mask ratio"),
-)}
-"""The downstream tasks, in the order ``sparta evaluate`` runs them."""
+):
+    register(_spec)

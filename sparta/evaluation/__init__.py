@@ -16,9 +16,10 @@ Each task writes what it predicts (``evaluation/predictions``, where it keeps th
 (``evaluation/scores``, ``evaluation/metrics.json``, per-step curves in CSV); tables and figures are built
 from those files.
 
-The package: :mod:`~sparta.evaluation.state` holds what every task reads; each task is a module that registers
-its :class:`~sparta.evaluation.state.Task` as ``TASK``; this module runs them in :data:`sparta.tasks.TASK_SPECS`'
-order and redraws their figures.
+The package: :mod:`~sparta.evaluation.state` holds what every task reads; each built-in task is a module whose
+:class:`~sparta.evaluation.state.Task` (``TASK``) this module registers (:func:`register`: a task of your own
+registers its code the same way, beside its :class:`~sparta.tasks.TaskSpec`); :func:`run_tasks` runs them in
+:data:`sparta.tasks.TASK_SPECS`' order and redraws their figures.
 """
 
 from __future__ import annotations
@@ -33,32 +34,48 @@ from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 from sparta.variants import run_label
 
-__all__ = ["RESCORABLE", "TASKS", "Evaluation", "Task", "draw_figures", "run_tasks"]
+__all__ = ["TASKS", "Evaluation", "Task", "draw_figures", "register", "rescorable", "run_tasks"]
 
 log = logging.getLogger(__name__)
 
-_MODULES = (forecast, diffusion, reconstruction, classify, diagnostics, robustness)
-_REGISTERED = {module.TASK.spec.name: module.TASK for module in _MODULES}
-if set(_REGISTERED) != set(TASK_SPECS):
-    raise ImportError(f"tasks without code: {sorted(set(TASK_SPECS) - set(_REGISTERED))}; "
-                      f"code without a TaskSpec: {sorted(set(_REGISTERED) - set(TASK_SPECS))}")
-TASKS: dict[str, Task] = {name: _REGISTERED[name] for name in TASK_SPECS}
-"""Each task of :data:`sparta.tasks.TASK_SPECS` with the code that runs it and draws its figures."""
-RESCORABLE = [name for name, task in TASKS.items() if task.score is not None]
-"""The tasks that keep their predictions, so ``sparta evaluate --rescore`` scores them again."""
+TASKS: dict[str, Task] = {}
+"""The code of each task of :data:`sparta.tasks.TASK_SPECS`, in its order."""
+
+
+def register(task: Task) -> Task:
+    """Add a task's code to :data:`TASKS`; its :class:`~sparta.tasks.TaskSpec` is registered first
+    (:func:`sparta.tasks.register`), and a task's code once."""
+    name = task.spec.name
+    if TASK_SPECS.get(name) is not task.spec:
+        raise ValueError(f"task '{name}': register its TaskSpec with sparta.tasks.register first")
+    if name in TASKS:
+        raise ValueError(f"task '{name}' has its code registered already")
+    TASKS[name] = task
+    return task
+
+
+for _module in (forecast, diffusion, reconstruction, classify, diagnostics, robustness):
+    register(_module.TASK)
+
+
+def rescorable() -> list[str]:
+    """The tasks that keep their predictions, so ``sparta evaluate --rescore`` scores them again."""
+    return [name for name, task in TASKS.items() if task.score is not None]
 
 
 def run_tasks(ev: Evaluation, tasks: list[str], rescore: bool = False) -> dict:
     """Run ``tasks`` (names in :data:`TASKS`, in the table's order), write ``metrics.json`` after each, then draw
     every figure from the saved results. ``rescore``: score the tasks' saved predictions again instead (every
-    registered metric, nothing trained); only tasks that save their predictions (:data:`RESCORABLE`) can."""
+    registered metric, nothing trained); only tasks that save their predictions (:func:`rescorable`) can."""
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
-        raise ConfigError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+        codeless = sorted(set(unknown) & set(TASK_SPECS))
+        raise ConfigError(f"task(s) {', '.join(codeless)} have no code registered (sparta.evaluation.register)"
+                          if codeless else f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     fixed = [name for name in tasks if rescore and TASKS[name].score is None]
     if fixed:
         raise ConfigError(f"task(s) {', '.join(fixed)} keep no predictions to score again; --rescore scores "
-                          f"{', '.join(RESCORABLE)}; evaluate the others without --rescore")
+                          f"{', '.join(rescorable())}; evaluate the others without --rescore")
     ev.run.evaluation.mkdir(parents=True, exist_ok=True)
     path = ev.run.evaluation / "metrics.json"
     if path.exists():  # keep results of tasks not re-run
