@@ -5,8 +5,8 @@
 Each positional argument is one `sparta reproduce` grid (one training seed) holding the same models
 (`--models`, default sparta autoencoder pca). Decoded test days go through `sparta embed` + `sparta
 decode` (:mod:`embed_decode`) at each `--hidden` fraction; forecasts are read from each run's
-`evaluation/metrics.json` at leads 1, 2, 5 and 10 for `--settings` (default the paper's LB30_S1 LSTM
-and the LIM). Per-variable RMSE (display units) and ACC, mean ± sample std over the grids, beside
+`evaluation/metrics.json` at `--leads` (default 1, 2, 5 and 10) for `--settings` (default the paper's
+LB30_S1 LSTM and the LIM). Per-variable RMSE (display units) and ACC, mean ± sample std over the grids, beside
 persistence and the climatology of the same days; then, per column, the best model and whether its
 lead over the runner-up exceeds the two seed spreads (mean ± std intervals that do not overlap).
 """
@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from embed_decode import measure
-
-LEADS = (1, 2, 5, 10)
 
 
 def _cell(values: list[float], digits: int) -> str:
@@ -76,7 +74,7 @@ def decoded(store: str, grids: list[Path], models: list[str], hidden: list[float
             + "\n" + _table(f"Best model of each column; {WINNER_NOTE}", header, best))
 
 
-def forecasts(grids: list[Path], models: list[str], settings: list[str]) -> str:
+def forecasts(grids: list[Path], models: list[str], settings: list[str], leads: list[int]) -> str:
     out = []
     for setting in settings:
         runs = {m: [json.loads((g / m / "evaluation" / "metrics.json").read_text())["forecast"][setting]
@@ -84,7 +82,7 @@ def forecasts(grids: list[Path], models: list[str], settings: list[str]) -> str:
         channels = list(next(iter(runs.values()))[0]["per_variable"]["rmse"])
         header = [f"{c} RMSE" for c in channels] + [f"{c} ACC" for c in channels]
         rows, best = {}, {}
-        for t in LEADS:
+        for t in leads:
             for m, entries in runs.items():
                 rows[f"{m}, T={t}"] = ([_cell([e["per_variable"]["rmse"][c][t - 1] for e in entries], 3) for c in channels]
                                        + [_cell([e["per_variable"]["acc"][c][t - 1] for e in entries], 3) for c in channels])
@@ -108,11 +106,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["sparta", "autoencoder", "pca"])
     parser.add_argument("--hidden", type=float, nargs="+", default=[0.0, 0.7, 0.9, 0.95])
     parser.add_argument("--settings", nargs="+", default=["LB30_S1", "LIM"])
+    parser.add_argument("--leads", type=int, nargs="+", default=[1, 2, 5, 10],
+                        help="forecast leads (days) to tabulate; the paper's tables: 25 50 75 100")
     parser.add_argument("--no-decode", action="store_true", help="forecasts only (no embed + decode)")
     args = parser.parse_args()
     if not args.no_decode:
         print(decoded(args.store, args.grids, args.models, args.hidden))
-    print(forecasts(args.grids, args.models, args.settings))
+    print(forecasts(args.grids, args.models, args.settings, args.leads))
 
 
 if __name__ == "__main__":
