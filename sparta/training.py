@@ -95,11 +95,18 @@ LOSS_TERMS = ("contrastive", "views", "masked")
 MODEL_PARTS = ("fusion", "projector", "decoder")
 
 
+#: A loss of a family's own: ``loss(step, batch, stage, alpha, generator) -> {term: value}``, ``total`` the one
+#: optimised; the other terms are logged (metrics.csv) as the built-in ones are.
+LossFunction = Callable[["Step", dict[str, Tensor], "Stage", float, torch.Generator], dict[str, Tensor]]
+
+
 @dataclass(frozen=True)
 class Stage:
     """What one training stage does: the model parts it ``trains`` (the rest stay frozen) and the loss terms it
     optimises; with ``blend`` the loss is ``alpha * L_c + (1 - alpha) * L_r``, ``alpha = exp(-k * epoch)``.
-    Paper section 5: pretrain -> blend -> decoder; or the autoencoder."""
+    Paper section 5: pretrain -> blend -> decoder; or the autoencoder. A family with a loss of its own (BYOL,
+    VICReg, ...) gives its stage ``loss`` (a :data:`LossFunction`, or its ``"module:function"`` path); ``losses``
+    then names the terms it returns."""
 
     name: str
     epochs: int
@@ -107,12 +114,14 @@ class Stage:
     trains: tuple[str, ...]
     losses: tuple[str, ...]
     blend: bool = False
+    loss: LossFunction | str | None = None
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.trains) - set(MODEL_PARTS)) + sorted(set(self.losses) - set(LOSS_TERMS))
+        known = set(self.losses) if self.loss is not None else set(LOSS_TERMS)
+        unknown = sorted(set(self.trains) - set(MODEL_PARTS)) + sorted(set(self.losses) - known)
         if unknown or not self.trains or not self.losses:
             raise ValueError(f"stage {self.name}: trains {self.trains} of {MODEL_PARTS} and losses {self.losses} of "
-                             f"{LOSS_TERMS}, at least one each")
+                             f"{LOSS_TERMS} (or of its own loss), at least one each")
 
     @property
     def contrastive(self) -> bool:
@@ -319,6 +328,10 @@ class Step:
 
     def terms(self, batch: dict[str, Tensor], stage: Stage, alpha: float, gen: torch.Generator) -> dict[str, Tensor]:
         """Loss terms of one batch; ``total`` is what is optimised."""
+        if stage.loss is not None:
+            loss = resolve(stage.loss) if isinstance(stage.loss, str) else stage.loss
+            with self.autocast():
+                return loss(self, batch, stage, alpha, gen)
         anchor = self.to_device(batch["anchor"])
         with self.autocast():
             if not stage.contrastive:
