@@ -204,9 +204,9 @@ class ArrayModel:
         """Normalised fields (N, C, H, W), or one such array per grid, -> embeddings h (N, D) on CPU.
 
         ``mask_ratio``: the fraction of points hidden, fixed or a ``(low, high)`` range drawn per sample, or None
-        (complete fields), as in :meth:`FrozenModel.embed_dataset`; ``keep`` is a fixed observation mask that replaces the random one: (H, W) or (1, C, H, W) for every
-        day, or (N, C, H, W) one per day and channel. The model gets the encoder input (hidden points 0) and its
-        observation mask.
+        (complete fields), as in :meth:`FrozenModel.embed_dataset`; ``keep`` is a fixed observation mask that
+        replaces the random one: (H, W) or (1, C, H, W) for every day, or (N, C, H, W) one per day and channel.
+        The model gets the encoder input (hidden points 0) and its observation mask.
         """
         low, high = (mask_ratio, mask_ratio) if isinstance(mask_ratio, float) else (mask_ratio or (0.0, 0.0))
         gen = generator(seed)

@@ -9,6 +9,7 @@ from torch import Tensor
 from sparta import grids, metrics
 from sparta.evaluation.state import Evaluation
 
+
 def _reconstruction_errors(ev: Evaluation) -> tuple[Tensor, Tensor, Tensor, int, dict[str, Tensor]]:
     """Per test day of the decoded complete-input latents: squared error, squared truth and summed truth,
     the values per day, and the per-variable scores of each day (:meth:`Evaluation.day_scores`): decoded once for

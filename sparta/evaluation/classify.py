@@ -15,6 +15,7 @@ from sparta.evaluation.state import SEASONS, Evaluation, Task
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 
+
 def classify(ev: Evaluation) -> dict:
     """Season classification from sparse embeddings by ``downstream.classify_seeds`` classifiers: their logits of
     the inner-test days written as predictions (``predictions/classify.zarr``, dims ``seed, time, season``; their

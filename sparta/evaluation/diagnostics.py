@@ -12,6 +12,7 @@ from sparta.evaluation.state import Evaluation, Task
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 
+
 def _trajectory_windows(h_masked: Tensor, lookback: int = 5, stride: int = 5, count: int = 64):
     """Mean embedding of non-overlapping masked look-back windows and the next (masked) day."""
     n = min(count, (len(h_masked) - lookback - 1) // stride + 1)

@@ -18,6 +18,7 @@ from sparta.evaluation.state import Evaluation, Task, draw_maps, field_scores, p
 from sparta.seeding import derive_seed, generator
 from sparta.tasks import TASK_SPECS
 
+
 def diffusion_latent_scores(gen: Tensor, ref: Tensor, standardizer, sigma: float, k: int) -> dict[str, float]:
     """Latent scores of (N conditions, S draws, D) generations against the reference latents ``ref`` (R, D).
 

@@ -14,6 +14,7 @@ from sparta.downstream.forecast import LinearInverseModel, make_windows, train_f
 from sparta.evaluation.state import Evaluation
 from sparta.seeding import derive_seed
 
+
 def latent_forecaster(ev: Evaluation, lookback: int, stride: int, seed: int) -> torch.nn.Module:
     """The latent forecaster of one look-back/stride setting and seed, trained on the inner train/val.
 

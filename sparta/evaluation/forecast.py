@@ -21,6 +21,7 @@ from sparta.evaluation.state import (EVERY_LEAD, FIELD_KEYS, Evaluation, Task, d
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 
+
 def _score_rollout(ev: Evaluation, pred: Tensor, first_target: Tensor, label: str, seed: int, rows: list) -> dict:
     """Decode each lead step of a (N, steps, D) rollout and score it against the truth: the :data:`EVERY_LEAD`
     scores and the per-variable RMSE and ACC at every step (``curve``, ``per_variable``), every score at the

@@ -14,6 +14,7 @@ from sparta.evaluation.state import (RECONSTRUCTION_MAP_HIDDEN, ROBUSTNESS_RATIO
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 
+
 def reconstruction(ev: Evaluation) -> dict:
     """Decoded reconstructions of the inner-test days from complete inputs (the encoder's complete-day input) and
     from each hidden fraction of :data:`ROBUSTNESS_RATIOS` (the robustness task's masked latents), written as

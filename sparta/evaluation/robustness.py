@@ -13,6 +13,7 @@ from sparta.evaluation.state import ROBUSTNESS_RATIOS, SEASONS, Evaluation, Task
 from sparta.runs import Run
 from sparta.tasks import TASK_SPECS
 
+
 def robustness(ev: Evaluation) -> dict:
     """Classification accuracy and one-step forecast RRMSE vs the input mask ratio (0-95%), on the inner test.
 

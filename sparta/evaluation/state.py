@@ -29,6 +29,7 @@ from sparta.variants import run_label
 
 log = logging.getLogger(__name__)
 
+
 T = TypeVar("T")
 ROBUSTNESS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SEASONS = ["DJF", "MAM", "JJA", "SON"]
